@@ -1,0 +1,279 @@
+//! What the interposed symbols do: a two-comparison test for every call, and for the
+//! rare candidate, the facts, the decision, the allocation and one log line.
+
+use crate::config::{Config, OnError};
+use crate::error::{get_errno, set_errno, Errno};
+use crate::extents;
+use crate::fs::FsKind;
+use crate::log::{self, Bytes, Level};
+use crate::policy::{self, Decision, Facts};
+use crate::prealloc::{self, Before, How};
+use crate::real;
+use crate::sys;
+use libc::{c_int, c_void, size_t, ssize_t};
+use std::ffi::CStr;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::OnceLock;
+use std::time::Instant;
+
+/// The smallest offset a one-byte write needs to be looked at: `NOSPARSE_MIN_SIZE - 1`,
+/// or `i64::MAX` when disabled. Zero until the settings are read, so that early calls
+/// take the slow path, which reads them.
+static THRESHOLD: AtomicI64 = AtomicI64::new(0);
+static CONFIG: OnceLock<Config> = OnceLock::new();
+
+/// `pwrite64(fd, buf, nbyte, offset)`, with sparse creations preallocated first.
+///
+/// # Safety
+/// The arguments are the caller's, with pwrite64's contract.
+#[inline(always)]
+pub unsafe fn pwrite(fd: c_int, buf: *const c_void, nbyte: size_t, offset: i64) -> ssize_t {
+    if nbyte == 1 && offset >= THRESHOLD.load(Ordering::Relaxed) {
+        // SAFETY: the caller's arguments, passed on.
+        return unsafe { candidate(fd, buf, offset) };
+    }
+    // SAFETY: the caller's arguments, passed on to the function it meant to call.
+    unsafe { real::pwrite64()(fd, buf, nbyte, offset) }
+}
+
+/// Reads the settings and resolves the real functions; the library's constructor calls it.
+pub fn init() {
+    let _ = catch_unwind(|| {
+        config();
+        real::resolve_all();
+    });
+}
+
+/// The settings, read on first use.
+pub fn config() -> &'static Config {
+    CONFIG.get_or_init(|| {
+        let (cfg, bad, ignored) = Config::from_env();
+        for b in &bad {
+            log::emit(
+                cfg.log,
+                Level::Warning,
+                format_args!(
+                    "ignoring {}={:?}: {}; keeping the default",
+                    b.name, b.value, b.why
+                ),
+            );
+        }
+        if ignored {
+            log::emit(
+                cfg.log,
+                Level::Info,
+                format_args!(
+                    "secure-execution program: NOSPARSE_* settings from the environment ignored"
+                ),
+            );
+        }
+        let threshold = if cfg.disabled {
+            i64::MAX
+        } else {
+            cfg.min_size.saturating_sub(1) as i64
+        };
+        THRESHOLD.store(threshold, Ordering::Relaxed);
+        cfg
+    })
+}
+
+/// What the preparation left for the real call to do.
+enum Prepared {
+    /// Nothing changed: call through.
+    Untouched,
+    /// The file was allocated: call through, and undo if the real call fails.
+    Allocated(Before),
+    /// Allocation failed under `NOSPARSE_ON_ERROR=fail`: return -1 with this errno.
+    Fail(Errno),
+}
+
+#[cold]
+#[inline(never)]
+unsafe fn candidate(fd: c_int, buf: *const c_void, offset: i64) -> ssize_t {
+    let saved_errno = get_errno();
+    let prepared = catch_unwind(|| prepare(fd, offset)).unwrap_or(Prepared::Untouched);
+    let before = match prepared {
+        Prepared::Fail(errno) => {
+            set_errno(errno.0);
+            return -1;
+        }
+        Prepared::Untouched => None,
+        Prepared::Allocated(before) => Some(before),
+    };
+    set_errno(saved_errno);
+    // SAFETY: the caller's arguments, passed on.
+    let ret = unsafe { real::pwrite64()(fd, buf, 1, offset) };
+    if let (true, Some(before)) = (ret < 0, before) {
+        // Without the library the failed write would have left the file as it was.
+        let errno = get_errno();
+        let _ = catch_unwind(AssertUnwindSafe(|| {
+            undo(fd, before, "the write itself failed")
+        }));
+        set_errno(errno);
+    }
+    ret
+}
+
+fn prepare(fd: c_int, offset: i64) -> Prepared {
+    let cfg = config();
+    if policy::is_candidate(cfg, 1, offset).is_err() {
+        // Only calls made before the settings were read get here.
+        return Prepared::Untouched;
+    }
+    let mut path_buf = [0u8; sys::PATH_BUF];
+    let path = match sys::fd_path(fd, &mut path_buf) {
+        // SAFETY: fd_path leaves a NUL after the bytes it returns.
+        Ok(p) => unsafe { CStr::from_ptr(p.as_ptr().cast()) },
+        Err(_) => c"(unknown path)",
+    };
+    let path_text = String::from_utf8_lossy(path.to_bytes());
+    let facts = match gather(fd, offset, cfg, path) {
+        Ok(f) => f,
+        Err(e) => {
+            if cfg.debug {
+                log::emit(
+                    cfg.log,
+                    Level::Debug,
+                    format_args!("fd {fd}: left alone: {e}"),
+                );
+            }
+            return Prepared::Untouched;
+        }
+    };
+    let (len, method, nocow) = match policy::judge(cfg, &facts.0) {
+        Decision::Skip(why) => {
+            if cfg.debug {
+                log::emit(
+                    cfg.log,
+                    Level::Debug,
+                    format_args!("{path_text}: left alone: {why}"),
+                );
+            }
+            return Prepared::Untouched;
+        }
+        Decision::WouldAllocate { len } => {
+            log::emit(
+                cfg.log,
+                Level::Info,
+                format_args!(
+                    "{path_text}: would preallocate {} (NOSPARSE_METHOD=off)",
+                    Bytes(len as u64)
+                ),
+            );
+            return Prepared::Untouched;
+        }
+        Decision::Allocate { len, method, nocow } => (len, method, nocow),
+    };
+    let before = facts.1;
+    let started = Instant::now();
+    if nocow {
+        if let Err(e) = prealloc::set_nocow(fd) {
+            log::emit(
+                cfg.log,
+                Level::Warning,
+                format_args!("{path_text}: could not set NOCOW ({e}); btrfs may fragment it"),
+            );
+        }
+    }
+    match prealloc::allocate(fd, before, len, method, facts.0.open_flags) {
+        Ok(how) => {
+            let ms = started.elapsed().as_millis();
+            let how = match how {
+                How::Fallocate => "fallocate".to_string(),
+                How::Zeros(n) => format!("zero fill of {}", Bytes(n)),
+            };
+            let frags = extents::layout(fd, len as u64)
+                .ok()
+                .filter(|l| !l.pending)
+                .map(|l| l.fragments);
+            let mut frag_buf = [0u8; 24];
+            let mut w = log::StackBuf::new(&mut frag_buf);
+            let _ = match frags {
+                Some(n) => std::fmt::Write::write_fmt(&mut w, format_args!("{n}")),
+                None => std::fmt::Write::write_str(&mut w, "pending writeback"),
+            };
+            let frags = std::str::from_utf8(w.as_bytes()).unwrap_or("?");
+            log::emit(
+                cfg.log,
+                Level::Info,
+                format_args!(
+                    "preallocated {path_text}: {} on {} by {how} in {ms} ms, fragments: {frags}",
+                    Bytes(len as u64),
+                    facts.0.fs
+                ),
+            );
+            Prepared::Allocated(before)
+        }
+        Err(e) => {
+            undo(fd, before, "preallocation failed");
+            let outcome = match cfg.on_error {
+                OnError::Passthrough => "the file stays sparse",
+                OnError::Fail => "failing the write (NOSPARSE_ON_ERROR=fail)",
+            };
+            log::emit(
+                cfg.log,
+                Level::Warning,
+                format_args!(
+                    "could not preallocate {path_text} ({} on {}): {e}; {outcome}",
+                    Bytes(len as u64),
+                    facts.0.fs
+                ),
+            );
+            match cfg.on_error {
+                OnError::Passthrough => Prepared::Untouched,
+                OnError::Fail => Prepared::Fail(e.errno),
+            }
+        }
+    }
+}
+
+/// Collects the facts the decision needs: four syscalls, on candidates only.
+fn gather(
+    fd: c_int,
+    offset: i64,
+    cfg: &Config,
+    path: &CStr,
+) -> crate::error::Result<(Facts, Before)> {
+    let open_flags = sys::getfl(fd)?;
+    let st = sys::fstat(fd)?;
+    let regular = st.st_mode & libc::S_IFMT == libc::S_IFREG;
+    // Only regular files need to know their filesystem.
+    let fs = if regular {
+        FsKind::of_fd(fd)?
+    } else {
+        FsKind::Other(0)
+    };
+    let facts = Facts {
+        nbyte: 1,
+        offset,
+        open_flags,
+        regular,
+        size: st.st_size,
+        fs,
+        path_matches: cfg.matcher.matches(path),
+        fsize_limit: sys::fsize_limit(),
+    };
+    Ok((
+        facts,
+        Before {
+            size: st.st_size,
+            blocks: st.st_blocks as i64,
+        },
+    ))
+}
+
+/// Rolls the file back, and says so if that fails too.
+fn undo(fd: c_int, before: Before, why: &str) {
+    if let Err(e) = prealloc::rollback(fd, before) {
+        let cfg = config();
+        log::emit(
+            cfg.log,
+            Level::Warning,
+            format_args!(
+                "fd {fd}: {why}, and restoring the size {} failed: {e}",
+                before.size
+            ),
+        );
+    }
+}

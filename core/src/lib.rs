@@ -1,0 +1,18 @@
+//! The engine behind `libnosparse.so`.
+//!
+//! The cdylib (`src/lib.rs` at the workspace root) exports the interposed symbols and
+//! calls [`hook::pwrite`]; everything else lives here, where nothing is exported, so
+//! tests, examples and tools can use the engine without interposing their own writes.
+
+#![deny(unsafe_op_in_unsafe_fn)]
+
+pub mod config;
+pub mod error;
+pub mod extents;
+pub mod fs;
+pub mod hook;
+pub mod log;
+pub mod policy;
+pub mod prealloc;
+pub mod real;
+pub mod sys;

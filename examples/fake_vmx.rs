@@ -1,0 +1,315 @@
+//! A stand-in for VMware's `vmware-vmx`: creates a guest memory file the way vmx does,
+//! `pwrite64(fd, "\0", 1, size - 1)`, then simulates the guest's life by writing
+//! regions back in random order with `fdatasync`, optionally while a second writer
+//! competes for the same filesystem. Uses libc only (never the engine), so that what
+//! it observes is what any program would. Results are printed as `key=value` lines.
+//!
+//! Run `fake_vmx --help` for the options.
+
+use std::ffi::CString;
+use std::process::exit;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+const USAGE: &str = "\
+usage: fake_vmx --path FILE [options]
+
+Creates FILE like vmware-vmx creates a .vmem, then writes guest pages into it.
+
+options:
+  --size BYTES         size of the file (default 268435456)
+  --call NAME          symbol that makes the creation call: pwrite64, pwrite, __pwrite64
+                       (default pwrite64)
+  --open MODE          rdwr, wronly, append, rdonly, direct (default rdwr)
+  --target KIND        file, pipe, socket: what the fd is (default file)
+  --prefill BYTES      write a pattern over the first BYTES before the creation call
+  --seek OFFSET        move the fd's file offset here before the creation call
+  --offset N           the creation call's offset (default size - 1)
+  --nbyte N            the creation call's byte count (default 1)
+  --writes N           guest writes after creation (default 0)
+  --chunk BYTES        bytes per guest write (default 1048576)
+  --sync-every N       fdatasync after every N guest writes (default 1)
+  --seed N             seed of the write order and contents (default 1)
+  --competitor FILE    a second thread appends to FILE while the guest writes
+  --help               this text
+
+output (stdout), one key=value per line:
+  create_ret, create_errno   what the creation call returned
+  offset_before, offset_after  the fd's file offset around the creation call
+  create_ns                  time taken by the creation call
+  size_after_create, allocated_after_create  st_size and st_blocks * 512 right after
+  writes, run_ns, final_size  the simulated run
+";
+
+struct Opts {
+    path: Option<String>,
+    size: u64,
+    call: String,
+    open: String,
+    target: String,
+    prefill: u64,
+    seek: Option<i64>,
+    offset: Option<i64>,
+    nbyte: usize,
+    writes: u64,
+    chunk: u64,
+    sync_every: u64,
+    seed: u64,
+    competitor: Option<String>,
+}
+
+fn die(msg: &str) -> ! {
+    eprintln!("fake_vmx: {msg}");
+    exit(2)
+}
+
+fn parse_args() -> Opts {
+    let mut o = Opts {
+        path: None,
+        size: 256 << 20,
+        call: "pwrite64".into(),
+        open: "rdwr".into(),
+        target: "file".into(),
+        prefill: 0,
+        seek: None,
+        offset: None,
+        nbyte: 1,
+        writes: 0,
+        chunk: 1 << 20,
+        sync_every: 1,
+        seed: 1,
+        competitor: None,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        if flag == "--help" || flag == "-h" {
+            print!("{USAGE}");
+            exit(0);
+        }
+        let value = args
+            .next()
+            .unwrap_or_else(|| die(&format!("{flag} needs a value (see --help)")));
+        let num = |v: &str| -> u64 {
+            v.parse()
+                .unwrap_or_else(|_| die(&format!("{flag}: not a number: {v}")))
+        };
+        let signed = |v: &str| -> i64 {
+            v.parse()
+                .unwrap_or_else(|_| die(&format!("{flag}: not a number: {v}")))
+        };
+        match flag.as_str() {
+            "--path" => o.path = Some(value),
+            "--size" => o.size = num(&value),
+            "--call" => o.call = value,
+            "--open" => o.open = value,
+            "--target" => o.target = value,
+            "--prefill" => o.prefill = num(&value),
+            "--seek" => o.seek = Some(signed(&value)),
+            "--offset" => o.offset = Some(signed(&value)),
+            "--nbyte" => o.nbyte = num(&value) as usize,
+            "--writes" => o.writes = num(&value),
+            "--chunk" => o.chunk = num(&value).max(1),
+            "--sync-every" => o.sync_every = num(&value).max(1),
+            "--seed" => o.seed = num(&value),
+            "--competitor" => o.competitor = Some(value),
+            _ => die(&format!("unknown option {flag} (see --help)")),
+        }
+    }
+    o
+}
+
+fn errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+fn cstr(s: &str) -> CString {
+    CString::new(s).unwrap_or_else(|_| die("path has a NUL byte"))
+}
+
+/// xorshift64*: a small, seeded, reproducible generator.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+}
+
+/// Deterministic contents for a write at `offset`.
+fn fill(buf: &mut [u8], seed: u64, offset: u64) {
+    let mut r = Rng(seed ^ offset.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    for b in buf.chunks_mut(8) {
+        let v = r.next().to_le_bytes();
+        b.copy_from_slice(&v[..b.len()]);
+    }
+}
+
+fn open_file(path: &str, mode: &str) -> i32 {
+    let flags = match mode {
+        "rdwr" => libc::O_RDWR | libc::O_CREAT,
+        "wronly" => libc::O_WRONLY | libc::O_CREAT,
+        "append" => libc::O_RDWR | libc::O_CREAT | libc::O_APPEND,
+        "rdonly" => libc::O_RDONLY | libc::O_CREAT,
+        "direct" => libc::O_RDWR | libc::O_CREAT | libc::O_DIRECT,
+        other => die(&format!("--open: unknown mode {other}")),
+    };
+    // SAFETY: a valid NUL-terminated path.
+    let fd = unsafe { libc::open(cstr(path).as_ptr(), flags | libc::O_CLOEXEC, 0o600) };
+    if fd < 0 {
+        die(&format!("open {path}: {}", std::io::Error::last_os_error()));
+    }
+    fd
+}
+
+fn open_target(o: &Opts) -> i32 {
+    let mut pair = [0i32; 2];
+    match o.target.as_str() {
+        "file" => open_file(
+            o.path
+                .as_deref()
+                .unwrap_or_else(|| die("--path is required (see --help)")),
+            &o.open,
+        ),
+        // SAFETY: pair has room for two fds.
+        "pipe" if unsafe { libc::pipe(pair.as_mut_ptr()) } == 0 => pair[1],
+        // SAFETY: as above.
+        "socket"
+            if unsafe {
+                libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM, 0, pair.as_mut_ptr())
+            } == 0 =>
+        {
+            pair[1]
+        }
+        other => die(&format!("--target {other}: unknown, or could not be made")),
+    }
+}
+
+extern "C" {
+    fn __pwrite64(
+        fd: i32,
+        buf: *const libc::c_void,
+        n: libc::size_t,
+        off: libc::off64_t,
+    ) -> libc::ssize_t;
+}
+
+/// The creation call, through the symbol asked for.
+fn create(fd: i32, call: &str, byte: &[u8], offset: i64) -> isize {
+    let (p, n) = (byte.as_ptr().cast(), byte.len());
+    // SAFETY: byte is valid for n bytes; the fd and offset are the experiment.
+    unsafe {
+        match call {
+            "pwrite64" => libc::pwrite64(fd, p, n, offset),
+            "__pwrite64" => __pwrite64(fd, p, n, offset),
+            "pwrite" => match libc::off_t::try_from(offset) {
+                Ok(off) => libc::pwrite(fd, p, n, off),
+                Err(_) => die("--call pwrite: the offset does not fit this architecture's off_t"),
+            },
+            other => die(&format!("--call: unknown symbol {other}")),
+        }
+    }
+}
+
+fn stat(fd: i32) -> libc::stat64 {
+    // SAFETY: an all-zero stat64 is a valid value to overwrite.
+    let mut st: libc::stat64 = unsafe { std::mem::zeroed() };
+    // SAFETY: st is writable.
+    unsafe { libc::fstat64(fd, &mut st) };
+    st
+}
+
+/// The second writer: appends 1 MiB pieces to its own file until told to stop.
+fn competitor(path: String, stop: Arc<AtomicBool>, limit: u64) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let fd = open_file(&path, "rdwr");
+        let buf = vec![0x5Au8; 1 << 20];
+        let mut off = 0u64;
+        while !stop.load(Ordering::Relaxed) && off < limit {
+            // SAFETY: buf is valid for its length.
+            if unsafe { libc::pwrite64(fd, buf.as_ptr().cast(), buf.len(), off as i64) } <= 0 {
+                break;
+            }
+            off += buf.len() as u64;
+            // SAFETY: a plain fd.
+            unsafe { libc::fdatasync(fd) };
+        }
+        // SAFETY: the fd is ours.
+        unsafe { libc::close(fd) };
+    })
+}
+
+fn main() {
+    let o = parse_args();
+    let fd = open_target(&o);
+    if o.prefill > 0 {
+        let mut buf = vec![0u8; o.prefill as usize];
+        fill(&mut buf, o.seed, 0);
+        // SAFETY: buf is valid for its length.
+        if unsafe { libc::pwrite64(fd, buf.as_ptr().cast(), buf.len(), 0) } != buf.len() as isize {
+            die(&format!("prefill: {}", std::io::Error::last_os_error()));
+        }
+    }
+    if let Some(pos) = o.seek {
+        // SAFETY: a plain fd.
+        unsafe { libc::lseek64(fd, pos, libc::SEEK_SET) };
+    }
+    let offset = o.offset.unwrap_or(o.size as i64 - 1);
+    let byte = vec![0u8; o.nbyte];
+    // SAFETY: a plain fd; -1 (ESPIPE) for pipes and sockets is reported as is.
+    let offset_before = unsafe { libc::lseek64(fd, 0, libc::SEEK_CUR) };
+    // SAFETY: errno is this thread's.
+    unsafe { *libc::__errno_location() = 0 };
+    let started = Instant::now();
+    let ret = create(fd, &o.call, &byte, offset);
+    let create_errno = if ret < 0 { errno() } else { 0 };
+    let create_ns = started.elapsed().as_nanos();
+    // SAFETY: as above.
+    let offset_after = unsafe { libc::lseek64(fd, 0, libc::SEEK_CUR) };
+    let st = stat(fd);
+    println!("create_ret={ret}");
+    println!("create_errno={create_errno}");
+    println!("offset_before={offset_before}");
+    println!("offset_after={offset_after}");
+    println!("create_ns={create_ns}");
+    println!("size_after_create={}", st.st_size);
+    println!("allocated_after_create={}", st.st_blocks as u64 * 512);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let rival = o
+        .competitor
+        .clone()
+        .map(|p| competitor(p, stop.clone(), o.size));
+    let slots = (o.size / o.chunk).max(1);
+    let mut rng = Rng(o.seed | 1);
+    let mut buf = vec![0u8; o.chunk as usize];
+    let started = Instant::now();
+    let mut done = 0;
+    for i in 0..o.writes {
+        let at = (rng.next() % slots) * o.chunk;
+        let len = o.chunk.min(o.size - at) as usize;
+        fill(&mut buf[..len], o.seed, at);
+        // SAFETY: buf is valid for len bytes.
+        if unsafe { libc::pwrite64(fd, buf.as_ptr().cast(), len, at as i64) } != len as isize {
+            eprintln!(
+                "fake_vmx: guest write at {at}: {}",
+                std::io::Error::last_os_error()
+            );
+            break;
+        }
+        done += 1;
+        if (i + 1) % o.sync_every == 0 {
+            // SAFETY: a plain fd.
+            unsafe { libc::fdatasync(fd) };
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    if let Some(t) = rival {
+        let _ = t.join();
+    }
+    println!("writes={done}");
+    println!("run_ns={}", started.elapsed().as_nanos());
+    println!("final_size={}", stat(fd).st_size);
+}
