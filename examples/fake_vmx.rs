@@ -32,6 +32,7 @@ options:
   --sync-every N       fdatasync after every N guest writes (default 1)
   --seed N             seed of the write order and contents (default 1)
   --competitor FILE    a second thread appends to FILE while the guest writes
+  --second FILE        after the first, create FILE the same way in the same process
   --help               this text
 
 output (stdout), one key=value per line:
@@ -39,6 +40,7 @@ output (stdout), one key=value per line:
   offset_before, offset_after  the fd's file offset around the creation call
   create_ns                  time taken by the creation call
   size_after_create, allocated_after_create  st_size and st_blocks * 512 right after
+  second_ret                 the creation call's result for --second
   writes, run_ns, final_size  the simulated run
 ";
 
@@ -57,6 +59,7 @@ struct Opts {
     sync_every: u64,
     seed: u64,
     competitor: Option<String>,
+    second: Option<String>,
 }
 
 fn die(msg: &str) -> ! {
@@ -80,6 +83,7 @@ fn parse_args() -> Opts {
         sync_every: 1,
         seed: 1,
         competitor: None,
+        second: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -113,6 +117,7 @@ fn parse_args() -> Opts {
             "--sync-every" => o.sync_every = num(&value).max(1),
             "--seed" => o.seed = num(&value),
             "--competitor" => o.competitor = Some(value),
+            "--second" => o.second = Some(value),
             _ => die(&format!("unknown option {flag} (see --help)")),
         }
     }
@@ -276,6 +281,12 @@ fn main() {
     println!("create_ns={create_ns}");
     println!("size_after_create={}", st.st_size);
     println!("allocated_after_create={}", st.st_blocks as u64 * 512);
+    if let Some(second) = &o.second {
+        let fd2 = open_file(second, &o.open);
+        println!("second_ret={}", create(fd2, &o.call, &byte, offset));
+        // SAFETY: the fd is ours.
+        unsafe { libc::close(fd2) };
+    }
 
     let stop = Arc::new(AtomicBool::new(false));
     let rival = o

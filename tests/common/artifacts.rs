@@ -1,0 +1,109 @@
+//! Builds and finds `libnosparse.so` and `fake_vmx` for the target and profile the
+//! calling test or example was itself built for. `cargo test` and `cargo run` do not
+//! build a cdylib for their caller, so this runs `cargo build` for them, and fails
+//! loudly when that cannot be done: a harness that tested a stale or missing library
+//! would prove nothing.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Paths to the two artifacts under test.
+pub struct Artifacts {
+    pub lib: PathBuf,
+    pub fake_vmx: PathBuf,
+    /// The target triple they were built for.
+    pub target: &'static str,
+}
+
+/// Where a build for this binary's own target and profile puts things.
+struct Layout {
+    target_dir: PathBuf,
+    /// `Some` when the build used `--target`, which adds the triple to the paths.
+    cross: Option<&'static str>,
+    profile_dir_name: String,
+}
+
+const TARGET: &str = env!("NOSPARSE_BUILD_TARGET");
+
+fn layout() -> Layout {
+    let exe = std::env::current_exe().expect("the path of this test binary");
+    // target/[triple/]profile/{deps,examples}/binary
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("binary sits in target/.../profile/deps");
+    let above = profile_dir.parent().expect("profile dir has a parent");
+    let cross = above.file_name().is_some_and(|n| n == TARGET);
+    let target_dir = if cross {
+        above.parent().expect("target dir")
+    } else {
+        above
+    };
+    Layout {
+        target_dir: target_dir.to_path_buf(),
+        cross: cross.then_some(TARGET),
+        profile_dir_name: profile_dir
+            .file_name()
+            .expect("profile name")
+            .to_string_lossy()
+            .into_owned(),
+    }
+}
+
+/// Builds the library and fake_vmx, and returns where they are. Panics with cargo's
+/// own output when the build fails.
+pub fn build() -> Artifacts {
+    let l = layout();
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.args([
+        "build",
+        "--quiet",
+        "-p",
+        "nosparse",
+        "--lib",
+        "--example",
+        "fake_vmx",
+    ]);
+    cmd.arg("--target-dir").arg(&l.target_dir);
+    if let Some(t) = l.cross {
+        cmd.args(["--target", t]);
+    }
+    match l.profile_dir_name.as_str() {
+        "debug" => {}
+        "release" => {
+            cmd.arg("--release");
+        }
+        other => {
+            cmd.args(["--profile", other]);
+        }
+    }
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run cargo to build libnosparse.so: {e}"));
+    assert!(
+        out.status.success(),
+        "building libnosparse.so and fake_vmx failed ({:?}):\n{}",
+        cmd,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut dir = l.target_dir.clone();
+    if let Some(t) = l.cross {
+        dir.push(t);
+    }
+    dir.push(&l.profile_dir_name);
+    let artifacts = Artifacts {
+        lib: dir.join("libnosparse.so"),
+        fake_vmx: dir.join("examples").join("fake_vmx"),
+        target: TARGET,
+    };
+    for p in [&artifacts.lib, &artifacts.fake_vmx] {
+        assert!(
+            p.is_file(),
+            "the build reported success but {} is missing",
+            p.display()
+        );
+    }
+    artifacts
+}

@@ -1,0 +1,380 @@
+//! The harness's tools: run fake_vmx with and without the library, and measure the
+//! file it made from outside — size, allocation, holes, fragments, bytes.
+
+#![allow(dead_code)]
+
+pub mod artifacts;
+
+use nosparse_core::extents::{self, Layout};
+use std::collections::HashMap;
+use std::ffi::CString;
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Mutex, MutexGuard, OnceLock};
+
+pub const MIB: u64 = 1 << 20;
+pub const GIB: u64 = 1 << 30;
+/// ext4's largest extent is 32768 blocks of 4 KiB.
+pub const EXT4_MAX_EXTENT: u64 = 128 * MIB;
+
+pub fn artifacts() -> &'static artifacts::Artifacts {
+    static A: OnceLock<artifacts::Artifacts> = OnceLock::new();
+    A.get_or_init(artifacts::build)
+}
+
+/// Whether this run must not skip anything (CI sets CI=true).
+pub fn strict() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// Returns true when the test may go on. Otherwise: under CI=true a failure, else a
+/// loud skip.
+pub fn require(ok: bool, what: &str) -> bool {
+    if !ok {
+        assert!(!strict(), "CI=true and this test cannot run: {what}");
+        eprintln!("SKIPPED (not CI): {what}");
+    }
+    ok
+}
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+pub fn have(tool: &str) -> bool {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}"))
+        .output()
+        .is_ok_and(|o| o.status.success())
+        || ["/sbin", "/usr/sbin"]
+            .iter()
+            .any(|d| Path::new(d).join(tool).exists())
+}
+
+/// A directory for one test, on the disk that holds the build (not tmpfs), removed
+/// when dropped.
+pub struct Scratch {
+    pub dir: PathBuf,
+}
+
+impl Scratch {
+    pub fn new(name: &str) -> Scratch {
+        let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+        let dir = base.join(format!(
+            "{name}-{}-{}",
+            artifacts().target,
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create scratch dir");
+        Scratch { dir }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// One run of fake_vmx.
+pub struct Vmx {
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    preload: bool,
+}
+
+/// What a run printed and how it ended.
+#[derive(Debug)]
+pub struct Outcome {
+    pub kv: HashMap<String, String>,
+    pub stderr: String,
+    pub status: i32,
+}
+
+impl Outcome {
+    pub fn get(&self, key: &str) -> i64 {
+        self.kv
+            .get(key)
+            .unwrap_or_else(|| panic!("fake_vmx printed no {key}: {:?}\n{}", self.kv, self.stderr))
+            .parse()
+            .expect("a number")
+    }
+
+    /// The observable results of the creation call, for comparing two runs.
+    pub fn observed(&self) -> [(&'static str, i64); 5] {
+        [
+            "create_ret",
+            "create_errno",
+            "offset_after",
+            "size_after_create",
+            "final_size",
+        ]
+        .map(|k| (k, self.get(k)))
+    }
+}
+
+pub fn vmx(path: &Path) -> Vmx {
+    Vmx {
+        args: vec!["--path".into(), path.display().to_string()],
+        env: Vec::new(),
+        preload: true,
+    }
+}
+
+impl Vmx {
+    pub fn arg(mut self, flag: &str, value: impl ToString) -> Self {
+        self.args.push(flag.into());
+        self.args.push(value.to_string());
+        self
+    }
+
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    pub fn without_library(mut self) -> Self {
+        self.preload = false;
+        self
+    }
+
+    /// The file this run creates.
+    pub fn path(&self) -> PathBuf {
+        let i = self
+            .args
+            .iter()
+            .position(|a| a == "--path")
+            .expect("--path");
+        PathBuf::from(&self.args[i + 1])
+    }
+
+    pub fn run(&self) -> Outcome {
+        let a = artifacts();
+        let mut cmd = Command::new(&a.fake_vmx);
+        cmd.args(&self.args);
+        for (k, _) in std::env::vars_os() {
+            if k.as_bytes().starts_with(b"NOSPARSE_") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.env("NOSPARSE_LOG", "stderr");
+        cmd.env_remove("LD_PRELOAD");
+        if self.preload {
+            cmd.env("LD_PRELOAD", &a.lib);
+        }
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
+        let out = cmd.output().expect("run fake_vmx");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let kv = stdout
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let o = Outcome {
+            kv,
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            status: out.status.code().unwrap_or(-1),
+        };
+        assert_eq!(o.status, 0, "fake_vmx {:?} failed: {}", self.args, o.stderr);
+        o
+    }
+
+    /// Runs without, then with, the library, on `path` and a sibling with `.bare`
+    /// appended, and returns (without, with).
+    pub fn both(&self, with_path: &Path) -> (Outcome, Outcome) {
+        let bare = bare_path(with_path);
+        let mut without = Vmx {
+            args: self.args.clone(),
+            env: self.env.clone(),
+            preload: false,
+        };
+        let i = without
+            .args
+            .iter()
+            .position(|a| a == "--path")
+            .expect("--path");
+        without.args[i + 1] = bare.display().to_string();
+        (without.run(), self.run())
+    }
+}
+
+/// The file a run without the library made, beside the one made with it.
+pub fn bare_path(p: &Path) -> PathBuf {
+    let mut s = p.as_os_str().to_owned();
+    s.push(".bare");
+    PathBuf::from(s)
+}
+
+/// A file measured from outside.
+#[derive(Debug, Clone, Copy)]
+pub struct Measured {
+    pub size: u64,
+    /// st_blocks * 512.
+    pub allocated: u64,
+    pub layout: Layout,
+}
+
+pub fn measure(path: &Path) -> Measured {
+    let f = File::open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    let meta = f.metadata().expect("stat");
+    use std::os::unix::fs::MetadataExt;
+    let layout = extents::layout(f.as_raw_fd(), meta.len()).expect("FIEMAP");
+    Measured {
+        size: meta.len(),
+        allocated: meta.blocks() * 512,
+        layout,
+    }
+}
+
+/// `ceil(size / 128 MiB)`: the fewest extents ext4 can hold a file in.
+pub fn ext4_min_extents(size: u64) -> u64 {
+    size.div_ceil(EXT4_MAX_EXTENT)
+}
+
+/// Asserts the two files hold the same bytes.
+pub fn assert_same_content(a: &Path, b: &Path) {
+    let (mut fa, mut fb) = (
+        File::open(a).expect("open a"),
+        File::open(b).expect("open b"),
+    );
+    let (mut ba, mut bb) = (vec![0u8; 4 << 20], vec![0u8; 4 << 20]);
+    let mut at = 0u64;
+    loop {
+        let na = read_full(&mut fa, &mut ba);
+        let nb = read_full(&mut fb, &mut bb);
+        assert_eq!(
+            na,
+            nb,
+            "{} and {} differ in length near {at}",
+            a.display(),
+            b.display()
+        );
+        if let Some(i) = ba[..na].iter().zip(&bb[..nb]).position(|(x, y)| x != y) {
+            panic!(
+                "{} and {} differ at byte {}",
+                a.display(),
+                b.display(),
+                at + i as u64
+            );
+        }
+        if na == 0 {
+            return;
+        }
+        at += na as u64;
+    }
+}
+
+fn read_full(f: &mut File, buf: &mut [u8]) -> usize {
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read(&mut buf[n..]).expect("read") {
+            0 => break,
+            k => n += k,
+        }
+    }
+    n
+}
+
+/// Free bytes on the filesystem holding `path`, for everyone (f_bfree).
+pub fn free_bytes(path: &Path) -> u64 {
+    let c = CString::new(path.as_os_str().as_bytes()).unwrap();
+    // SAFETY: zeroed statvfs is a valid out-parameter.
+    let mut st: libc::statvfs64 = unsafe { std::mem::zeroed() };
+    // SAFETY: c is NUL-terminated, st writable.
+    assert_eq!(
+        unsafe { libc::statvfs64(c.as_ptr(), &mut st) },
+        0,
+        "statvfs {}",
+        path.display()
+    );
+    st.f_bfree * st.f_frsize as u64
+}
+
+/// A filesystem made in an image file and loop-mounted, for root tests. Unmounted and
+/// removed when dropped.
+pub struct LoopFs {
+    pub mnt: PathBuf,
+    image: PathBuf,
+    _serial: MutexGuard<'static, ()>,
+}
+
+/// Mounting is serialised: loop devices are a shared resource.
+static MOUNTS: Mutex<()> = Mutex::new(());
+
+impl LoopFs {
+    /// Makes and mounts a `kind` filesystem of `size` bytes (`kind` is an mkfs suffix,
+    /// or `tmpfs`). None (a loud skip) where that is impossible outside CI.
+    pub fn new(scratch: &Scratch, kind: &str, size: u64) -> Option<LoopFs> {
+        if !require(is_root(), "loop-mounted filesystems need root") {
+            return None;
+        }
+        let serial = MOUNTS.lock().unwrap_or_else(|e| e.into_inner());
+        let mnt = scratch.path(&format!("mnt-{kind}"));
+        let image = scratch.path(&format!("{kind}.img"));
+        std::fs::create_dir_all(&mnt).unwrap();
+        if kind == "tmpfs" {
+            sh(&format!(
+                "mount -t tmpfs -o size={size} nosparse-test {}",
+                mnt.display()
+            ));
+        } else {
+            let mkfs = format!("mkfs.{kind}");
+            if !require(
+                have(&mkfs),
+                &format!("{mkfs} is not installed (scripts/setup.sh installs it)"),
+            ) {
+                return None;
+            }
+            File::create(&image).unwrap().set_len(size).unwrap();
+            let quiet = match kind {
+                "xfs" | "btrfs" => "-q -f",
+                _ => "-q -F",
+            };
+            sh(&format!("{mkfs} {quiet} {}", image.display()));
+            sh(&format!(
+                "mount -o loop {} {}",
+                image.display(),
+                mnt.display()
+            ));
+        }
+        Some(LoopFs {
+            mnt,
+            image,
+            _serial: serial,
+        })
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.mnt.join(name)
+    }
+}
+
+impl Drop for LoopFs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.mnt).status();
+        let _ = std::fs::remove_file(&self.image);
+    }
+}
+
+/// Runs a shell command; panics with its output if it fails.
+pub fn sh(cmd: &str) -> String {
+    let out = Command::new("sh").arg("-c").arg(cmd).output().expect("sh");
+    assert!(
+        out.status.success(),
+        "`{cmd}` failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
