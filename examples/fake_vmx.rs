@@ -91,17 +91,9 @@ fn parse_args() -> Opts {
             print!("{USAGE}");
             exit(0);
         }
-        let value = args
-            .next()
-            .unwrap_or_else(|| die(&format!("{flag} needs a value (see --help)")));
-        let num = |v: &str| -> u64 {
-            v.parse()
-                .unwrap_or_else(|_| die(&format!("{flag}: not a number: {v}")))
-        };
-        let signed = |v: &str| -> i64 {
-            v.parse()
-                .unwrap_or_else(|_| die(&format!("{flag}: not a number: {v}")))
-        };
+        let value = args.next().unwrap_or_else(|| die(&format!("{flag} needs a value (see --help)")));
+        let num = |v: &str| -> u64 { v.parse().unwrap_or_else(|_| die(&format!("{flag}: not a number: {v}"))) };
+        let signed = |v: &str| -> i64 { v.parse().unwrap_or_else(|_| die(&format!("{flag}: not a number: {v}"))) };
         match flag.as_str() {
             "--path" => o.path = Some(value),
             "--size" => o.size = num(&value),
@@ -172,33 +164,17 @@ fn open_file(path: &str, mode: &str) -> i32 {
 fn open_target(o: &Opts) -> i32 {
     let mut pair = [0i32; 2];
     match o.target.as_str() {
-        "file" => open_file(
-            o.path
-                .as_deref()
-                .unwrap_or_else(|| die("--path is required (see --help)")),
-            &o.open,
-        ),
+        "file" => open_file(o.path.as_deref().unwrap_or_else(|| die("--path is required (see --help)")), &o.open),
         // SAFETY: pair has room for two fds.
         "pipe" if unsafe { libc::pipe(pair.as_mut_ptr()) } == 0 => pair[1],
         // SAFETY: as above.
-        "socket"
-            if unsafe {
-                libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM, 0, pair.as_mut_ptr())
-            } == 0 =>
-        {
-            pair[1]
-        }
+        "socket" if unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM, 0, pair.as_mut_ptr()) } == 0 => pair[1],
         other => die(&format!("--target {other}: unknown, or could not be made")),
     }
 }
 
 extern "C" {
-    fn __pwrite64(
-        fd: i32,
-        buf: *const libc::c_void,
-        n: libc::size_t,
-        off: libc::off64_t,
-    ) -> libc::ssize_t;
+    fn __pwrite64(fd: i32, buf: *const libc::c_void, n: libc::size_t, off: libc::off64_t) -> libc::ssize_t;
 }
 
 /// The creation call, through the symbol asked for.
@@ -289,10 +265,7 @@ fn main() {
     }
 
     let stop = Arc::new(AtomicBool::new(false));
-    let rival = o
-        .competitor
-        .clone()
-        .map(|p| competitor(p, stop.clone(), o.size));
+    let rival = o.competitor.clone().map(|p| competitor(p, stop.clone(), o.size));
     let slots = (o.size / o.chunk).max(1);
     let mut rng = Rng(o.seed | 1);
     let mut buf = vec![0u8; o.chunk as usize];
@@ -304,10 +277,7 @@ fn main() {
         fill(&mut buf[..len], o.seed, at);
         // SAFETY: buf is valid for len bytes.
         if unsafe { libc::pwrite64(fd, buf.as_ptr().cast(), len, at as i64) } != len as isize {
-            eprintln!(
-                "fake_vmx: guest write at {at}: {}",
-                std::io::Error::last_os_error()
-            );
+            eprintln!("fake_vmx: guest write at {at}: {}", std::io::Error::last_os_error());
             break;
         }
         done += 1;

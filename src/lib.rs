@@ -12,12 +12,7 @@ use nosparse_core::hook;
 /// # Safety
 /// pwrite64's own contract: `buf` is readable for `nbyte` bytes.
 #[no_mangle]
-pub unsafe extern "C" fn pwrite64(
-    fd: c_int,
-    buf: *const c_void,
-    nbyte: size_t,
-    offset: off64_t,
-) -> ssize_t {
+pub unsafe extern "C" fn pwrite64(fd: c_int, buf: *const c_void, nbyte: size_t, offset: off64_t) -> ssize_t {
     // SAFETY: the caller's arguments, passed on.
     unsafe { hook::pwrite(fd, buf, nbyte, offset) }
 }
@@ -27,12 +22,7 @@ pub unsafe extern "C" fn pwrite64(
 /// # Safety
 /// As for [`pwrite64`].
 #[no_mangle]
-pub unsafe extern "C" fn __pwrite64(
-    fd: c_int,
-    buf: *const c_void,
-    nbyte: size_t,
-    offset: off64_t,
-) -> ssize_t {
+pub unsafe extern "C" fn __pwrite64(fd: c_int, buf: *const c_void, nbyte: size_t, offset: off64_t) -> ssize_t {
     // SAFETY: the caller's arguments, passed on.
     unsafe { hook::pwrite(fd, buf, nbyte, offset) }
 }
@@ -42,12 +32,7 @@ pub unsafe extern "C" fn __pwrite64(
 /// # Safety
 /// As for [`pwrite64`].
 #[no_mangle]
-pub unsafe extern "C" fn pwrite(
-    fd: c_int,
-    buf: *const c_void,
-    nbyte: size_t,
-    offset: off_t,
-) -> ssize_t {
+pub unsafe extern "C" fn pwrite(fd: c_int, buf: *const c_void, nbyte: size_t, offset: off_t) -> ssize_t {
     // Widening (a no-op on x86_64, where off_t is already 64 bits).
     #[allow(clippy::useless_conversion)]
     let offset = i64::from(offset);

@@ -12,27 +12,14 @@ const MIN_SIZE: u64 = 64 * MIB;
 
 /// Asserts `m` is allocated whole: every byte backed, no holes.
 fn assert_whole(m: &Measured, what: &str) {
-    assert!(
-        m.allocated >= m.size,
-        "{what}: {} of {} bytes allocated",
-        m.allocated,
-        m.size
-    );
+    assert!(m.allocated >= m.size, "{what}: {} of {} bytes allocated", m.allocated, m.size);
     assert_eq!(m.layout.hole_bytes, 0, "{what}: holes left: {m:?}");
 }
 
 /// Asserts `m` is sparse: most of it unallocated.
 fn assert_sparse(m: &Measured, what: &str) {
-    assert!(
-        m.allocated < m.size / 2,
-        "{what}: expected a sparse file, {} of {} allocated",
-        m.allocated,
-        m.size
-    );
-    assert!(
-        m.layout.hole_bytes > m.size / 2,
-        "{what}: expected holes: {m:?}"
-    );
+    assert!(m.allocated < m.size / 2, "{what}: expected a sparse file, {} of {} allocated", m.allocated, m.size);
+    assert!(m.layout.hole_bytes > m.size / 2, "{what}: expected holes: {m:?}");
 }
 
 fn assert_same_observations(without: &Outcome, with: &Outcome) {
@@ -50,39 +37,20 @@ fn the_vmx_creation_call_allocates_the_whole_file_and_changes_nothing_else() {
     let path = s.path("guest.vmem");
     let size = 256 * MIB;
     // Earlier data, and a file offset the call must not move.
-    let run = vmx(&path)
-        .arg("--size", size)
-        .arg("--prefill", 65536)
-        .arg("--seek", 12345)
-        .arg("--writes", 64);
+    let run = vmx(&path).arg("--size", size).arg("--prefill", 65536).arg("--seek", 12345).arg("--writes", 64);
     let (without, with) = run.both(&path);
     assert_same_observations(&without, &with);
     assert_eq!(with.get("create_ret"), 1);
     assert_eq!(with.get("create_errno"), 0);
     assert_eq!(with.get("offset_after"), 12345);
     assert_eq!(with.get("size_after_create"), size as i64);
-    assert!(
-        with.get("allocated_after_create") >= size as i64,
-        "not allocated at creation: {:?}",
-        with.kv
-    );
-    assert!(
-        without.get("allocated_after_create") < (size / 2) as i64,
-        "the bare run was not sparse"
-    );
+    assert!(with.get("allocated_after_create") >= size as i64, "not allocated at creation: {:?}", with.kv);
+    assert!(without.get("allocated_after_create") < (size / 2) as i64, "the bare run was not sparse");
     assert_whole(&measure(&path), "with the library");
     assert_sparse(&measure(&bare_path(&path)), "without the library");
     assert_same_content(&path, &bare_path(&path));
-    assert!(
-        with.stderr.contains("nosparse: preallocated"),
-        "no log line: {}",
-        with.stderr
-    );
-    assert!(
-        with.stderr.contains("guest.vmem"),
-        "log line lacks the path: {}",
-        with.stderr
-    );
+    assert!(with.stderr.contains("nosparse: preallocated"), "no log line: {}", with.stderr);
+    assert!(with.stderr.contains("guest.vmem"), "log line lacks the path: {}", with.stderr);
     assert!(!without.stderr.contains("nosparse"), "{}", without.stderr);
 }
 
@@ -91,10 +59,7 @@ fn every_interposed_symbol_is_caught() {
     let s = Scratch::new("symbols");
     for call in ["pwrite64", "__pwrite64", "pwrite"] {
         let path = s.path(&format!("{call}.vmem"));
-        let out = vmx(&path)
-            .arg("--size", 128 * MIB)
-            .arg("--call", call)
-            .run();
+        let out = vmx(&path).arg("--size", 128 * MIB).arg("--call", call).run();
         assert_eq!(out.get("create_ret"), 1, "{call}");
         assert_whole(&measure(&path), call);
     }
@@ -104,19 +69,11 @@ fn every_interposed_symbol_is_caught() {
 fn files_are_judged_per_call_not_once_per_process() {
     let s = Scratch::new("per-call");
     let (first, second) = (s.path("one.vmem"), s.path("two.vmem"));
-    let out = vmx(&first)
-        .arg("--size", 96 * MIB)
-        .arg("--second", second.display())
-        .run();
+    let out = vmx(&first).arg("--size", 96 * MIB).arg("--second", second.display()).run();
     assert_eq!((out.get("create_ret"), out.get("second_ret")), (1, 1));
     assert_whole(&measure(&first), "first file");
     assert_whole(&measure(&second), "second file");
-    assert_eq!(
-        out.stderr.matches("preallocated").count(),
-        2,
-        "{}",
-        out.stderr
-    );
+    assert_eq!(out.stderr.matches("preallocated").count(), 2, "{}", out.stderr);
 }
 
 /// Cases the library must leave exactly as they are without it.
@@ -125,81 +82,23 @@ fn untouched_cases_behave_exactly_as_without_the_library() {
     let s = Scratch::new("untouched");
     let size = 128 * MIB;
     let cases: Vec<(&str, Vmx)> = vec![
-        (
-            "below the threshold",
-            vmx(&s.path("small")).arg("--size", MIN_SIZE - 1),
-        ),
-        (
-            "two bytes",
-            vmx(&s.path("two")).arg("--size", size).arg("--nbyte", 2),
-        ),
-        (
-            "zero bytes",
-            vmx(&s.path("zero")).arg("--size", size).arg("--nbyte", 0),
-        ),
+        ("below the threshold", vmx(&s.path("small")).arg("--size", MIN_SIZE - 1)),
+        ("two bytes", vmx(&s.path("two")).arg("--size", size).arg("--nbyte", 2)),
+        ("zero bytes", vmx(&s.path("zero")).arg("--size", size).arg("--nbyte", 0)),
         ("offset inside the file", {
-            let v = vmx(&s.path("inside"))
-                .arg("--size", 2 * MIB)
-                .arg("--prefill", 2 * MIB)
-                .arg("--offset", MIB);
+            let v = vmx(&s.path("inside")).arg("--size", 2 * MIB).arg("--prefill", 2 * MIB).arg("--offset", MIB);
             v.env("NOSPARSE_MIN_SIZE", "1M")
         }),
-        (
-            "O_APPEND",
-            vmx(&s.path("append"))
-                .arg("--size", size)
-                .arg("--open", "append"),
-        ),
-        (
-            "read-only fd",
-            vmx(&s.path("rdonly"))
-                .arg("--size", size)
-                .arg("--open", "rdonly"),
-        ),
-        (
-            "negative offset",
-            vmx(&s.path("negative"))
-                .arg("--size", size)
-                .arg("--offset", -1),
-        ),
-        (
-            "i64::MAX offset",
-            vmx(&s.path("max")).arg("--offset", i64::MAX),
-        ),
-        (
-            "offset past the largest file",
-            vmx(&s.path("huge")).arg("--offset", i64::MAX - 1),
-        ),
-        (
-            "negative 32-bit pwrite offset",
-            vmx(&s.path("neg32"))
-                .arg("--call", "pwrite")
-                .arg("--offset", -2),
-        ),
-        (
-            "disabled",
-            vmx(&s.path("disabled"))
-                .arg("--size", size)
-                .env("NOSPARSE_DISABLE", "1"),
-        ),
-        (
-            "no match",
-            vmx(&s.path("nomatch.vmem"))
-                .arg("--size", size)
-                .env("NOSPARSE_MATCH", "*.img"),
-        ),
-        (
-            "min size above",
-            vmx(&s.path("minsize"))
-                .arg("--size", size)
-                .env("NOSPARSE_MIN_SIZE", "1G"),
-        ),
-        (
-            "method off",
-            vmx(&s.path("off"))
-                .arg("--size", size)
-                .env("NOSPARSE_METHOD", "off"),
-        ),
+        ("O_APPEND", vmx(&s.path("append")).arg("--size", size).arg("--open", "append")),
+        ("read-only fd", vmx(&s.path("rdonly")).arg("--size", size).arg("--open", "rdonly")),
+        ("negative offset", vmx(&s.path("negative")).arg("--size", size).arg("--offset", -1)),
+        ("i64::MAX offset", vmx(&s.path("max")).arg("--offset", i64::MAX)),
+        ("offset past the largest file", vmx(&s.path("huge")).arg("--offset", i64::MAX - 1)),
+        ("negative 32-bit pwrite offset", vmx(&s.path("neg32")).arg("--call", "pwrite").arg("--offset", -2)),
+        ("disabled", vmx(&s.path("disabled")).arg("--size", size).env("NOSPARSE_DISABLE", "1")),
+        ("no match", vmx(&s.path("nomatch.vmem")).arg("--size", size).env("NOSPARSE_MATCH", "*.img")),
+        ("min size above", vmx(&s.path("minsize")).arg("--size", size).env("NOSPARSE_MIN_SIZE", "1G")),
+        ("method off", vmx(&s.path("off")).arg("--size", size).env("NOSPARSE_METHOD", "off")),
     ];
     for (what, run) in &cases {
         let path = run.path();
@@ -214,16 +113,9 @@ fn untouched_cases_behave_exactly_as_without_the_library() {
         if path.exists() {
             assert_same_content(&path, &bare_path(&path));
         }
-        assert!(
-            !with.stderr.contains("preallocated "),
-            "{what}: {}",
-            with.stderr
-        );
+        assert!(!with.stderr.contains("preallocated "), "{what}: {}", with.stderr);
         if *what == "method off" {
-            assert!(
-                with.stderr.contains("would preallocate"),
-                "NOSPARSE_METHOD=off logs what it would do"
-            );
+            assert!(with.stderr.contains("would preallocate"), "NOSPARSE_METHOD=off logs what it would do");
         }
     }
 }
@@ -232,16 +124,10 @@ fn untouched_cases_behave_exactly_as_without_the_library() {
 fn pipes_and_sockets_are_passed_through() {
     let s = Scratch::new("fds");
     for target in ["pipe", "socket"] {
-        let run = vmx(&s.path("unused"))
-            .arg("--target", target)
-            .arg("--size", 128 * MIB);
+        let run = vmx(&s.path("unused")).arg("--target", target).arg("--size", 128 * MIB);
         let (without, with) = run.both(&s.path("unused"));
         assert_same_observations(&without, &with);
-        assert_eq!(
-            with.get("create_errno"),
-            i64::from(libc::ESPIPE),
-            "{target}"
-        );
+        assert_eq!(with.get("create_errno"), i64::from(libc::ESPIPE), "{target}");
     }
 }
 
@@ -258,19 +144,8 @@ fn bad_settings_warn_once_and_keep_the_defaults() {
         .env("NOSPARSE_DEBUG", "yes");
     let (without, with) = run.both(&path);
     assert_same_observations(&without, &with);
-    for name in [
-        "NOSPARSE_METHOD",
-        "NOSPARSE_MIN_SIZE",
-        "NOSPARSE_ON_ERROR",
-        "NOSPARSE_MATCH",
-        "NOSPARSE_DEBUG",
-    ] {
-        assert_eq!(
-            with.stderr.matches(&format!("ignoring {name}=")).count(),
-            1,
-            "{name}: {}",
-            with.stderr
-        );
+    for name in ["NOSPARSE_METHOD", "NOSPARSE_MIN_SIZE", "NOSPARSE_ON_ERROR", "NOSPARSE_MATCH", "NOSPARSE_DEBUG"] {
+        assert_eq!(with.stderr.matches(&format!("ignoring {name}=")).count(), 1, "{name}: {}", with.stderr);
     }
     // The defaults still apply: the file is allocated.
     assert_whole(&measure(&path), "with bad settings");
@@ -287,10 +162,7 @@ fn the_zero_method_fills_holes_and_never_writes_over_data() {
         f.write_all_at(&[0xAB; 65536], 0).unwrap();
         f.write_all_at(&[0xCD; 65536], 4 * MIB).unwrap();
     }
-    let run = vmx(&path)
-        .arg("--size", 96 * MIB)
-        .arg("--seek", 777)
-        .env("NOSPARSE_METHOD", "zero");
+    let run = vmx(&path).arg("--size", 96 * MIB).arg("--seek", 777).env("NOSPARSE_METHOD", "zero");
     let (without, with) = run.both(&path);
     assert_same_observations(&without, &with);
     assert_eq!(with.get("offset_after"), 777);
@@ -298,36 +170,20 @@ fn the_zero_method_fills_holes_and_never_writes_over_data() {
     assert_whole(&measure(&path), "zero-filled");
     assert_same_content(&path, &bare_path(&path));
     let bytes = std::fs::read(&path).unwrap();
-    assert!(
-        bytes[..65536].iter().all(|&b| b == 0xAB)
-            && bytes[4 * MIB as usize..][..65536]
-                .iter()
-                .all(|&b| b == 0xCD)
-    );
+    assert!(bytes[..65536].iter().all(|&b| b == 0xAB) && bytes[4 * MIB as usize..][..65536].iter().all(|&b| b == 0xCD));
 }
 
 #[test]
 fn debug_logs_every_decision() {
     let s = Scratch::new("debug");
-    let out = vmx(&s.path("d.vmem"))
-        .arg("--size", 128 * MIB)
-        .arg("--open", "append")
-        .env("NOSPARSE_DEBUG", "1")
-        .run();
-    assert!(
-        out.stderr.contains("left alone: opened O_APPEND"),
-        "{}",
-        out.stderr
-    );
+    let out = vmx(&s.path("d.vmem")).arg("--size", 128 * MIB).arg("--open", "append").env("NOSPARSE_DEBUG", "1").run();
+    assert!(out.stderr.contains("left alone: opened O_APPEND"), "{}", out.stderr);
 }
 
 #[test]
 fn match_selects_files() {
     let s = Scratch::new("match");
     let path = s.path("guest.vmem");
-    vmx(&path)
-        .arg("--size", 128 * MIB)
-        .env("NOSPARSE_MATCH", "*.img:*.vmem")
-        .run();
+    vmx(&path).arg("--size", 128 * MIB).env("NOSPARSE_MATCH", "*.img:*.vmem").run();
     assert_whole(&measure(&path), "matched");
 }

@@ -73,11 +73,7 @@ impl Matcher {
         // SAFETY: base_at is within the string, so the tail is still NUL-terminated.
         let base = unsafe { CStr::from_ptr(path.as_ptr().add(base_at)) };
         self.patterns.iter().any(|p| {
-            let subject = if p.as_bytes().contains(&b'/') {
-                path
-            } else {
-                base
-            };
+            let subject = if p.as_bytes().contains(&b'/') { path } else { base };
             // SAFETY: both are valid NUL-terminated strings.
             unsafe { libc::fnmatch(p.as_ptr(), subject.as_ptr(), 0) == 0 }
         })
@@ -127,26 +123,17 @@ impl Config {
     pub fn from_lookup(get: impl Fn(&str) -> Option<Vec<u8>>) -> (Config, Vec<BadSetting>) {
         let mut cfg = Config::default();
         let mut bad = Vec::new();
-        let mut setting =
-            |name: &'static str, apply: &mut dyn FnMut(&[u8]) -> Result<(), String>| {
-                if let Some(value) = get(name) {
-                    let result = if value.is_empty() {
-                        Err("empty".to_string())
-                    } else {
-                        apply(&value)
-                    };
-                    if let Err(why) = result {
-                        let value = String::from_utf8_lossy(&value).into_owned();
-                        bad.push(BadSetting { name, value, why });
-                    }
+        let mut setting = |name: &'static str, apply: &mut dyn FnMut(&[u8]) -> Result<(), String>| {
+            if let Some(value) = get(name) {
+                let result = if value.is_empty() { Err("empty".to_string()) } else { apply(&value) };
+                if let Err(why) = result {
+                    let value = String::from_utf8_lossy(&value).into_owned();
+                    bad.push(BadSetting { name, value, why });
                 }
-            };
-        setting("NOSPARSE_DISABLE", &mut |v| {
-            parse_bool(v).map(|b| cfg.disabled = b)
-        });
-        setting("NOSPARSE_MIN_SIZE", &mut |v| {
-            parse_size(text(v)?).map(|n| cfg.min_size = n)
-        });
+            }
+        };
+        setting("NOSPARSE_DISABLE", &mut |v| parse_bool(v).map(|b| cfg.disabled = b));
+        setting("NOSPARSE_MIN_SIZE", &mut |v| parse_size(text(v)?).map(|n| cfg.min_size = n));
         setting("NOSPARSE_METHOD", &mut |v| {
             cfg.method = match text(v)? {
                 "auto" => Method::Auto,
@@ -157,9 +144,7 @@ impl Config {
             };
             Ok(())
         });
-        setting("NOSPARSE_MATCH", &mut |v| {
-            Matcher::parse(v).map(|m| cfg.matcher = m)
-        });
+        setting("NOSPARSE_MATCH", &mut |v| Matcher::parse(v).map(|m| cfg.matcher = m));
         setting("NOSPARSE_ON_ERROR", &mut |v| {
             cfg.on_error = match text(v)? {
                 "passthrough" => OnError::Passthrough,
@@ -177,12 +162,8 @@ impl Config {
             };
             Ok(())
         });
-        setting("NOSPARSE_DEBUG", &mut |v| {
-            parse_bool(v).map(|b| cfg.debug = b)
-        });
-        setting("NOSPARSE_SKIP_FS", &mut |v| {
-            parse_skip_fs(text(v)?).map(|s| cfg.skip_fs = s)
-        });
+        setting("NOSPARSE_DEBUG", &mut |v| parse_bool(v).map(|b| cfg.debug = b));
+        setting("NOSPARSE_SKIP_FS", &mut |v| parse_skip_fs(text(v)?).map(|s| cfg.skip_fs = s));
         (cfg, bad)
     }
 
@@ -220,16 +201,8 @@ pub fn parse_bool(v: &[u8]) -> Result<bool, String> {
 /// A byte count: digits, optionally followed by K, M, G, T or KiB, MiB, GiB, TiB (all
 /// powers of 1024).
 pub fn parse_size(v: &str) -> Result<u64, String> {
-    const UNITS: [(&str, u32); 8] = [
-        ("KiB", 10),
-        ("MiB", 20),
-        ("GiB", 30),
-        ("TiB", 40),
-        ("K", 10),
-        ("M", 20),
-        ("G", 30),
-        ("T", 40),
-    ];
+    const UNITS: [(&str, u32); 8] =
+        [("KiB", 10), ("MiB", 20), ("GiB", 30), ("TiB", 40), ("K", 10), ("M", 20), ("G", 30), ("T", 40)];
     let digits_end = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
     let (digits, unit) = v.split_at(digits_end);
     if digits.is_empty() {
@@ -239,17 +212,11 @@ pub fn parse_size(v: &str) -> Result<u64, String> {
         "" => 0,
         _ => match UNITS.iter().find(|(name, _)| *name == unit) {
             Some(&(_, shift)) => shift,
-            None => {
-                return Err(format!(
-                    "unknown unit {unit:?}: use K, M, G, T, KiB, MiB, GiB or TiB"
-                ))
-            }
+            None => return Err(format!("unknown unit {unit:?}: use K, M, G, T, KiB, MiB, GiB or TiB")),
         },
     };
     let n: u64 = digits.parse().map_err(|_| "too large".to_string())?;
-    n.checked_mul(1u64 << shift)
-        .filter(|&b| b <= i64::MAX as u64)
-        .ok_or_else(|| "too large".to_string())
+    n.checked_mul(1u64 << shift).filter(|&b| b <= i64::MAX as u64).ok_or_else(|| "too large".to_string())
 }
 
 /// `:`-separated filesystem names, or `none`.
@@ -257,13 +224,10 @@ pub fn parse_skip_fs(v: &str) -> Result<u32, String> {
     if v == "none" {
         return Ok(0);
     }
-    v.split(':')
-        .try_fold(0, |bits, name| match FsKind::from_name(name) {
-            Some(kind) => Ok(bits | kind.bit()),
-            None => Err(format!(
-                "unknown filesystem {name:?}: use ext, xfs, btrfs, tmpfs, ramfs, zfs, nfs, or none"
-            )),
-        })
+    v.split(':').try_fold(0, |bits, name| match FsKind::from_name(name) {
+        Some(kind) => Ok(bits | kind.bit()),
+        None => Err(format!("unknown filesystem {name:?}: use ext, xfs, btrfs, tmpfs, ramfs, zfs, nfs, or none")),
+    })
 }
 
 #[cfg(test)]
@@ -271,11 +235,7 @@ mod tests {
     use super::*;
 
     fn with(vars: &[(&str, &str)]) -> (Config, Vec<BadSetting>) {
-        Config::from_lookup(|name| {
-            vars.iter()
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| v.as_bytes().to_vec())
-        })
+        Config::from_lookup(|name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.as_bytes().to_vec()))
     }
 
     #[test]
@@ -297,19 +257,7 @@ mod tests {
         assert_eq!(parse_size("3G"), Ok(3 << 30));
         assert_eq!(parse_size("1TiB"), Ok(1 << 40));
         assert_eq!(parse_size("8388607T"), Ok(8388607 << 40));
-        for bad in [
-            "",
-            "M",
-            "-1",
-            "1.5G",
-            "64 M",
-            "64mb",
-            "64MB",
-            "64m",
-            "99999999999999999999",
-            "8388608T",
-            "0x10",
-        ] {
+        for bad in ["", "M", "-1", "1.5G", "64 M", "64mb", "64MB", "64m", "99999999999999999999", "8388608T", "0x10"] {
             assert!(parse_size(bad).is_err(), "{bad:?} should be refused");
         }
     }

@@ -60,18 +60,12 @@ pub struct Error {
 
 impl Error {
     pub fn new(op: &'static str, errno: i32) -> Self {
-        Error {
-            op,
-            errno: Errno(errno),
-        }
+        Error { op, errno: Errno(errno) }
     }
 
     /// The failure of `op` that just set `errno`.
     pub fn last(op: &'static str) -> Self {
-        Error {
-            op,
-            errno: Errno::last(),
-        }
+        Error { op, errno: Errno::last() }
     }
 }
 

@@ -76,9 +76,7 @@ impl FragmentCounter {
         match self.last {
             None => self.fragments = 1,
             Some(last) => {
-                let expected = last
-                    .physical
-                    .wrapping_add(e.logical.wrapping_sub(last.logical));
+                let expected = last.physical.wrapping_add(e.logical.wrapping_sub(last.logical));
                 let expected_dense = last.physical.wrapping_add(last.length);
                 if e.logical != 0 && e.physical != expected && e.physical != expected_dense {
                     self.fragments += 1;
@@ -106,9 +104,7 @@ pub fn for_each(fd: c_int, mut f: impl FnMut(&Extent)) -> Result<()> {
         map.fm_mapped_extents = 0;
         map.fm_extent_count = BATCH as u32;
         // SAFETY: map is a struct fiemap followed by room for fm_extent_count extents.
-        cvt("ioctl(FS_IOC_FIEMAP)", unsafe {
-            libc::ioctl(fd, FS_IOC_FIEMAP, &mut map)
-        })?;
+        cvt("ioctl(FS_IOC_FIEMAP)", unsafe { libc::ioctl(fd, FS_IOC_FIEMAP, &mut map) })?;
         let n = map.fm_mapped_extents as usize;
         if n == 0 {
             return Ok(());
@@ -161,12 +157,7 @@ mod tests {
     use super::*;
 
     fn ext(logical: u64, physical: u64, length: u64) -> Extent {
-        Extent {
-            logical,
-            physical,
-            length,
-            flags: 0,
-        }
+        Extent { logical, physical, length, flags: 0 }
     }
 
     fn count(list: &[Extent]) -> u64 {
@@ -179,38 +170,18 @@ mod tests {
     fn adjacent_extents_are_one_fragment() {
         // ext4 splits at 128 MiB; physically adjacent pieces are one run.
         let m = 128 << 20;
-        assert_eq!(
-            count(&[
-                ext(0, 1 << 30, m),
-                ext(m, (1 << 30) + m, m),
-                ext(2 * m, (1 << 30) + 2 * m, 4096)
-            ]),
-            1
-        );
+        assert_eq!(count(&[ext(0, 1 << 30, m), ext(m, (1 << 30) + m, m), ext(2 * m, (1 << 30) + 2 * m, 4096)]), 1);
     }
 
     #[test]
     fn a_jump_starts_a_fragment() {
-        assert_eq!(
-            count(&[
-                ext(0, 4096, 4096),
-                ext(4096, 1 << 20, 4096),
-                ext(8192, 4096 * 2, 4096)
-            ]),
-            3
-        );
+        assert_eq!(count(&[ext(0, 4096, 4096), ext(4096, 1 << 20, 4096), ext(8192, 4096 * 2, 4096)]), 3);
         assert_eq!(count(&[]), 0);
     }
 
     #[test]
     fn a_hole_that_keeps_physical_distance_is_not_a_fragment() {
         // filefrag's `expected`: the physical gap equals the logical one.
-        assert_eq!(
-            count(&[
-                ext(0, 1 << 20, 4096),
-                ext(1 << 16, (1 << 20) + (1 << 16), 4096)
-            ]),
-            1
-        );
+        assert_eq!(count(&[ext(0, 1 << 20, 4096), ext(1 << 16, (1 << 20) + (1 << 16), 4096)]), 1);
     }
 }

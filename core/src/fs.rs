@@ -60,17 +60,9 @@ impl FsKind {
 
     /// The kind a settings name stands for; `other` cannot be named.
     pub fn from_name(name: &str) -> Option<Self> {
-        [
-            FsKind::Ext,
-            FsKind::Xfs,
-            FsKind::Btrfs,
-            FsKind::Tmpfs,
-            FsKind::Ramfs,
-            FsKind::Zfs,
-            FsKind::Nfs,
-        ]
-        .into_iter()
-        .find(|k| k.name() == name)
+        [FsKind::Ext, FsKind::Xfs, FsKind::Btrfs, FsKind::Tmpfs, FsKind::Ramfs, FsKind::Zfs, FsKind::Nfs]
+            .into_iter()
+            .find(|k| k.name() == name)
     }
 
     /// A bit for sets of kinds; all unnamed filesystems share one.
@@ -103,15 +95,7 @@ mod tests {
 
     #[test]
     fn names_round_trip_and_bits_are_distinct() {
-        let kinds = [
-            FsKind::Ext,
-            FsKind::Xfs,
-            FsKind::Btrfs,
-            FsKind::Tmpfs,
-            FsKind::Ramfs,
-            FsKind::Zfs,
-            FsKind::Nfs,
-        ];
+        let kinds = [FsKind::Ext, FsKind::Xfs, FsKind::Btrfs, FsKind::Tmpfs, FsKind::Ramfs, FsKind::Zfs, FsKind::Nfs];
         let mut seen = 0;
         for k in kinds {
             assert_eq!(FsKind::from_name(k.name()), Some(k));

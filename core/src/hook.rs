@@ -53,26 +53,17 @@ pub fn config() -> &'static Config {
             log::emit(
                 cfg.log,
                 Level::Warning,
-                format_args!(
-                    "ignoring {}={:?}: {}; keeping the default",
-                    b.name, b.value, b.why
-                ),
+                format_args!("ignoring {}={:?}: {}; keeping the default", b.name, b.value, b.why),
             );
         }
         if ignored {
             log::emit(
                 cfg.log,
                 Level::Info,
-                format_args!(
-                    "secure-execution program: NOSPARSE_* settings from the environment ignored"
-                ),
+                format_args!("secure-execution program: NOSPARSE_* settings from the environment ignored"),
             );
         }
-        let threshold = if cfg.disabled {
-            i64::MAX
-        } else {
-            cfg.min_size.saturating_sub(1) as i64
-        };
+        let threshold = if cfg.disabled { i64::MAX } else { cfg.min_size.saturating_sub(1) as i64 };
         THRESHOLD.store(threshold, Ordering::Relaxed);
         cfg
     })
@@ -107,9 +98,7 @@ unsafe fn candidate(fd: c_int, buf: *const c_void, offset: i64) -> ssize_t {
     if let (true, Some(before)) = (ret < 0, before) {
         // Without the library the failed write would have left the file as it was.
         let errno = get_errno();
-        let _ = catch_unwind(AssertUnwindSafe(|| {
-            undo(fd, before, "the write itself failed")
-        }));
+        let _ = catch_unwind(AssertUnwindSafe(|| undo(fd, before, "the write itself failed")));
         set_errno(errno);
     }
     ret
@@ -132,11 +121,7 @@ fn prepare(fd: c_int, offset: i64) -> Prepared {
         Ok(f) => f,
         Err(e) => {
             if cfg.debug {
-                log::emit(
-                    cfg.log,
-                    Level::Debug,
-                    format_args!("fd {fd}: left alone: {e}"),
-                );
+                log::emit(cfg.log, Level::Debug, format_args!("fd {fd}: left alone: {e}"));
             }
             return Prepared::Untouched;
         }
@@ -144,11 +129,7 @@ fn prepare(fd: c_int, offset: i64) -> Prepared {
     let (len, method, nocow) = match policy::judge(cfg, &facts.0) {
         Decision::Skip(why) => {
             if cfg.debug {
-                log::emit(
-                    cfg.log,
-                    Level::Debug,
-                    format_args!("{path_text}: left alone: {why}"),
-                );
+                log::emit(cfg.log, Level::Debug, format_args!("{path_text}: left alone: {why}"));
             }
             return Prepared::Untouched;
         }
@@ -156,10 +137,7 @@ fn prepare(fd: c_int, offset: i64) -> Prepared {
             log::emit(
                 cfg.log,
                 Level::Info,
-                format_args!(
-                    "{path_text}: would preallocate {} (NOSPARSE_METHOD=off)",
-                    Bytes(len as u64)
-                ),
+                format_args!("{path_text}: would preallocate {} (NOSPARSE_METHOD=off)", Bytes(len as u64)),
             );
             return Prepared::Untouched;
         }
@@ -183,10 +161,7 @@ fn prepare(fd: c_int, offset: i64) -> Prepared {
                 How::Fallocate => "fallocate".to_string(),
                 How::Zeros(n) => format!("zero fill of {}", Bytes(n)),
             };
-            let frags = extents::layout(fd, len as u64)
-                .ok()
-                .filter(|l| !l.pending)
-                .map(|l| l.fragments);
+            let frags = extents::layout(fd, len as u64).ok().filter(|l| !l.pending).map(|l| l.fragments);
             let mut frag_buf = [0u8; 24];
             let mut w = log::StackBuf::new(&mut frag_buf);
             let _ = match frags {
@@ -229,21 +204,12 @@ fn prepare(fd: c_int, offset: i64) -> Prepared {
 }
 
 /// Collects the facts the decision needs: four syscalls, on candidates only.
-fn gather(
-    fd: c_int,
-    offset: i64,
-    cfg: &Config,
-    path: &CStr,
-) -> crate::error::Result<(Facts, Before)> {
+fn gather(fd: c_int, offset: i64, cfg: &Config, path: &CStr) -> crate::error::Result<(Facts, Before)> {
     let open_flags = sys::getfl(fd)?;
     let st = sys::fstat(fd)?;
     let regular = st.st_mode & libc::S_IFMT == libc::S_IFREG;
     // Only regular files need to know their filesystem.
-    let fs = if regular {
-        FsKind::of_fd(fd)?
-    } else {
-        FsKind::Other(0)
-    };
+    let fs = if regular { FsKind::of_fd(fd)? } else { FsKind::Other(0) };
     let facts = Facts {
         nbyte: 1,
         offset,
@@ -254,13 +220,7 @@ fn gather(
         path_matches: cfg.matcher.matches(path),
         fsize_limit: sys::fsize_limit(),
     };
-    Ok((
-        facts,
-        Before {
-            size: st.st_size,
-            blocks: st.st_blocks as i64,
-        },
-    ))
+    Ok((facts, Before { size: st.st_size, blocks: st.st_blocks as i64 }))
 }
 
 /// Rolls the file back, and says so if that fails too.
@@ -270,10 +230,7 @@ fn undo(fd: c_int, before: Before, why: &str) {
         log::emit(
             cfg.log,
             Level::Warning,
-            format_args!(
-                "fd {fd}: {why}, and restoring the size {} failed: {e}",
-                before.size
-            ),
+            format_args!("fd {fd}: {why}, and restoring the size {} failed: {e}", before.size),
         );
     }
 }

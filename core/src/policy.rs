@@ -125,11 +125,7 @@ pub fn judge(cfg: &Config, f: &Facts) -> Decision {
         return Decision::WouldAllocate { len };
     } else {
         let nocow = f.fs == FsKind::Btrfs && f.size == 0;
-        return Decision::Allocate {
-            len,
-            method: cfg.method,
-            nocow,
-        };
+        return Decision::Allocate { len, method: cfg.method, nocow };
     };
     Decision::Skip(skip)
 }
@@ -159,22 +155,12 @@ mod tests {
 
     #[test]
     fn the_vmx_call_allocates_the_whole_file() {
-        assert_eq!(
-            decide(vmem()),
-            Decision::Allocate {
-                len: 3774873600,
-                method: Method::Auto,
-                nocow: false
-            }
-        );
+        assert_eq!(decide(vmem()), Decision::Allocate { len: 3774873600, method: Method::Auto, nocow: false });
     }
 
     #[test]
     fn btrfs_gets_nocow_only_while_empty() {
-        let f = Facts {
-            fs: FsKind::Btrfs,
-            ..vmem()
-        };
+        let f = Facts { fs: FsKind::Btrfs, ..vmem() };
         assert!(matches!(decide(f), Decision::Allocate { nocow: true, .. }));
         let f = Facts { size: 4096, ..f };
         assert!(matches!(decide(f), Decision::Allocate { nocow: false, .. }));
@@ -185,104 +171,20 @@ mod tests {
         let cases = [
             (Facts { nbyte: 2, ..vmem() }, Skip::NotOneByte),
             (Facts { nbyte: 0, ..vmem() }, Skip::NotOneByte),
-            (
-                Facts {
-                    offset: (64 << 20) - 2,
-                    ..vmem()
-                },
-                Skip::BelowMinSize,
-            ),
-            (
-                Facts {
-                    offset: -1,
-                    ..vmem()
-                },
-                Skip::NegativeOffset,
-            ),
-            (
-                Facts {
-                    offset: i64::MIN,
-                    ..vmem()
-                },
-                Skip::NegativeOffset,
-            ),
-            (
-                Facts {
-                    offset: i64::MAX,
-                    ..vmem()
-                },
-                Skip::OffsetTooLarge,
-            ),
-            (
-                Facts {
-                    regular: false,
-                    ..vmem()
-                },
-                Skip::NotRegular,
-            ),
-            (
-                Facts {
-                    open_flags: libc::O_RDONLY,
-                    ..vmem()
-                },
-                Skip::NotWritable,
-            ),
-            (
-                Facts {
-                    open_flags: libc::O_PATH,
-                    ..vmem()
-                },
-                Skip::NotWritable,
-            ),
-            (
-                Facts {
-                    open_flags: libc::O_WRONLY | libc::O_APPEND,
-                    ..vmem()
-                },
-                Skip::Append,
-            ),
-            (
-                Facts {
-                    size: 4 * GIB,
-                    ..vmem()
-                },
-                Skip::InsideFile,
-            ),
-            (
-                Facts {
-                    path_matches: false,
-                    ..vmem()
-                },
-                Skip::NoMatch,
-            ),
-            (
-                Facts {
-                    fs: FsKind::Tmpfs,
-                    ..vmem()
-                },
-                Skip::Filesystem(FsKind::Tmpfs),
-            ),
-            (
-                Facts {
-                    fs: FsKind::Ramfs,
-                    ..vmem()
-                },
-                Skip::Filesystem(FsKind::Ramfs),
-            ),
-            (
-                Facts {
-                    fs: FsKind::Zfs,
-                    ..vmem()
-                },
-                Skip::Filesystem(FsKind::Zfs),
-            ),
-            (
-                Facts {
-                    fsize_limit: 1 << 20,
-                    ..vmem()
-                },
-                Skip::FileSizeLimit,
-            ),
+            (Facts { offset: (64 << 20) - 2, ..vmem() }, Skip::BelowMinSize),
+            (Facts { offset: -1, ..vmem() }, Skip::NegativeOffset),
+            (Facts { offset: i64::MIN, ..vmem() }, Skip::NegativeOffset),
+            (Facts { offset: i64::MAX, ..vmem() }, Skip::OffsetTooLarge),
+            (Facts { regular: false, ..vmem() }, Skip::NotRegular),
+            (Facts { open_flags: libc::O_RDONLY, ..vmem() }, Skip::NotWritable),
+            (Facts { open_flags: libc::O_PATH, ..vmem() }, Skip::NotWritable),
+            (Facts { open_flags: libc::O_WRONLY | libc::O_APPEND, ..vmem() }, Skip::Append),
+            (Facts { size: 4 * GIB, ..vmem() }, Skip::InsideFile),
+            (Facts { path_matches: false, ..vmem() }, Skip::NoMatch),
+            (Facts { fs: FsKind::Tmpfs, ..vmem() }, Skip::Filesystem(FsKind::Tmpfs)),
+            (Facts { fs: FsKind::Ramfs, ..vmem() }, Skip::Filesystem(FsKind::Ramfs)),
+            (Facts { fs: FsKind::Zfs, ..vmem() }, Skip::Filesystem(FsKind::Zfs)),
+            (Facts { fsize_limit: 1 << 20, ..vmem() }, Skip::FileSizeLimit),
         ];
         for (facts, why) in cases {
             assert_eq!(decide(facts), Decision::Skip(why), "{facts:?}");
@@ -292,86 +194,26 @@ mod tests {
     #[test]
     fn boundaries() {
         // offset + 1 == min size is a creation; the last byte of an existing file is not.
-        assert!(matches!(
-            decide(Facts {
-                offset: (64 << 20) - 1,
-                ..vmem()
-            }),
-            Decision::Allocate { .. }
-        ));
-        assert!(matches!(
-            decide(Facts {
-                size: 3774873599,
-                ..vmem()
-            }),
-            Decision::Allocate { .. }
-        ));
-        assert_eq!(
-            decide(Facts {
-                size: 3774873600,
-                ..vmem()
-            }),
-            Decision::Skip(Skip::InsideFile)
-        );
-        assert!(matches!(
-            decide(Facts {
-                offset: i64::MAX - 1,
-                ..vmem()
-            }),
-            Decision::Allocate { .. }
-        ));
-        assert!(matches!(
-            decide(Facts {
-                fsize_limit: 3774873600,
-                ..vmem()
-            }),
-            Decision::Allocate { .. }
-        ));
+        assert!(matches!(decide(Facts { offset: (64 << 20) - 1, ..vmem() }), Decision::Allocate { .. }));
+        assert!(matches!(decide(Facts { size: 3774873599, ..vmem() }), Decision::Allocate { .. }));
+        assert_eq!(decide(Facts { size: 3774873600, ..vmem() }), Decision::Skip(Skip::InsideFile));
+        assert!(matches!(decide(Facts { offset: i64::MAX - 1, ..vmem() }), Decision::Allocate { .. }));
+        assert!(matches!(decide(Facts { fsize_limit: 3774873600, ..vmem() }), Decision::Allocate { .. }));
     }
 
     #[test]
     fn settings_change_the_verdict() {
-        let off = Config {
-            disabled: true,
-            ..Config::default()
-        };
+        let off = Config { disabled: true, ..Config::default() };
         assert_eq!(judge(&off, &vmem()), Decision::Skip(Skip::Disabled));
-        let tmpfs_too = Config {
-            skip_fs: 0,
-            ..Config::default()
-        };
-        assert!(matches!(
-            judge(
-                &tmpfs_too,
-                &Facts {
-                    fs: FsKind::Tmpfs,
-                    ..vmem()
-                }
-            ),
-            Decision::Allocate { .. }
-        ));
-        let zero = Config {
-            method: Method::Zero,
-            ..Config::default()
-        };
-        let direct = Facts {
-            open_flags: libc::O_RDWR | libc::O_DIRECT,
-            ..vmem()
-        };
+        let tmpfs_too = Config { skip_fs: 0, ..Config::default() };
+        assert!(matches!(judge(&tmpfs_too, &Facts { fs: FsKind::Tmpfs, ..vmem() }), Decision::Allocate { .. }));
+        let zero = Config { method: Method::Zero, ..Config::default() };
+        let direct = Facts { open_flags: libc::O_RDWR | libc::O_DIRECT, ..vmem() };
         assert_eq!(judge(&zero, &direct), Decision::Skip(Skip::DirectIo));
         assert!(matches!(decide(direct), Decision::Allocate { .. }));
-        let off = Config {
-            method: Method::Off,
-            ..Config::default()
-        };
-        assert_eq!(
-            judge(&off, &vmem()),
-            Decision::WouldAllocate { len: 3774873600 }
-        );
-        let big = Config {
-            min_size: 8 << 30,
-            ..Config::default()
-        };
+        let off = Config { method: Method::Off, ..Config::default() };
+        assert_eq!(judge(&off, &vmem()), Decision::WouldAllocate { len: 3774873600 });
+        let big = Config { min_size: 8 << 30, ..Config::default() };
         assert_eq!(judge(&big, &vmem()), Decision::Skip(Skip::BelowMinSize));
     }
 }

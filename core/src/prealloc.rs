@@ -43,13 +43,7 @@ pub fn set_nocow(fd: c_int) -> Result<()> {
 
 /// Allocates `[0, len)` of `fd` with `method` (not `Off`). On error nothing is undone
 /// yet: the caller calls [`rollback`].
-pub fn allocate(
-    fd: c_int,
-    before: Before,
-    len: i64,
-    method: Method,
-    open_flags: c_int,
-) -> Result<How> {
+pub fn allocate(fd: c_int, before: Before, len: i64, method: Method, open_flags: c_int) -> Result<How> {
     let fallocate = || sys::fallocate(fd, 0, 0, len).map(|()| How::Fallocate);
     let zeros = || write_zeros(fd, before.size, len, open_flags).map(How::Zeros);
     match method {

@@ -27,12 +27,7 @@ pub fn pwrite64() -> Pwrite64 {
 }
 
 #[cold]
-unsafe extern "C" fn lazy_pwrite64(
-    fd: c_int,
-    buf: *const c_void,
-    n: size_t,
-    off: off64_t,
-) -> ssize_t {
+unsafe extern "C" fn lazy_pwrite64(fd: c_int, buf: *const c_void, n: size_t, off: off64_t) -> ssize_t {
     // SAFETY: the caller's arguments, passed on.
     unsafe { resolve_pwrite64()(fd, buf, n, off) }
 }
@@ -49,12 +44,7 @@ fn resolve_pwrite64() -> Pwrite64 {
 }
 
 /// Stands in when no `pwrite64` exists after us: the call fails as a missing syscall would.
-unsafe extern "C" fn missing_pwrite64(
-    _: c_int,
-    _: *const c_void,
-    _: size_t,
-    _: off64_t,
-) -> ssize_t {
+unsafe extern "C" fn missing_pwrite64(_: c_int, _: *const c_void, _: size_t, _: off64_t) -> ssize_t {
     crate::error::set_errno(libc::ENOSYS);
     -1
 }

@@ -45,11 +45,7 @@ pub fn fstatfs(fd: c_int) -> Result<libc::statfs64> {
 pub fn free_bytes(fd: c_int) -> Result<u64> {
     let st = fstatfs(fd)?;
     // SAFETY: geteuid cannot fail.
-    let blocks = if unsafe { libc::geteuid() } == 0 {
-        st.f_bfree
-    } else {
-        st.f_bavail
-    };
+    let blocks = if unsafe { libc::geteuid() } == 0 { st.f_bfree } else { st.f_bavail };
     Ok(blocks.saturating_mul(st.f_bsize as u64))
 }
 
@@ -57,10 +53,7 @@ pub fn free_bytes(fd: c_int) -> Result<u64> {
 /// <https://man7.org/linux/man-pages/man2/fallocate.2.html>
 pub fn fallocate(fd: c_int, mode: c_int, offset: i64, len: i64) -> Result<()> {
     // SAFETY: plain integer arguments.
-    cvt("fallocate", unsafe {
-        libc::fallocate64(fd, mode, offset, len)
-    })
-    .map(drop)
+    cvt("fallocate", unsafe { libc::fallocate64(fd, mode, offset, len) }).map(drop)
 }
 
 /// `ftruncate(fd, len)` — sets the file's size.
@@ -80,14 +73,9 @@ pub fn lseek(fd: c_int, offset: i64, whence: c_int) -> Result<i64> {
 /// `getrlimit(RLIMIT_FSIZE)` — the largest file this process may write, soft limit.
 /// <https://man7.org/linux/man-pages/man2/getrlimit.2.html>
 pub fn fsize_limit() -> u64 {
-    let mut lim = libc::rlimit64 {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
+    let mut lim = libc::rlimit64 { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: lim is a valid rlimit64 to fill.
-    match cvt("getrlimit", unsafe {
-        libc::getrlimit64(libc::RLIMIT_FSIZE, &mut lim)
-    }) {
+    match cvt("getrlimit", unsafe { libc::getrlimit64(libc::RLIMIT_FSIZE, &mut lim) }) {
         Ok(_) => lim.rlim_cur,
         Err(_) => u64::MAX,
     }
@@ -99,19 +87,14 @@ pub fn inode_flags(fd: c_int) -> Result<c_int> {
     let mut flags: c_int = 0;
     // SAFETY: the kernel writes an int through the pointer, as the man page says,
     // whatever the ioctl number's nominal size.
-    cvt("ioctl(FS_IOC_GETFLAGS)", unsafe {
-        libc::ioctl(fd, libc::FS_IOC_GETFLAGS, &mut flags)
-    })?;
+    cvt("ioctl(FS_IOC_GETFLAGS)", unsafe { libc::ioctl(fd, libc::FS_IOC_GETFLAGS, &mut flags) })?;
     Ok(flags)
 }
 
 /// `ioctl(fd, FS_IOC_SETFLAGS)` — sets the inode flags.
 pub fn set_inode_flags(fd: c_int, flags: c_int) -> Result<()> {
     // SAFETY: the kernel reads an int through the pointer.
-    cvt("ioctl(FS_IOC_SETFLAGS)", unsafe {
-        libc::ioctl(fd, libc::FS_IOC_SETFLAGS, &flags)
-    })
-    .map(drop)
+    cvt("ioctl(FS_IOC_SETFLAGS)", unsafe { libc::ioctl(fd, libc::FS_IOC_SETFLAGS, &flags) }).map(drop)
 }
 
 /// `readlink("/proc/self/fd/N")` into `buf` — the path the fd was opened with, as the
@@ -122,9 +105,7 @@ pub fn fd_path(fd: c_int, buf: &mut [u8; PATH_BUF]) -> Result<&[u8]> {
     // The buffer is large enough for any int; a failed write would only shorten it.
     let _ = std::fmt::Write::write_fmt(&mut w, format_args!("/proc/self/fd/{fd}\0"));
     // SAFETY: link holds a NUL-terminated path; buf has room for PATH_BUF - 1 bytes.
-    let n = cvt("readlink", unsafe {
-        libc::readlink(link.as_ptr().cast(), buf.as_mut_ptr().cast(), PATH_BUF - 1)
-    })?;
+    let n = cvt("readlink", unsafe { libc::readlink(link.as_ptr().cast(), buf.as_mut_ptr().cast(), PATH_BUF - 1) })?;
     let n = n as usize;
     buf[n] = 0;
     Ok(&buf[..n])

@@ -28,25 +28,14 @@ const TARGET: &str = env!("NOSPARSE_BUILD_TARGET");
 fn layout() -> Layout {
     let exe = std::env::current_exe().expect("the path of this test binary");
     // target/[triple/]profile/{deps,examples}/binary
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("binary sits in target/.../profile/deps");
+    let profile_dir = exe.parent().and_then(Path::parent).expect("binary sits in target/.../profile/deps");
     let above = profile_dir.parent().expect("profile dir has a parent");
     let cross = above.file_name().is_some_and(|n| n == TARGET);
-    let target_dir = if cross {
-        above.parent().expect("target dir")
-    } else {
-        above
-    };
+    let target_dir = if cross { above.parent().expect("target dir") } else { above };
     Layout {
         target_dir: target_dir.to_path_buf(),
         cross: cross.then_some(TARGET),
-        profile_dir_name: profile_dir
-            .file_name()
-            .expect("profile name")
-            .to_string_lossy()
-            .into_owned(),
+        profile_dir_name: profile_dir.file_name().expect("profile name").to_string_lossy().into_owned(),
     }
 }
 
@@ -56,15 +45,7 @@ pub fn build() -> Artifacts {
     let l = layout();
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.args([
-        "build",
-        "--quiet",
-        "-p",
-        "nosparse",
-        "--lib",
-        "--example",
-        "fake_vmx",
-    ]);
+    cmd.args(["build", "--quiet", "-p", "nosparse", "--lib", "--example", "fake_vmx"]);
     cmd.arg("--target-dir").arg(&l.target_dir);
     if let Some(t) = l.cross {
         cmd.args(["--target", t]);
@@ -79,9 +60,7 @@ pub fn build() -> Artifacts {
         }
     }
     cmd.current_dir(env!("CARGO_MANIFEST_DIR"));
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run cargo to build libnosparse.so: {e}"));
+    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run cargo to build libnosparse.so: {e}"));
     assert!(
         out.status.success(),
         "building libnosparse.so and fake_vmx failed ({:?}):\n{}",
@@ -93,17 +72,10 @@ pub fn build() -> Artifacts {
         dir.push(t);
     }
     dir.push(&l.profile_dir_name);
-    let artifacts = Artifacts {
-        lib: dir.join("libnosparse.so"),
-        fake_vmx: dir.join("examples").join("fake_vmx"),
-        target: TARGET,
-    };
+    let artifacts =
+        Artifacts { lib: dir.join("libnosparse.so"), fake_vmx: dir.join("examples").join("fake_vmx"), target: TARGET };
     for p in [&artifacts.lib, &artifacts.fake_vmx] {
-        assert!(
-            p.is_file(),
-            "the build reported success but {} is missing",
-            p.display()
-        );
+        assert!(p.is_file(), "the build reported success but {} is missing", p.display());
     }
     artifacts
 }

@@ -47,14 +47,8 @@ pub fn is_root() -> bool {
 }
 
 pub fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {tool}"))
-        .output()
-        .is_ok_and(|o| o.status.success())
-        || ["/sbin", "/usr/sbin"]
-            .iter()
-            .any(|d| Path::new(d).join(tool).exists())
+    Command::new("sh").arg("-c").arg(format!("command -v {tool}")).output().is_ok_and(|o| o.status.success())
+        || ["/sbin", "/usr/sbin"].iter().any(|d| Path::new(d).join(tool).exists())
 }
 
 /// A directory for one test, on the disk that holds the build (not tmpfs), removed
@@ -66,11 +60,7 @@ pub struct Scratch {
 impl Scratch {
     pub fn new(name: &str) -> Scratch {
         let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-        let dir = base.join(format!(
-            "{name}-{}-{}",
-            artifacts().target,
-            std::process::id()
-        ));
+        let dir = base.join(format!("{name}-{}-{}", artifacts().target, std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("create scratch dir");
         Scratch { dir }
@@ -113,23 +103,12 @@ impl Outcome {
 
     /// The observable results of the creation call, for comparing two runs.
     pub fn observed(&self) -> [(&'static str, i64); 5] {
-        [
-            "create_ret",
-            "create_errno",
-            "offset_after",
-            "size_after_create",
-            "final_size",
-        ]
-        .map(|k| (k, self.get(k)))
+        ["create_ret", "create_errno", "offset_after", "size_after_create", "final_size"].map(|k| (k, self.get(k)))
     }
 }
 
 pub fn vmx(path: &Path) -> Vmx {
-    Vmx {
-        args: vec!["--path".into(), path.display().to_string()],
-        env: Vec::new(),
-        preload: true,
-    }
+    Vmx { args: vec!["--path".into(), path.display().to_string()], env: Vec::new(), preload: true }
 }
 
 impl Vmx {
@@ -151,11 +130,7 @@ impl Vmx {
 
     /// The file this run creates.
     pub fn path(&self) -> PathBuf {
-        let i = self
-            .args
-            .iter()
-            .position(|a| a == "--path")
-            .expect("--path");
+        let i = self.args.iter().position(|a| a == "--path").expect("--path");
         PathBuf::from(&self.args[i + 1])
     }
 
@@ -176,11 +151,8 @@ impl Vmx {
         cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         let out = cmd.output().expect("run fake_vmx");
         let stdout = String::from_utf8_lossy(&out.stdout);
-        let kv = stdout
-            .lines()
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let kv =
+            stdout.lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let o = Outcome {
             kv,
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
@@ -194,16 +166,8 @@ impl Vmx {
     /// appended, and returns (without, with).
     pub fn both(&self, with_path: &Path) -> (Outcome, Outcome) {
         let bare = bare_path(with_path);
-        let mut without = Vmx {
-            args: self.args.clone(),
-            env: self.env.clone(),
-            preload: false,
-        };
-        let i = without
-            .args
-            .iter()
-            .position(|a| a == "--path")
-            .expect("--path");
+        let mut without = Vmx { args: self.args.clone(), env: self.env.clone(), preload: false };
+        let i = without.args.iter().position(|a| a == "--path").expect("--path");
         without.args[i + 1] = bare.display().to_string();
         (without.run(), self.run())
     }
@@ -225,16 +189,18 @@ pub struct Measured {
     pub layout: Layout,
 }
 
+/// st_blocks * 512 of `path`: what works on every filesystem, FIEMAP or not.
+pub fn allocated(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).unwrap_or_else(|e| panic!("stat {}: {e}", path.display())).blocks() * 512
+}
+
 pub fn measure(path: &Path) -> Measured {
     let f = File::open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
     let meta = f.metadata().expect("stat");
     use std::os::unix::fs::MetadataExt;
     let layout = extents::layout(f.as_raw_fd(), meta.len()).expect("FIEMAP");
-    Measured {
-        size: meta.len(),
-        allocated: meta.blocks() * 512,
-        layout,
-    }
+    Measured { size: meta.len(), allocated: meta.blocks() * 512, layout }
 }
 
 /// `ceil(size / 128 MiB)`: the fewest extents ext4 can hold a file in.
@@ -244,29 +210,15 @@ pub fn ext4_min_extents(size: u64) -> u64 {
 
 /// Asserts the two files hold the same bytes.
 pub fn assert_same_content(a: &Path, b: &Path) {
-    let (mut fa, mut fb) = (
-        File::open(a).expect("open a"),
-        File::open(b).expect("open b"),
-    );
+    let (mut fa, mut fb) = (File::open(a).expect("open a"), File::open(b).expect("open b"));
     let (mut ba, mut bb) = (vec![0u8; 4 << 20], vec![0u8; 4 << 20]);
     let mut at = 0u64;
     loop {
         let na = read_full(&mut fa, &mut ba);
         let nb = read_full(&mut fb, &mut bb);
-        assert_eq!(
-            na,
-            nb,
-            "{} and {} differ in length near {at}",
-            a.display(),
-            b.display()
-        );
+        assert_eq!(na, nb, "{} and {} differ in length near {at}", a.display(), b.display());
         if let Some(i) = ba[..na].iter().zip(&bb[..nb]).position(|(x, y)| x != y) {
-            panic!(
-                "{} and {} differ at byte {}",
-                a.display(),
-                b.display(),
-                at + i as u64
-            );
+            panic!("{} and {} differ at byte {}", a.display(), b.display(), at + i as u64);
         }
         if na == 0 {
             return;
@@ -292,12 +244,7 @@ pub fn free_bytes(path: &Path) -> u64 {
     // SAFETY: zeroed statvfs is a valid out-parameter.
     let mut st: libc::statvfs64 = unsafe { std::mem::zeroed() };
     // SAFETY: c is NUL-terminated, st writable.
-    assert_eq!(
-        unsafe { libc::statvfs64(c.as_ptr(), &mut st) },
-        0,
-        "statvfs {}",
-        path.display()
-    );
+    assert_eq!(unsafe { libc::statvfs64(c.as_ptr(), &mut st) }, 0, "statvfs {}", path.display());
     st.f_bfree * st.f_frsize as u64
 }
 
@@ -306,11 +253,14 @@ pub fn free_bytes(path: &Path) -> u64 {
 pub struct LoopFs {
     pub mnt: PathBuf,
     image: PathBuf,
-    _serial: MutexGuard<'static, ()>,
 }
 
 /// Mounting is serialised: loop devices are a shared resource.
 static MOUNTS: Mutex<()> = Mutex::new(());
+
+fn mounts() -> MutexGuard<'static, ()> {
+    MOUNTS.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 impl LoopFs {
     /// Makes and mounts a `kind` filesystem of `size` bytes (`kind` is an mkfs suffix,
@@ -319,21 +269,17 @@ impl LoopFs {
         if !require(is_root(), "loop-mounted filesystems need root") {
             return None;
         }
-        let serial = MOUNTS.lock().unwrap_or_else(|e| e.into_inner());
-        let mnt = scratch.path(&format!("mnt-{kind}"));
-        let image = scratch.path(&format!("{kind}.img"));
+        static SERIAL: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mnt = scratch.path(&format!("mnt-{kind}-{n}"));
+        let image = scratch.path(&format!("{kind}-{n}.img"));
         std::fs::create_dir_all(&mnt).unwrap();
+        let _serial = mounts();
         if kind == "tmpfs" {
-            sh(&format!(
-                "mount -t tmpfs -o size={size} nosparse-test {}",
-                mnt.display()
-            ));
+            sh(&format!("mount -t tmpfs -o size={size} nosparse-test {}", mnt.display()));
         } else {
             let mkfs = format!("mkfs.{kind}");
-            if !require(
-                have(&mkfs),
-                &format!("{mkfs} is not installed (scripts/setup.sh installs it)"),
-            ) {
+            if !require(have(&mkfs), &format!("{mkfs} is not installed (scripts/setup.sh installs it)")) {
                 return None;
             }
             File::create(&image).unwrap().set_len(size).unwrap();
@@ -342,17 +288,9 @@ impl LoopFs {
                 _ => "-q -F",
             };
             sh(&format!("{mkfs} {quiet} {}", image.display()));
-            sh(&format!(
-                "mount -o loop {} {}",
-                image.display(),
-                mnt.display()
-            ));
+            sh(&format!("mount -o loop {} {}", image.display(), mnt.display()));
         }
-        Some(LoopFs {
-            mnt,
-            image,
-            _serial: serial,
-        })
+        Some(LoopFs { mnt, image })
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -362,6 +300,7 @@ impl LoopFs {
 
 impl Drop for LoopFs {
     fn drop(&mut self) {
+        let _serial = mounts();
         let _ = Command::new("umount").arg(&self.mnt).status();
         let _ = std::fs::remove_file(&self.image);
     }

@@ -1,0 +1,167 @@
+//! The harness on real filesystems made in image files and loop-mounted: ext4, ext3
+//! (no fallocate: the zero path), xfs, btrfs and tmpfs, and a full disk. Needs root;
+//! under CI=true, missing root or mkfs tools fail these tests instead of skipping them.
+
+mod common;
+
+use common::*;
+use nosparse_core::sys;
+use std::fs::File;
+use std::os::unix::io::AsRawFd;
+
+/// The guest's life: 1 MiB pieces written back in random order with fdatasync while a
+/// second writer appends to another file on the same filesystem.
+fn guest_life(run: Vmx, fs: &LoopFs) -> Vmx {
+    run.arg("--writes", 256).arg("--competitor", fs.path("rival").display())
+}
+
+fn assert_whole(m: &Measured, what: &str) {
+    assert!(m.allocated >= m.size, "{what}: {} of {} bytes allocated", m.allocated, m.size);
+    assert_eq!(m.layout.hole_bytes, 0, "{what}: holes left: {m:?}");
+}
+
+/// One filesystem, one run with and one without the library, each on a fresh image;
+/// returns the two outcomes and the measured files.
+fn compare_on(kind: &str, size: u64, env: &[(&str, &str)]) -> Option<((Outcome, Measured), (Outcome, Measured))> {
+    let s = Scratch::new(&format!("fs-{kind}"));
+    let mut runs = Vec::new();
+    for preload in [false, true] {
+        let fs = LoopFs::new(&s, kind, 1024 * MIB)?;
+        let path = fs.path("guest.vmem");
+        let mut run = guest_life(vmx(&path).arg("--size", size).arg("--prefill", 8192).arg("--seek", 4321), &fs);
+        for (k, v) in env {
+            run = run.env(k, v);
+        }
+        if !preload {
+            run = run.without_library();
+        }
+        let out = run.run();
+        let m = measure(&path);
+        // Content is compared across the two images through a copy kept on the scratch disk.
+        std::fs::copy(&path, s.path(if preload { "with" } else { "without" })).unwrap();
+        runs.push((out, m));
+    }
+    assert_same_content(&s.path("with"), &s.path("without"));
+    let with = runs.pop().unwrap();
+    let without = runs.pop().unwrap();
+    assert_eq!(without.0.observed(), with.0.observed(), "{kind}: the program saw different results: {}", with.0.stderr);
+    assert_eq!(with.0.get("create_ret"), 1);
+    assert_eq!(with.0.get("offset_after"), 4321);
+    assert_eq!(with.1.size, size);
+    Some((without, with))
+}
+
+#[test]
+fn ext4_file_is_allocated_whole_and_stays_in_few_fragments() {
+    let size = 256 * MIB;
+    let Some(((bare_out, bare), (out, m))) = compare_on("ext4", size, &[]) else { return };
+    assert!(bare_out.get("allocated_after_create") < MIB as i64, "without the library the file starts sparse");
+    assert!(out.get("allocated_after_create") >= size as i64);
+    assert!(out.stderr.contains("by fallocate"), "{}", out.stderr);
+    assert_whole(&m, "ext4");
+    let limit = ext4_min_extents(size) + 2;
+    assert!(m.layout.fragments <= limit, "ext4: {} fragments, expected <= {limit}", m.layout.fragments);
+    assert!(
+        bare.layout.fragments > m.layout.fragments,
+        "the simulated run should fragment the sparse file: {} vs {}",
+        bare.layout.fragments,
+        m.layout.fragments
+    );
+    eprintln!("ext4 fragments: sparse {} / nosparse {}", bare.layout.fragments, m.layout.fragments);
+}
+
+#[test]
+fn ext3_has_no_fallocate_so_zeros_are_written() {
+    let size = 128 * MIB;
+    let Some((_, (out, m))) = compare_on("ext3", size, &[]) else { return };
+    assert!(out.stderr.contains("by zero fill"), "{}", out.stderr);
+    assert_whole(&m, "ext3");
+}
+
+#[test]
+fn xfs_file_is_allocated_whole() {
+    let size = 256 * MIB;
+    let Some(((_, bare), (out, m))) = compare_on("xfs", size, &[]) else { return };
+    assert!(out.stderr.contains("by fallocate"), "{}", out.stderr);
+    assert_whole(&m, "xfs");
+    assert!(m.layout.fragments <= 4, "xfs: {} fragments", m.layout.fragments);
+    eprintln!("xfs fragments: sparse {} / nosparse {}", bare.layout.fragments, m.layout.fragments);
+}
+
+#[test]
+fn btrfs_file_is_nocow_and_stays_in_few_fragments_after_overwrites() {
+    let size = 256 * MIB;
+    let s = Scratch::new("fs-btrfs");
+    let Some(fs) = LoopFs::new(&s, "btrfs", 1024 * MIB) else { return };
+    let path = fs.path("guest.vmem");
+    let out = guest_life(vmx(&path).arg("--size", size), &fs).run();
+    assert_eq!(out.get("create_ret"), 1);
+    let f = File::open(&path).unwrap();
+    let flags = sys::inode_flags(f.as_raw_fd()).expect("FS_IOC_GETFLAGS");
+    assert_ne!(flags & sys::FS_NOCOW_FL, 0, "NOCOW not set on btrfs");
+    let m = measure(&path);
+    assert_whole(&m, "btrfs");
+    assert!(m.layout.fragments <= 8, "btrfs: {} fragments after the run", m.layout.fragments);
+}
+
+#[test]
+fn tmpfs_is_skipped_unless_asked() {
+    let s = Scratch::new("fs-tmpfs");
+    let Some(fs) = LoopFs::new(&s, "tmpfs", 512 * MIB) else { return };
+    let skipped = fs.path("skipped.vmem");
+    let out = vmx(&skipped).arg("--size", 128 * MIB).env("NOSPARSE_DEBUG", "1").run();
+    assert!(out.get("allocated_after_create") < MIB as i64, "tmpfs file was allocated by default");
+    assert!(out.stderr.contains("tmpfs is in NOSPARSE_SKIP_FS"), "{}", out.stderr);
+    let asked = fs.path("asked.vmem");
+    vmx(&asked).arg("--size", 128 * MIB).env("NOSPARSE_SKIP_FS", "none").run();
+    assert!(allocated(&asked) >= 128 * MIB, "NOSPARSE_SKIP_FS=none should allocate on tmpfs");
+}
+
+/// A file larger than the filesystem: preallocation fails with ENOSPC.
+fn full_disk(kind: &str, env: &[(&str, &str)]) -> Option<(Outcome, u64, u64, Measured)> {
+    let s = Scratch::new(&format!("enospc-{kind}"));
+    let fs = LoopFs::new(&s, kind, 64 * MIB)?;
+    let path = fs.path("big.vmem");
+    let free_before = free_bytes(&fs.mnt);
+    let mut run = vmx(&path).arg("--size", 256 * MIB);
+    for (k, v) in env {
+        run = run.env(k, v);
+    }
+    let out = run.run();
+    let m = measure(&path);
+    let free_after = free_bytes(&fs.mnt);
+    Some((out, free_before, free_after, m))
+}
+
+fn assert_no_leak(kind: &str, free_before: u64, free_after: u64, m: &Measured) {
+    // What the real one-byte write itself needs (a block and its index) is all that may go.
+    let used = free_before.saturating_sub(free_after);
+    assert!(used <= 64 * 1024, "{kind}: {used} bytes of space leaked");
+    assert!(m.allocated <= 64 * 1024, "{kind}: {} bytes allocated in a file that should be sparse", m.allocated);
+}
+
+#[test]
+fn a_full_disk_leaves_the_file_sparse_and_the_write_unchanged() {
+    for kind in ["ext4", "ext3"] {
+        let Some((out, before, after, m)) = full_disk(kind, &[]) else { return };
+        assert_eq!(out.get("create_ret"), 1, "{kind}: {}", out.stderr);
+        assert_eq!(out.get("size_after_create"), (256 * MIB) as i64);
+        assert!(
+            out.stderr.contains("could not preallocate") && out.stderr.contains("ENOSPC"),
+            "{kind}: {}",
+            out.stderr
+        );
+        assert_no_leak(kind, before, after, &m);
+    }
+}
+
+#[test]
+fn on_error_fail_returns_enospc_and_leaves_the_file_as_it_was() {
+    for kind in ["ext4", "ext3"] {
+        let Some((out, before, after, m)) = full_disk(kind, &[("NOSPARSE_ON_ERROR", "fail")]) else { return };
+        assert_eq!(out.get("create_ret"), -1, "{kind}: {}", out.stderr);
+        assert_eq!(out.get("create_errno"), i64::from(libc::ENOSPC));
+        assert_eq!(out.get("size_after_create"), 0, "{kind}: the file must keep its size");
+        assert_no_leak(kind, before, after, &m);
+    }
+}
