@@ -71,6 +71,27 @@ fn ext4_file_is_allocated_whole_and_stays_in_few_fragments() {
 }
 
 #[test]
+fn fragments_are_counted_as_filefrag_counts_them() {
+    let s = Scratch::new("filefrag");
+    let Some(fs) = LoopFs::new(&s, "ext4", 1024 * MIB) else { return };
+    if !require(have("filefrag"), "filefrag is not installed (scripts/setup.sh installs e2fsprogs)") {
+        return;
+    }
+    let path = fs.path("sparse.vmem");
+    guest_life(vmx(&path).arg("--size", 256 * MIB), &fs).without_library().run();
+    let ours = measure(&path).layout.fragments;
+    assert!(ours > 1, "the sparse file should be fragmented for this check to mean something");
+    let report = sh(&format!("filefrag {}", path.display()));
+    let theirs: u64 = report
+        .rsplit(": ")
+        .next()
+        .and_then(|t| t.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .expect("filefrag's count");
+    assert_eq!(ours, theirs, "filefrag says: {report}");
+}
+
+#[test]
 fn ext3_has_no_fallocate_so_zeros_are_written() {
     let size = 128 * MIB;
     let Some((_, (out, m))) = compare_on("ext3", size, &[]) else { return };

@@ -187,3 +187,14 @@ fn match_selects_files() {
     vmx(&path).arg("--size", 128 * MIB).env("NOSPARSE_MATCH", "*.img:*.vmem").run();
     assert_whole(&measure(&path), "matched");
 }
+
+#[test]
+fn only_the_hooks_are_exported_under_the_contract_soname() {
+    let lib = artifacts().lib.display().to_string();
+    let nm = sh(&format!("nm -D --defined-only {lib}"));
+    let mut names: Vec<&str> = nm.lines().filter_map(|l| l.split_whitespace().last()).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["__pwrite64", "pwrite", "pwrite64"], "exported: {nm}");
+    let dynamic = sh(&format!("readelf -d {lib}"));
+    assert!(dynamic.contains("Library soname: [libnosparse.so]"), "{dynamic}");
+}

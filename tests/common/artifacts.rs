@@ -11,9 +11,10 @@ use std::process::Command;
 pub struct Artifacts {
     pub lib: PathBuf,
     pub fake_vmx: PathBuf,
-    /// The target triple they were built for.
-    pub target: &'static str,
 }
+
+/// The target triple this binary, and so the artifacts, are built for.
+pub const TARGET: &str = env!("NOSPARSE_BUILD_TARGET");
 
 /// Where a build for this binary's own target and profile puts things.
 struct Layout {
@@ -22,8 +23,6 @@ struct Layout {
     cross: Option<&'static str>,
     profile_dir_name: String,
 }
-
-const TARGET: &str = env!("NOSPARSE_BUILD_TARGET");
 
 fn layout() -> Layout {
     let exe = std::env::current_exe().expect("the path of this test binary");
@@ -72,8 +71,7 @@ pub fn build() -> Artifacts {
         dir.push(t);
     }
     dir.push(&l.profile_dir_name);
-    let artifacts =
-        Artifacts { lib: dir.join("libnosparse.so"), fake_vmx: dir.join("examples").join("fake_vmx"), target: TARGET };
+    let artifacts = Artifacts { lib: dir.join("libnosparse.so"), fake_vmx: dir.join("examples").join("fake_vmx") };
     for p in [&artifacts.lib, &artifacts.fake_vmx] {
         assert!(p.is_file(), "the build reported success but {} is missing", p.display());
     }

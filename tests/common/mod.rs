@@ -4,12 +4,12 @@
 #![allow(dead_code)]
 
 pub mod artifacts;
+pub mod compare;
 
 use nosparse_core::extents::{self, Layout};
 use std::collections::HashMap;
 use std::ffi::CString;
 use std::fs::File;
-use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -60,7 +60,7 @@ pub struct Scratch {
 impl Scratch {
     pub fn new(name: &str) -> Scratch {
         let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-        let dir = base.join(format!("{name}-{}-{}", artifacts().target, std::process::id()));
+        let dir = base.join(format!("{name}-{}-{}", artifacts::TARGET, std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("create scratch dir");
         Scratch { dir }
@@ -210,32 +210,10 @@ pub fn ext4_min_extents(size: u64) -> u64 {
 
 /// Asserts the two files hold the same bytes.
 pub fn assert_same_content(a: &Path, b: &Path) {
-    let (mut fa, mut fb) = (File::open(a).expect("open a"), File::open(b).expect("open b"));
-    let (mut ba, mut bb) = (vec![0u8; 4 << 20], vec![0u8; 4 << 20]);
-    let mut at = 0u64;
-    loop {
-        let na = read_full(&mut fa, &mut ba);
-        let nb = read_full(&mut fb, &mut bb);
-        assert_eq!(na, nb, "{} and {} differ in length near {at}", a.display(), b.display());
-        if let Some(i) = ba[..na].iter().zip(&bb[..nb]).position(|(x, y)| x != y) {
-            panic!("{} and {} differ at byte {}", a.display(), b.display(), at + i as u64);
-        }
-        if na == 0 {
-            return;
-        }
-        at += na as u64;
+    match compare::first_difference(a, b).expect("read the files") {
+        None => {}
+        Some(at) => panic!("{} and {} differ at byte {at}", a.display(), b.display()),
     }
-}
-
-fn read_full(f: &mut File, buf: &mut [u8]) -> usize {
-    let mut n = 0;
-    while n < buf.len() {
-        match f.read(&mut buf[n..]).expect("read") {
-            0 => break,
-            k => n += k,
-        }
-    }
-    n
 }
 
 /// Free bytes on the filesystem holding `path`, for everyone (f_bfree).
