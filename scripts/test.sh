@@ -30,8 +30,8 @@ for target in "$HOST" "$I686"; do
     args=()
     [ "$target" = "$I686" ] && args=(--target "$I686")
     step "clippy for $target"
-    cargo clippy --release --all-targets "${args[@]}" -- -D warnings
+    cargo clippy --workspace --release --all-targets "${args[@]}" -- -D warnings
     step "tests for $target"
-    cargo test --release "${args[@]}"
+    cargo test --workspace --release "${args[@]}"
 done
 step "all tests passed for $HOST and $I686"

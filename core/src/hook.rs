@@ -31,10 +31,20 @@ static CONFIG: OnceLock<Config> = OnceLock::new();
 pub unsafe fn pwrite(fd: c_int, buf: *const c_void, nbyte: size_t, offset: i64) -> ssize_t {
     if nbyte == 1 && offset >= THRESHOLD.load(Ordering::Relaxed) {
         // SAFETY: the caller's arguments, passed on.
-        return unsafe { candidate(fd, buf, offset) };
+        return unsafe { candidate(fd, buf, nbyte, offset) };
     }
     // SAFETY: the caller's arguments, passed on to the function it meant to call.
     unsafe { real::pwrite64()(fd, buf, nbyte, offset) }
+}
+
+/// [`pwrite`] with the C calling convention, for hooks that jump to it with the
+/// caller's arguments still in place (the i686 assembly hook).
+///
+/// # Safety
+/// As for [`pwrite`].
+pub unsafe extern "C" fn pwrite_c(fd: c_int, buf: *const c_void, nbyte: size_t, offset: i64) -> ssize_t {
+    // SAFETY: the caller's arguments, passed on.
+    unsafe { pwrite(fd, buf, nbyte, offset) }
 }
 
 /// Reads the settings and resolves the real functions; the library's constructor calls it.
@@ -79,9 +89,12 @@ enum Prepared {
     Fail(Errno),
 }
 
+/// The slow path. It has pwrite64's C signature so that the hook can jump to it with
+/// the caller's own arguments in place (a tail call, also on i686), and it cannot
+/// unwind, so the hook needs no landing pad.
 #[cold]
 #[inline(never)]
-unsafe fn candidate(fd: c_int, buf: *const c_void, offset: i64) -> ssize_t {
+unsafe extern "C" fn candidate(fd: c_int, buf: *const c_void, nbyte: size_t, offset: i64) -> ssize_t {
     let saved_errno = get_errno();
     let prepared = catch_unwind(|| prepare(fd, offset)).unwrap_or(Prepared::Untouched);
     let before = match prepared {
@@ -94,7 +107,7 @@ unsafe fn candidate(fd: c_int, buf: *const c_void, offset: i64) -> ssize_t {
     };
     set_errno(saved_errno);
     // SAFETY: the caller's arguments, passed on.
-    let ret = unsafe { real::pwrite64()(fd, buf, 1, offset) };
+    let ret = unsafe { real::pwrite64()(fd, buf, nbyte, offset) };
     if let (true, Some(before)) = (ret < 0, before) {
         // Without the library the failed write would have left the file as it was.
         let errno = get_errno();

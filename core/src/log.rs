@@ -118,7 +118,7 @@ mod tests {
     fn stack_buf_truncates_instead_of_failing() {
         let mut b = [0u8; 8];
         let mut w = StackBuf::new(&mut b);
-        write!(w, "{}", "0123456789").unwrap();
+        w.write_str("0123456789").unwrap();
         assert_eq!(w.as_bytes(), b"01234567");
     }
 

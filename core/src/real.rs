@@ -11,7 +11,9 @@ use std::sync::atomic::{AtomicPtr, Ordering};
 /// The signature of `pwrite64`.
 pub type Pwrite64 = unsafe extern "C" fn(c_int, *const c_void, size_t, off64_t) -> ssize_t;
 
-static PWRITE64: AtomicPtr<c_void> = AtomicPtr::new(std::ptr::null_mut());
+/// The resolved `pwrite64`, null until resolved. Public for the i686 hook, written in
+/// assembly, which reads it directly.
+pub static PWRITE64: AtomicPtr<c_void> = AtomicPtr::new(std::ptr::null_mut());
 
 /// The next `pwrite64` after this object in the lookup order (libc's, usually).
 #[inline(always)]
@@ -26,8 +28,12 @@ pub fn pwrite64() -> Pwrite64 {
     unsafe { std::mem::transmute::<*mut c_void, Pwrite64>(p) }
 }
 
+/// Resolves `pwrite64`, then calls it.
+///
+/// # Safety
+/// pwrite64's own contract.
 #[cold]
-unsafe extern "C" fn lazy_pwrite64(fd: c_int, buf: *const c_void, n: size_t, off: off64_t) -> ssize_t {
+pub unsafe extern "C" fn lazy_pwrite64(fd: c_int, buf: *const c_void, n: size_t, off: off64_t) -> ssize_t {
     // SAFETY: the caller's arguments, passed on.
     unsafe { resolve_pwrite64()(fd, buf, n, off) }
 }
