@@ -7,7 +7,7 @@ use crate::extents;
 use crate::fs::FsKind;
 use crate::log::{self, Bytes, Level};
 use crate::policy::{self, Decision, Facts};
-use crate::prealloc::{self, Before, How};
+use crate::prealloc::{self, Before};
 use crate::real;
 use crate::sys;
 use libc::{c_int, c_void, size_t, ssize_t};
@@ -129,7 +129,7 @@ fn prepare(fd: c_int, offset: i64) -> Prepared {
         Ok(p) => unsafe { CStr::from_ptr(p.as_ptr().cast()) },
         Err(_) => c"(unknown path)",
     };
-    let path_text = String::from_utf8_lossy(path.to_bytes());
+    let path_text = log::Lossy(path.to_bytes());
     let facts = match gather(fd, offset, cfg, path) {
         Ok(f) => f,
         Err(e) => {
@@ -170,25 +170,15 @@ fn prepare(fd: c_int, offset: i64) -> Prepared {
     match prealloc::allocate(fd, before, len, method, facts.0.open_flags) {
         Ok(how) => {
             let ms = started.elapsed().as_millis();
-            let how = match how {
-                How::Fallocate => "fallocate".to_string(),
-                How::Zeros(n) => format!("zero fill of {}", Bytes(n)),
-            };
             let frags = extents::layout(fd, len as u64).ok().filter(|l| !l.pending).map(|l| l.fragments);
-            let mut frag_buf = [0u8; 24];
-            let mut w = log::StackBuf::new(&mut frag_buf);
-            let _ = match frags {
-                Some(n) => std::fmt::Write::write_fmt(&mut w, format_args!("{n}")),
-                None => std::fmt::Write::write_str(&mut w, "pending writeback"),
-            };
-            let frags = std::str::from_utf8(w.as_bytes()).unwrap_or("?");
             log::emit(
                 cfg.log,
                 Level::Info,
                 format_args!(
-                    "preallocated {path_text}: {} on {} by {how} in {ms} ms, fragments: {frags}",
+                    "preallocated {path_text}: {} on {} by {how} in {ms} ms, fragments: {}",
                     Bytes(len as u64),
-                    facts.0.fs
+                    facts.0.fs,
+                    log::OrPending(frags)
                 ),
             );
             Prepared::Allocated(before)

@@ -110,6 +110,33 @@ impl fmt::Display for Bytes {
     }
 }
 
+/// Bytes shown as text, invalid UTF-8 replaced, without allocating.
+pub struct Lossy<'a>(pub &'a [u8]);
+
+impl fmt::Display for Lossy<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for chunk in self.0.utf8_chunks() {
+            f.write_str(chunk.valid())?;
+            if !chunk.invalid().is_empty() {
+                f.write_char(char::REPLACEMENT_CHARACTER)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A count that may not be known yet (delayed allocation): `N` or `pending writeback`.
+pub struct OrPending(pub Option<u64>);
+
+impl fmt::Display for OrPending {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(n) => write!(f, "{n}"),
+            None => f.write_str("pending writeback"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,6 +147,12 @@ mod tests {
         let mut w = StackBuf::new(&mut b);
         w.write_str("0123456789").unwrap();
         assert_eq!(w.as_bytes(), b"01234567");
+    }
+
+    #[test]
+    fn lossy_paths() {
+        assert_eq!(Lossy(b"/vm/a\xffb.vmem").to_string(), "/vm/a\u{fffd}b.vmem");
+        assert_eq!(OrPending(None).to_string(), "pending writeback");
     }
 
     #[test]

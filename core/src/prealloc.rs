@@ -24,6 +24,15 @@ pub enum How {
     Zeros(u64),
 }
 
+impl std::fmt::Display for How {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            How::Fallocate => f.write_str("fallocate"),
+            How::Zeros(n) => write!(f, "zero fill of {}", crate::log::Bytes(*n)),
+        }
+    }
+}
+
 /// The file as it was before: what a rollback restores.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Before {

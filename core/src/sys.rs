@@ -3,7 +3,7 @@
 //! None of these is a symbol `libnosparse.so` exports, so calling libc directly cannot
 //! re-enter the hooks; writes go through [`crate::real`] instead.
 
-use crate::error::{cvt, Error, Result};
+use crate::error::{cvt, Result};
 use libc::c_int;
 use std::mem::MaybeUninit;
 
@@ -117,9 +117,4 @@ pub fn fd_path(fd: c_int, buf: &mut [u8; PATH_BUF]) -> Result<&[u8]> {
 pub fn secure_execution() -> bool {
     // SAFETY: getauxval only reads the auxiliary vector.
     unsafe { libc::getauxval(libc::AT_SECURE) != 0 }
-}
-
-/// An `Error` for a condition found without a failed call.
-pub fn refuse(op: &'static str, errno: c_int) -> Error {
-    Error::new(op, errno)
 }
