@@ -8,8 +8,8 @@
 
 use std::ffi::CString;
 use std::process::exit;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Barrier};
 use std::time::Instant;
 
 const USAGE: &str = "\
@@ -33,6 +33,15 @@ options:
   --seed N             seed of the write order and contents (default 1)
   --competitor FILE    a second thread appends to FILE while the guest writes
   --second FILE        after the first, create FILE the same way in the same process
+  --concurrent FILE    create FILE from a second thread at the same moment as the first
+  --threads N          N threads each make 512 4 KiB pwrites into FILE.tI around the
+                       creation call, then read them back
+  --fork               fork during the creation call: the child creates FILE.child the
+                       same way and exits; the parent waits up to 60 s for it
+  --spawn              posix_spawn /bin/true during the creation call
+  --signal-storm       SIGALRM every 50 us (a handler without SA_RESTART) during the
+                       creation call
+  --report-memory      print the process's peak and current RSS at the end
   --help               this text
 
 output (stdout), one key=value per line:
@@ -40,7 +49,11 @@ output (stdout), one key=value per line:
   offset_before, offset_after  the fd's file offset around the creation call
   create_ns                  time taken by the creation call
   size_after_create, allocated_after_create  st_size and st_blocks * 512 right after
-  second_ret                 the creation call's result for --second
+  second_ret, concurrent_ret the creation calls of --second and --concurrent
+  threads_ok                 --threads whose files read back as written
+  child_status, spawn_status exit status of the --fork child and the --spawn child
+  signals                    SIGALRMs received during --signal-storm
+  vm_hwm_kib, vm_rss_kib     --report-memory
   writes, run_ns, final_size  the simulated run
 ";
 
@@ -60,6 +73,12 @@ struct Opts {
     seed: u64,
     competitor: Option<String>,
     second: Option<String>,
+    concurrent: Option<String>,
+    threads: usize,
+    fork: bool,
+    spawn: bool,
+    signal_storm: bool,
+    report_memory: bool,
 }
 
 fn die(msg: &str) -> ! {
@@ -84,12 +103,28 @@ fn parse_args() -> Opts {
         seed: 1,
         competitor: None,
         second: None,
+        concurrent: None,
+        threads: 0,
+        fork: false,
+        spawn: false,
+        signal_storm: false,
+        report_memory: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
-        if flag == "--help" || flag == "-h" {
-            print!("{USAGE}");
-            exit(0);
+        match flag.as_str() {
+            "--help" | "-h" => {
+                print!("{USAGE}");
+                exit(0);
+            }
+            "--fork" => o.fork = true,
+            "--spawn" => o.spawn = true,
+            "--signal-storm" => o.signal_storm = true,
+            "--report-memory" => o.report_memory = true,
+            _ => {}
+        }
+        if ["--fork", "--spawn", "--signal-storm", "--report-memory"].contains(&flag.as_str()) {
+            continue;
         }
         let value = args.next().unwrap_or_else(|| die(&format!("{flag} needs a value (see --help)")));
         let num = |v: &str| -> u64 { v.parse().unwrap_or_else(|_| die(&format!("{flag}: not a number: {v}"))) };
@@ -110,6 +145,8 @@ fn parse_args() -> Opts {
             "--seed" => o.seed = num(&value),
             "--competitor" => o.competitor = Some(value),
             "--second" => o.second = Some(value),
+            "--concurrent" => o.concurrent = Some(value),
+            "--threads" => o.threads = num(&value) as usize,
             _ => die(&format!("unknown option {flag} (see --help)")),
         }
     }
@@ -241,6 +278,8 @@ fn main() {
     let byte = vec![0u8; o.nbyte];
     // SAFETY: a plain fd; -1 (ESPIPE) for pipes and sockets is reported as is.
     let offset_before = unsafe { libc::lseek64(fd, 0, libc::SEEK_CUR) };
+    let helpers = Helpers::start(&o, offset);
+    let storm = o.signal_storm.then(Storm::start);
     // SAFETY: errno is this thread's.
     unsafe { *libc::__errno_location() = 0 };
     let started = Instant::now();
@@ -257,6 +296,12 @@ fn main() {
     println!("create_ns={create_ns}");
     println!("size_after_create={}", st.st_size);
     println!("allocated_after_create={}", st.st_blocks as u64 * 512);
+    if let Some(storm) = storm {
+        println!("signals={}", storm.stop());
+    }
+    for (key, value) in helpers.finish() {
+        println!("{key}={value}");
+    }
     if let Some(second) = &o.second {
         let fd2 = open_file(second, &o.open);
         println!("second_ret={}", create(fd2, &o.call, &byte, offset));
@@ -293,4 +338,205 @@ fn main() {
     println!("writes={done}");
     println!("run_ns={}", started.elapsed().as_nanos());
     println!("final_size={}", stat(fd).st_size);
+    if o.report_memory {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        for (field, key) in [("VmHWM:", "vm_hwm_kib"), ("VmRSS:", "vm_rss_kib")] {
+            let kib = status.lines().find_map(|l| l.strip_prefix(field)).map(|v| v.trim().trim_end_matches(" kB"));
+            println!("{key}={}", kib.unwrap_or("0"));
+        }
+    }
+}
+
+/// Threads and processes that act while the creation call runs. Each waits on a
+/// barrier with the main thread, so they start together with the call.
+struct Helpers {
+    barrier: Arc<Barrier>,
+    handles: Vec<std::thread::JoinHandle<Vec<(String, String)>>>,
+}
+
+impl Helpers {
+    fn start(o: &Opts, offset: i64) -> Helpers {
+        let path = o.path.clone().unwrap_or_default();
+        let mut jobs: Vec<Box<dyn FnOnce() -> Vec<(String, String)> + Send>> = Vec::new();
+        for t in 0..o.threads {
+            let (file, seed) = (format!("{path}.t{t}"), o.seed + t as u64 + 1);
+            jobs.push(Box::new(move || vec![("thread_ok".into(), (writer_thread(&file, seed) as u8).to_string())]));
+        }
+        if let Some(file) = o.concurrent.clone() {
+            let (call, open) = (o.call.clone(), o.open.clone());
+            let fd = open_file(&file, &open);
+            jobs.push(Box::new(move || vec![("concurrent_ret".into(), create(fd, &call, &[0], offset).to_string())]));
+        }
+        if o.fork {
+            let (file, call, open) = (format!("{path}.child"), o.call.clone(), o.open.clone());
+            jobs.push(Box::new(move || vec![("child_status".into(), fork_child(&file, &call, &open, offset))]));
+        }
+        if o.spawn {
+            jobs.push(Box::new(|| vec![("spawn_status".into(), spawn_true())]));
+        }
+        let barrier = Arc::new(Barrier::new(jobs.len() + 1));
+        let handles = jobs
+            .into_iter()
+            .map(|job| {
+                let b = barrier.clone();
+                std::thread::spawn(move || {
+                    b.wait();
+                    job()
+                })
+            })
+            .collect();
+        barrier.wait();
+        Helpers { barrier, handles }
+    }
+
+    fn finish(self) -> Vec<(String, String)> {
+        let _ = self.barrier;
+        let mut out: Vec<(String, String)> = Vec::new();
+        let mut threads_ok = None;
+        for h in self.handles {
+            for (k, v) in h.join().expect("helper thread") {
+                if k == "thread_ok" {
+                    *threads_ok.get_or_insert(0) += v.parse::<u32>().unwrap_or(0);
+                } else {
+                    out.push((k, v));
+                }
+            }
+        }
+        out.extend(threads_ok.map(|n| ("threads_ok".to_string(), n.to_string())));
+        out
+    }
+}
+
+/// 512 writes of 4 KiB at random offsets of its own file, then reads them back.
+fn writer_thread(file: &str, seed: u64) -> bool {
+    const PIECE: usize = 4096;
+    let fd = open_file(file, "rdwr");
+    let mut rng = Rng(seed | 1);
+    let mut buf = [0u8; PIECE];
+    let offsets: Vec<u64> = (0..512).map(|_| (rng.next() % 2048) * PIECE as u64).collect();
+    for &at in &offsets {
+        fill(&mut buf, seed, at);
+        // SAFETY: buf is valid for PIECE bytes.
+        if unsafe { libc::pwrite64(fd, buf.as_ptr().cast(), PIECE, at as i64) } != PIECE as isize {
+            return false;
+        }
+    }
+    let mut back = [0u8; PIECE];
+    let ok = offsets.iter().all(|&at| {
+        fill(&mut buf, seed, at);
+        // SAFETY: back is valid for PIECE bytes.
+        let n = unsafe { libc::pread64(fd, back.as_mut_ptr().cast(), PIECE, at as i64) };
+        n == PIECE as isize && back == buf
+    });
+    // SAFETY: the fd is ours.
+    unsafe { libc::close(fd) };
+    ok
+}
+
+/// Forks; the child makes its own creation call on `file` and exits 0 if it returned 1.
+/// Returns the child's exit status, or `timeout` if it hung (it is then killed).
+fn fork_child(file: &str, call: &str, open: &str, offset: i64) -> String {
+    let path = cstr(file);
+    std::thread::sleep(std::time::Duration::from_micros(200));
+    // SAFETY: the child only makes async-signal-safe calls (open, pwrite, _exit).
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        let flags = if open == "rdwr" { libc::O_RDWR | libc::O_CREAT } else { libc::O_WRONLY | libc::O_CREAT };
+        // SAFETY: as above.
+        unsafe {
+            let fd = libc::open(path.as_ptr(), flags, 0o600);
+            let byte = 0u8;
+            let ret = match call {
+                "pwrite" => libc::pwrite(fd, (&byte as *const u8).cast(), 1, offset as libc::off_t),
+                _ => libc::pwrite64(fd, (&byte as *const u8).cast(), 1, offset),
+            };
+            libc::_exit(if ret == 1 { 0 } else { 1 });
+        }
+    }
+    wait_for(pid)
+}
+
+/// Waits up to 60 s for `pid`; its exit status, `signal N`, or `timeout`.
+fn wait_for(pid: libc::pid_t) -> String {
+    let deadline = Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let mut status = 0;
+        // SAFETY: status is writable.
+        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        if r == pid {
+            return if libc::WIFEXITED(status) {
+                libc::WEXITSTATUS(status).to_string()
+            } else {
+                format!("signal {}", libc::WTERMSIG(status))
+            };
+        }
+        if r < 0 && errno() != libc::EINTR {
+            return format!("waitpid errno {}", errno());
+        }
+        if Instant::now() > deadline {
+            // SAFETY: pid is our child.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            return "timeout".into();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
+/// posix_spawn (vfork + exec) of /bin/true; its exit status.
+fn spawn_true() -> String {
+    let prog = cstr("/bin/true");
+    let argv = [prog.as_ptr() as *mut libc::c_char, std::ptr::null_mut()];
+    let mut pid = 0;
+    // SAFETY: argv is NULL-terminated; envp is this process's environment.
+    let r = unsafe {
+        libc::posix_spawn(&mut pid, prog.as_ptr(), std::ptr::null(), std::ptr::null(), argv.as_ptr(), environ())
+    };
+    if r != 0 {
+        return format!("posix_spawn errno {r}");
+    }
+    wait_for(pid)
+}
+
+fn environ() -> *const *mut libc::c_char {
+    extern "C" {
+        static environ: *const *mut libc::c_char;
+    }
+    // SAFETY: reading libc's environ pointer.
+    unsafe { environ }
+}
+
+static SIGNALS: AtomicU64 = AtomicU64::new(0);
+
+extern "C" fn count_signal(_: libc::c_int) {
+    SIGNALS.fetch_add(1, Ordering::Relaxed);
+}
+
+/// SIGALRM every 50 us, delivered to a handler installed without SA_RESTART, so that
+/// interruptible calls fail with EINTR.
+struct Storm;
+
+impl Storm {
+    fn start() -> Storm {
+        // SAFETY: a zeroed sigaction with a valid handler and an empty mask.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = count_signal as *const () as usize;
+            libc::sigemptyset(&mut sa.sa_mask);
+            libc::sigaction(libc::SIGALRM, &sa, std::ptr::null_mut());
+        }
+        Storm::timer(50);
+        Storm
+    }
+
+    fn timer(us: libc::suseconds_t) {
+        let t = libc::timeval { tv_sec: 0, tv_usec: us };
+        let it = libc::itimerval { it_interval: t, it_value: t };
+        // SAFETY: it is a valid itimerval.
+        unsafe { libc::setitimer(libc::ITIMER_REAL, &it, std::ptr::null_mut()) };
+    }
+
+    fn stop(self) -> u64 {
+        Storm::timer(0);
+        SIGNALS.load(Ordering::Relaxed)
+    }
 }

@@ -5,15 +5,19 @@ use crate::error::{Error, Result};
 use crate::sys;
 use libc::c_int;
 
-/// Bytes per zero write: large enough to stream at disk speed, and backed by the
-/// kernel's shared zero page (it is never written), so it costs no memory.
+/// Bytes per zero write: large enough to stream at disk speed.
 const ZERO_CHUNK: usize = 4 << 20;
 /// Alignment of the zero buffer, for filesystems that like aligned user buffers.
 const PAGE: usize = 4096;
 
+/// The zero buffer. Interior mutability puts it in .bss rather than .rodata: never
+/// written, its pages all map the kernel's shared zero page, so it adds nothing to the
+/// library's file size or to the process's RSS (a .rodata copy would add 4 MiB to both).
 #[repr(C, align(4096))]
-struct Zeros([u8; ZERO_CHUNK]);
-static ZEROS: Zeros = Zeros([0; ZERO_CHUNK]);
+struct Zeros(std::cell::UnsafeCell<[u8; ZERO_CHUNK]>);
+// SAFETY: nothing ever writes through the cell; it is only read.
+unsafe impl Sync for Zeros {}
+static ZEROS: Zeros = Zeros(std::cell::UnsafeCell::new([0; ZERO_CHUNK]));
 const _: () = assert!(std::mem::align_of::<Zeros>() == PAGE);
 
 /// How the file was allocated.
@@ -133,8 +137,8 @@ fn zero_range(fd: c_int, mut start: i64, end: i64) -> Result<()> {
     let pwrite = crate::real::pwrite64();
     while start < end {
         let n = ((end - start) as u64).min(ZERO_CHUNK as u64) as usize;
-        // SAFETY: ZEROS is a static buffer of at least n bytes.
-        let ret = unsafe { pwrite(fd, ZEROS.0.as_ptr().cast(), n, start) };
+        // SAFETY: ZEROS is a static buffer of at least n bytes that nothing writes.
+        let ret = unsafe { pwrite(fd, ZEROS.0.get().cast_const().cast(), n, start) };
         match ret {
             -1 if crate::error::get_errno() == libc::EINTR => continue,
             -1 => return Err(Error::last("pwrite64 (zero fill)")),

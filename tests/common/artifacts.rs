@@ -1,4 +1,4 @@
-//! Builds and finds `libnosparse.so` and `fake_vmx` for the target and profile the
+//! Builds and finds `libnosparse.so`, `fake_vmx` and `ops` for the target and profile the
 //! calling test or example was itself built for. `cargo test` and `cargo run` do not
 //! build a cdylib for their caller, so this runs `cargo build` for them, and fails
 //! loudly when that cannot be done: a harness that tested a stale or missing library
@@ -44,7 +44,7 @@ pub fn build() -> Artifacts {
     let l = layout();
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.args(["build", "--quiet", "-p", "nosparse", "--lib", "--example", "fake_vmx"]);
+    cmd.args(["build", "--quiet", "-p", "nosparse", "--lib", "--example", "fake_vmx", "--example", "ops"]);
     cmd.arg("--target-dir").arg(&l.target_dir);
     if let Some(t) = l.cross {
         cmd.args(["--target", t]);

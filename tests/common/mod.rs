@@ -78,18 +78,28 @@ impl Drop for Scratch {
 }
 
 /// One run of fake_vmx.
+#[derive(Clone)]
 pub struct Vmx {
     args: Vec<String>,
     env: Vec<(String, String)>,
     preload: bool,
+    /// Shell commands run before fake_vmx is exec'd (ulimit, trap).
+    shell: Option<String>,
+    /// Another example to run instead of fake_vmx.
+    program: Option<PathBuf>,
+    /// Extra libraries preloaded after libnosparse.so.
+    also_preload: Vec<PathBuf>,
 }
 
 /// What a run printed and how it ended.
 #[derive(Debug)]
 pub struct Outcome {
     pub kv: HashMap<String, String>,
+    pub stdout: String,
     pub stderr: String,
+    /// Exit status, or -1 when killed by a signal.
     pub status: i32,
+    pub signal: Option<i32>,
 }
 
 impl Outcome {
@@ -108,13 +118,39 @@ impl Outcome {
 }
 
 pub fn vmx(path: &Path) -> Vmx {
-    Vmx { args: vec!["--path".into(), path.display().to_string()], env: Vec::new(), preload: true }
+    Vmx {
+        args: vec!["--path".into(), path.display().to_string()],
+        env: Vec::new(),
+        preload: true,
+        shell: None,
+        program: None,
+        also_preload: Vec::new(),
+    }
+}
+
+/// A run of another example program (built by [`artifacts::build`] beside fake_vmx).
+pub fn example(name: &str) -> Vmx {
+    let program = artifacts().fake_vmx.with_file_name(name);
+    Vmx {
+        args: Vec::new(),
+        env: Vec::new(),
+        preload: true,
+        shell: None,
+        program: Some(program),
+        also_preload: Vec::new(),
+    }
 }
 
 impl Vmx {
     pub fn arg(mut self, flag: &str, value: impl ToString) -> Self {
         self.args.push(flag.into());
         self.args.push(value.to_string());
+        self
+    }
+
+    /// A flag without a value, such as `--fork`.
+    pub fn flag(mut self, flag: &str) -> Self {
+        self.args.push(flag.into());
         self
     }
 
@@ -128,15 +164,43 @@ impl Vmx {
         self
     }
 
+    /// Runs `prefix` in sh before exec'ing the program, e.g. `ulimit -f 1024`.
+    pub fn shell(mut self, prefix: &str) -> Self {
+        self.shell = Some(prefix.into());
+        self
+    }
+
+    /// Preloads `lib` too, after libnosparse.so.
+    pub fn also_preload(mut self, lib: &Path) -> Self {
+        self.also_preload.push(lib.into());
+        self
+    }
+
     /// The file this run creates.
     pub fn path(&self) -> PathBuf {
         let i = self.args.iter().position(|a| a == "--path").expect("--path");
         PathBuf::from(&self.args[i + 1])
     }
 
+    /// Runs and returns the outcome; panics unless the program exited 0.
     pub fn run(&self) -> Outcome {
+        let o = self.run_raw();
+        assert_eq!(o.status, 0, "{:?} failed ({:?}): {}", self.args, o.signal, o.stderr);
+        o
+    }
+
+    /// Runs and returns the outcome, however it ended.
+    pub fn run_raw(&self) -> Outcome {
         let a = artifacts();
-        let mut cmd = Command::new(&a.fake_vmx);
+        let program = self.program.as_deref().unwrap_or(&a.fake_vmx);
+        let mut cmd = match &self.shell {
+            Some(prefix) => {
+                let mut c = Command::new("sh");
+                c.arg("-c").arg(format!("{prefix}; exec \"$0\" \"$@\"")).arg(program);
+                c
+            }
+            None => Command::new(program),
+        };
         cmd.args(&self.args);
         for (k, _) in std::env::vars_os() {
             if k.as_bytes().starts_with(b"NOSPARSE_") {
@@ -145,28 +209,41 @@ impl Vmx {
         }
         cmd.env("NOSPARSE_LOG", "stderr");
         cmd.env_remove("LD_PRELOAD");
+        let mut preload: Vec<&Path> = Vec::new();
         if self.preload {
-            cmd.env("LD_PRELOAD", &a.lib);
+            preload.push(&a.lib);
+        }
+        preload.extend(self.also_preload.iter().map(PathBuf::as_path));
+        if !preload.is_empty() {
+            let list: Vec<String> = preload.iter().map(|p| p.display().to_string()).collect();
+            cmd.env("LD_PRELOAD", list.join(" "));
         }
         cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
-        let out = cmd.output().expect("run fake_vmx");
-        let stdout = String::from_utf8_lossy(&out.stdout);
+        let out = cmd.output().expect("run the program");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         let kv =
             stdout.lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        let o = Outcome {
+        use std::os::unix::process::ExitStatusExt;
+        Outcome {
             kv,
+            stdout,
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
             status: out.status.code().unwrap_or(-1),
-        };
-        assert_eq!(o.status, 0, "fake_vmx {:?} failed: {}", self.args, o.stderr);
-        o
+            signal: out.status.signal(),
+        }
+    }
+
+    /// The arguments, to vary a run.
+    pub fn args_mut(&mut self) -> &mut Vec<String> {
+        &mut self.args
     }
 
     /// Runs without, then with, the library, on `path` and a sibling with `.bare`
     /// appended, and returns (without, with).
     pub fn both(&self, with_path: &Path) -> (Outcome, Outcome) {
         let bare = bare_path(with_path);
-        let mut without = Vmx { args: self.args.clone(), env: self.env.clone(), preload: false };
+        let mut without = self.clone();
+        without.preload = false;
         let i = without.args.iter().position(|a| a == "--path").expect("--path");
         without.args[i + 1] = bare.display().to_string();
         (without.run(), self.run())

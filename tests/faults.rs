@@ -1,0 +1,134 @@
+//! Faults: a disk that fills up during the zero fill, RLIMIT_FSIZE, a signal storm,
+//! a read-only filesystem, O_DIRECT fds and offsets past the filesystem's largest file.
+//! In each the program must see exactly what it sees without the library.
+
+mod common;
+
+use common::*;
+
+fn assert_same(without: &Outcome, with: &Outcome, what: &str) {
+    assert_eq!(without.observed(), with.observed(), "{what}: the program saw different results\n{}", with.stderr);
+}
+
+#[test]
+fn a_disk_filling_up_during_the_zero_fill_is_rolled_back() {
+    let s = Scratch::new("fill-during-zero");
+    let Some(fs) = LoopFs::new(&s, "ext3", 64 * MIB) else { return };
+    // The free-space check counts data blocks only; ext3 also needs an indirect block per
+    // 4 MiB, so a file a few blocks smaller than the free space passes the check and then
+    // runs out of room part-way through the zero fill.
+    let free = free_bytes(&fs.mnt);
+    let size = (free - 8 * 4096) & !4095;
+    let path = fs.path("tight.vmem");
+    let out = vmx(&path).arg("--size", size).env("NOSPARSE_MIN_SIZE", "1M").run();
+    assert_eq!(out.get("create_ret"), 1, "{}", out.stderr);
+    assert_eq!(out.get("size_after_create"), size as i64);
+    // The failure came from a zero write part-way through, not from the check before it.
+    assert!(out.stderr.contains("pwrite64 (zero fill): ENOSPC"), "{}", out.stderr);
+    assert!(out.get("allocated_after_create") <= 64 * 1024, "not rolled back: {:?}", out.kv);
+    let leaked = free.saturating_sub(free_bytes(&fs.mnt));
+    assert!(leaked <= 64 * 1024, "{leaked} bytes leaked");
+}
+
+#[test]
+fn rlimit_fsize_gives_the_same_sigxfsz_and_efbig() {
+    let s = Scratch::new("rlimit");
+    // ulimit -f counts 1024-byte blocks: 32 MiB, below the 128 MiB file.
+    for (what, shell) in [("SIGXFSZ default", "ulimit -f 32768"), ("SIGXFSZ ignored", "ulimit -f 32768; trap '' XFSZ")]
+    {
+        let path = s.path("limited.vmem");
+        let run = vmx(&path).arg("--size", 128 * MIB).shell(shell);
+        let with = run.run_raw();
+        let _ = std::fs::remove_file(&path);
+        let without = run.clone().without_library().run_raw();
+        let _ = std::fs::remove_file(&path);
+        assert_eq!((without.status, without.signal), (with.status, with.signal), "{what}: {}", with.stderr);
+        if what == "SIGXFSZ default" {
+            assert_eq!(with.signal, Some(libc::SIGXFSZ), "{what}");
+        } else {
+            assert_same(&without, &with, what);
+            assert_eq!(with.get("create_errno"), i64::from(libc::EFBIG));
+        }
+    }
+}
+
+#[test]
+fn a_signal_storm_during_a_long_zero_fill_leaves_a_whole_file() {
+    let s = Scratch::new("storm");
+    let path = s.path("storm.vmem");
+    let run = vmx(&path).arg("--size", 512 * MIB).flag("--signal-storm").env("NOSPARSE_METHOD", "zero");
+    let (without, with) = run.both(&path);
+    assert_same(&without, &with, "signal storm");
+    assert!(with.get("signals") > 0, "no signal arrived during the call");
+    let m = measure(&path);
+    assert!(m.allocated >= m.size && m.layout.hole_bytes == 0, "{m:?}");
+    assert_same_content(&path, &bare_path(&path));
+}
+
+#[test]
+fn a_read_only_filesystem_is_left_alone() {
+    let s = Scratch::new("rofs");
+    let Some(fs) = LoopFs::new(&s, "ext4", 256 * MIB) else { return };
+    let path = fs.path("ro.vmem");
+    std::fs::write(&path, b"").unwrap();
+    sh(&format!("mount -o remount,ro {}", fs.mnt.display()));
+    let run = vmx(&path).arg("--size", 128 * MIB).arg("--open", "rdonly");
+    let with = run.run();
+    let without = run.clone().without_library().run();
+    assert_same(&without, &with, "read-only filesystem");
+    assert_eq!(with.get("create_errno"), i64::from(libc::EBADF));
+    sh(&format!("mount -o remount,rw {}", fs.mnt.display()));
+}
+
+#[test]
+fn o_direct_fds_behave_as_without_the_library() {
+    let s = Scratch::new("direct");
+    // An unaligned one-byte O_DIRECT write fails with EINVAL: the library allocates
+    // first, then undoes it when the real write fails.
+    let path = s.path("direct.vmem");
+    let (without, with) = vmx(&path).arg("--size", 128 * MIB).arg("--open", "direct").both(&path);
+    assert_same(&without, &with, "O_DIRECT");
+    assert_eq!(without.get("allocated_after_create"), with.get("allocated_after_create"), "allocation not undone");
+    let path = s.path("direct-zero.vmem");
+    let run = vmx(&path).arg("--size", 128 * MIB).arg("--open", "direct").env("NOSPARSE_METHOD", "zero");
+    let (without, with) = run.both(&path);
+    assert_same(&without, &with, "O_DIRECT, zero method");
+    // On ext3 (no fallocate) the zero fill steps aside for O_DIRECT.
+    let Some(fs) = LoopFs::new(&s, "ext3", 256 * MIB) else { return };
+    let path = fs.path("direct.vmem");
+    let (without, with) = vmx(&path).arg("--size", 128 * MIB).arg("--open", "direct").both(&path);
+    assert_same(&without, &with, "O_DIRECT on ext3");
+    assert_eq!(without.get("allocated_after_create"), with.get("allocated_after_create"));
+}
+
+#[test]
+fn offsets_past_the_largest_file_fail_the_same_way() {
+    let s = Scratch::new("huge");
+    let Some(fs) = LoopFs::new(&s, "ext4", 256 * MIB) else { return };
+    // ext4 with 4 KiB blocks holds files up to 16 TiB.
+    for offset in [17i64 << 40, i64::MAX - 1, i64::MAX] {
+        let path = fs.path("huge.vmem");
+        let (without, with) = vmx(&path).arg("--offset", offset).both(&path);
+        assert_same(&without, &with, &format!("offset {offset}"));
+        assert_eq!(with.get("create_ret"), -1, "offset {offset}");
+        assert_eq!(without.get("allocated_after_create"), with.get("allocated_after_create"));
+    }
+}
+
+#[test]
+fn memory_added_stays_under_2_mib_even_after_zero_filling_4_gib() {
+    let s = Scratch::new("memory");
+    let path = s.path("mem.vmem");
+    let run = vmx(&path).arg("--size", 4 * GIB).flag("--report-memory").env("NOSPARSE_METHOD", "zero");
+    let with = run.run();
+    assert!(with.stderr.contains("by zero fill"), "{}", with.stderr);
+    let _ = std::fs::remove_file(&path);
+    let without = run.clone().without_library().run();
+    let added = with.get("vm_hwm_kib") - without.get("vm_hwm_kib");
+    eprintln!(
+        "SUMMARY memory: peak RSS {} KiB without, {} KiB with the library after a 4 GiB zero fill: +{added} KiB",
+        without.get("vm_hwm_kib"),
+        with.get("vm_hwm_kib")
+    );
+    assert!(added <= 2048, "the library added {added} KiB of peak RSS");
+}
