@@ -347,17 +347,20 @@ fn main() {
     }
 }
 
+/// What a helper reports: `key=value` lines.
+type Report = Vec<(String, String)>;
+type Job = Box<dyn FnOnce() -> Report + Send>;
+
 /// Threads and processes that act while the creation call runs. Each waits on a
 /// barrier with the main thread, so they start together with the call.
 struct Helpers {
-    barrier: Arc<Barrier>,
-    handles: Vec<std::thread::JoinHandle<Vec<(String, String)>>>,
+    handles: Vec<std::thread::JoinHandle<Report>>,
 }
 
 impl Helpers {
     fn start(o: &Opts, offset: i64) -> Helpers {
         let path = o.path.clone().unwrap_or_default();
-        let mut jobs: Vec<Box<dyn FnOnce() -> Vec<(String, String)> + Send>> = Vec::new();
+        let mut jobs: Vec<Job> = Vec::new();
         for t in 0..o.threads {
             let (file, seed) = (format!("{path}.t{t}"), o.seed + t as u64 + 1);
             jobs.push(Box::new(move || vec![("thread_ok".into(), (writer_thread(&file, seed) as u8).to_string())]));
@@ -386,12 +389,11 @@ impl Helpers {
             })
             .collect();
         barrier.wait();
-        Helpers { barrier, handles }
+        Helpers { handles }
     }
 
-    fn finish(self) -> Vec<(String, String)> {
-        let _ = self.barrier;
-        let mut out: Vec<(String, String)> = Vec::new();
+    fn finish(self) -> Report {
+        let mut out = Report::new();
         let mut threads_ok = None;
         for h in self.handles {
             for (k, v) in h.join().expect("helper thread") {
