@@ -9,9 +9,12 @@ mod common;
 
 use common::*;
 
+/// Settings for a run: (variable, value) pairs.
+type Settings = &'static [(&'static str, &'static str)];
+
 /// (what, settings, --max-offset): the fallocate path with many small creations, and
 /// the zero path.
-const MODES: [(&str, &[(&str, &str)], u64); 2] = [
+const MODES: [(&str, Settings, u64); 2] = [
     ("fallocate", &[("NOSPARSE_MIN_SIZE", "1M")], 96 * MIB),
     ("zero", &[("NOSPARSE_MIN_SIZE", "1M"), ("NOSPARSE_METHOD", "zero")], 16 * MIB),
 ];
