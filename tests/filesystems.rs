@@ -8,6 +8,7 @@ use common::*;
 use nosparse_core::sys;
 use std::fs::File;
 use std::os::unix::io::AsRawFd;
+use std::path::Path;
 
 /// The guest's life: 1 MiB pieces written back in random order with fdatasync while a
 /// second writer appends to another file on the same filesystem.
@@ -23,12 +24,25 @@ fn assert_whole(m: &Measured, what: &str) {
 /// One filesystem, one run with and one without the library, each on a fresh image;
 /// returns the two outcomes and the measured files.
 fn compare_on(kind: &str, size: u64, env: &[(&str, &str)]) -> Option<((Outcome, Measured), (Outcome, Measured))> {
+    compare_on_and_inspect(kind, size, 8192, env, &|_| {})
+}
+
+/// As [`compare_on`], with `prefill` bytes of data written before the creation call
+/// (0: the file is empty), calling `inspect` on the file made with the library while
+/// its filesystem is still mounted.
+fn compare_on_and_inspect(
+    kind: &str,
+    size: u64,
+    prefill: u64,
+    env: &[(&str, &str)],
+    inspect: &dyn Fn(&Path),
+) -> Option<((Outcome, Measured), (Outcome, Measured))> {
     let s = Scratch::new(&format!("fs-{kind}"));
     let mut runs = Vec::new();
     for preload in [false, true] {
         let fs = LoopFs::new(&s, kind, 1024 * MIB)?;
         let path = fs.path("guest.vmem");
-        let mut run = guest_life(vmx(&path).arg("--size", size).arg("--prefill", 8192).arg("--seek", 4321), &fs);
+        let mut run = guest_life(vmx(&path).arg("--size", size).arg("--prefill", prefill).arg("--seek", 4321), &fs);
         for (k, v) in env {
             run = run.env(k, v);
         }
@@ -37,6 +51,9 @@ fn compare_on(kind: &str, size: u64, env: &[(&str, &str)]) -> Option<((Outcome, 
         }
         let out = run.run();
         let m = measure(&path);
+        if preload {
+            inspect(&path);
+        }
         // Content is compared across the two images through a copy kept on the scratch disk.
         std::fs::copy(&path, s.path(if preload { "with" } else { "without" })).unwrap();
         runs.push((out, m));
@@ -112,17 +129,17 @@ fn xfs_file_is_allocated_whole() {
 #[test]
 fn btrfs_file_is_nocow_and_stays_in_few_fragments_after_overwrites() {
     let size = 256 * MIB;
-    let s = Scratch::new("fs-btrfs");
-    let Some(fs) = LoopFs::new(&s, "btrfs", 1024 * MIB) else { return };
-    let path = fs.path("guest.vmem");
-    let out = guest_life(vmx(&path).arg("--size", size), &fs).run();
-    assert_eq!(out.get("create_ret"), 1);
-    let f = File::open(&path).unwrap();
-    let flags = sys::inode_flags(f.as_raw_fd()).expect("FS_IOC_GETFLAGS");
-    assert_ne!(flags & sys::FS_NOCOW_FL, 0, "NOCOW not set on btrfs");
-    let m = measure(&path);
+    let nocow = |path: &Path| {
+        let f = File::open(path).unwrap();
+        let flags = sys::inode_flags(f.as_raw_fd()).expect("FS_IOC_GETFLAGS");
+        assert_ne!(flags & sys::FS_NOCOW_FL, 0, "NOCOW not set on btrfs");
+    };
+    // NOCOW can only be set while the file is empty, as vmx's is.
+    let Some(((_, bare), (out, m))) = compare_on_and_inspect("btrfs", size, 0, &[], &nocow) else { return };
+    assert!(out.stderr.contains("by fallocate"), "{}", out.stderr);
     assert_whole(&m, "btrfs");
     assert!(m.layout.fragments <= 8, "btrfs: {} fragments after the run", m.layout.fragments);
+    eprintln!("btrfs fragments: sparse {} / nosparse {}", bare.layout.fragments, m.layout.fragments);
 }
 
 #[test]
@@ -130,12 +147,18 @@ fn tmpfs_is_skipped_unless_asked() {
     let s = Scratch::new("fs-tmpfs");
     let Some(fs) = LoopFs::new(&s, "tmpfs", 512 * MIB) else { return };
     let skipped = fs.path("skipped.vmem");
-    let out = vmx(&skipped).arg("--size", 128 * MIB).env("NOSPARSE_DEBUG", "1").run();
-    assert!(out.get("allocated_after_create") < MIB as i64, "tmpfs file was allocated by default");
-    assert!(out.stderr.contains("tmpfs is in NOSPARSE_SKIP_FS"), "{}", out.stderr);
+    let (without, with) = vmx(&skipped).arg("--size", 128 * MIB).env("NOSPARSE_DEBUG", "1").both(&skipped);
+    assert_eq!(without.observed(), with.observed());
+    assert!(with.get("allocated_after_create") < MIB as i64, "tmpfs file was allocated by default");
+    assert!(with.stderr.contains("tmpfs is in NOSPARSE_SKIP_FS"), "{}", with.stderr);
     let asked = fs.path("asked.vmem");
-    vmx(&asked).arg("--size", 128 * MIB).env("NOSPARSE_SKIP_FS", "none").run();
+    let run = vmx(&asked).arg("--size", 128 * MIB).arg("--seek", 99).arg("--writes", 32);
+    let (without, with) = run.env("NOSPARSE_SKIP_FS", "none").both(&asked);
+    assert_eq!(without.observed(), with.observed());
+    assert_eq!(with.get("offset_after"), 99);
+    // tmpfs has no FIEMAP: st_blocks tells the allocation.
     assert!(allocated(&asked) >= 128 * MIB, "NOSPARSE_SKIP_FS=none should allocate on tmpfs");
+    assert_same_content(&asked, &bare_path(&asked));
 }
 
 /// A file larger than the filesystem: preallocation fails with ENOSPC.
