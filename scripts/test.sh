@@ -34,4 +34,6 @@ for target in "$HOST" "$I686"; do
     step "tests for $target"
     cargo test --workspace --release "${args[@]}"
 done
+step "fuzzing the setting parsers for 30 s"
+bash scripts/fuzz.sh 30
 step "all tests passed for $HOST and $I686"
