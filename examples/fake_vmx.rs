@@ -21,7 +21,8 @@ options:
   --size BYTES         size of the file (default 268435456)
   --call NAME          symbol that makes the creation call: pwrite64, pwrite, __pwrite64
                        (default pwrite64)
-  --open MODE          rdwr, wronly, append, rdonly, direct (default rdwr)
+  --open MODE          rdwr, wronly, append, rdonly, direct, rdwr-nolfs (open(2)
+                       without O_LARGEFILE) (default rdwr)
   --target KIND        file, pipe, socket: what the fd is (default file)
   --prefill BYTES      write a pattern over the first BYTES before the creation call
   --seek OFFSET        move the fd's file offset here before the creation call
@@ -188,10 +189,20 @@ fn open_file(path: &str, mode: &str) -> i32 {
         "append" => libc::O_RDWR | libc::O_CREAT | libc::O_APPEND,
         "rdonly" => libc::O_RDONLY | libc::O_CREAT,
         "direct" => libc::O_RDWR | libc::O_CREAT | libc::O_DIRECT,
+        // open(2) rather than open64: without O_LARGEFILE a 32-bit process cannot write
+        // past 2 GiB (64-bit kernels set it for 64-bit processes anyway).
+        "rdwr-nolfs" => {
+            // SAFETY: a valid NUL-terminated path.
+            let fd = unsafe { libc::open(cstr(path).as_ptr(), libc::O_RDWR | libc::O_CREAT | libc::O_CLOEXEC, 0o600) };
+            if fd < 0 {
+                die(&format!("open {path}: {}", std::io::Error::last_os_error()));
+            }
+            return fd;
+        }
         other => die(&format!("--open: unknown mode {other}")),
     };
     // SAFETY: a valid NUL-terminated path.
-    let fd = unsafe { libc::open(cstr(path).as_ptr(), flags | libc::O_CLOEXEC, 0o600) };
+    let fd = unsafe { libc::open64(cstr(path).as_ptr(), flags | libc::O_CLOEXEC, 0o600) };
     if fd < 0 {
         die(&format!("open {path}: {}", std::io::Error::last_os_error()));
     }
@@ -446,7 +457,7 @@ fn fork_child(file: &str, call: &str, open: &str, offset: i64) -> String {
         let flags = if open == "rdwr" { libc::O_RDWR | libc::O_CREAT } else { libc::O_WRONLY | libc::O_CREAT };
         // SAFETY: as above.
         unsafe {
-            let fd = libc::open(path.as_ptr(), flags, 0o600);
+            let fd = libc::open64(path.as_ptr(), flags, 0o600);
             let byte = 0u8;
             let ret = match call {
                 "pwrite" => libc::pwrite(fd, (&byte as *const u8).cast(), 1, offset as libc::off_t),

@@ -39,7 +39,7 @@ fn hash(b: &[u8]) -> u64 {
 fn open(path: &str, flags: i32) -> i32 {
     let c = CString::new(path).unwrap_or_else(|_| die("NUL in path"));
     // SAFETY: a valid path.
-    let fd = unsafe { libc::open(c.as_ptr(), flags | libc::O_CREAT | libc::O_CLOEXEC, 0o600) };
+    let fd = unsafe { libc::open64(c.as_ptr(), flags | libc::O_CREAT | libc::O_CLOEXEC, 0o600) };
     if fd < 0 {
         die(&format!("open {path}: {}", std::io::Error::last_os_error()));
     }

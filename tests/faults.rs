@@ -102,6 +102,19 @@ fn o_direct_fds_behave_as_without_the_library() {
 }
 
 #[test]
+fn a_32_bit_fd_without_o_largefile_fails_the_same_way_past_2_gib() {
+    let s = Scratch::new("nolfs");
+    let path = s.path("nolfs.vmem");
+    let (without, with) = vmx(&path).arg("--size", 3 * GIB).arg("--open", "rdwr-nolfs").both(&path);
+    assert_same(&without, &with, "fd without O_LARGEFILE");
+    if cfg!(target_arch = "x86") {
+        // fallocate itself ignores O_LARGEFILE; the real write's EFBIG undoes it.
+        assert_eq!(with.get("create_errno"), i64::from(libc::EFBIG));
+        assert_eq!(without.get("allocated_after_create"), with.get("allocated_after_create"), "allocation not undone");
+    }
+}
+
+#[test]
 fn offsets_past_the_largest_file_fail_the_same_way() {
     let s = Scratch::new("huge");
     let Some(fs) = LoopFs::new(&s, "ext4", 256 * MIB) else { return };
