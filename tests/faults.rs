@@ -13,7 +13,7 @@ fn assert_same(without: &Outcome, with: &Outcome, what: &str) {
 #[test]
 fn a_disk_filling_up_during_the_zero_fill_is_rolled_back() {
     let s = Scratch::new("fill-during-zero");
-    let Some(fs) = LoopFs::new(&s, "ext3", 64 * MIB) else { return };
+    let Some(fs) = mount(&s, "ext3", 64 * MIB) else { return };
     // The free-space check counts data blocks only; ext3 also needs an indirect block per
     // 4 MiB, so a file a few blocks smaller than the free space passes the check and then
     // runs out of room part-way through the zero fill.
@@ -68,7 +68,7 @@ fn a_signal_storm_during_a_long_zero_fill_leaves_a_whole_file() {
 #[test]
 fn a_read_only_filesystem_is_left_alone() {
     let s = Scratch::new("rofs");
-    let Some(fs) = LoopFs::new(&s, "ext4", 256 * MIB) else { return };
+    let Some(fs) = mount(&s, "ext4", 256 * MIB) else { return };
     let path = fs.path("ro.vmem");
     std::fs::write(&path, b"").unwrap();
     sh(&format!("mount -o remount,ro {}", fs.mnt.display()));
@@ -94,7 +94,7 @@ fn o_direct_fds_behave_as_without_the_library() {
     let (without, with) = run.both(&path);
     assert_same(&without, &with, "O_DIRECT, zero method");
     // On ext3 (no fallocate) the zero fill steps aside for O_DIRECT.
-    let Some(fs) = LoopFs::new(&s, "ext3", 256 * MIB) else { return };
+    let Some(fs) = mount(&s, "ext3", 256 * MIB) else { return };
     let path = fs.path("direct.vmem");
     let (without, with) = vmx(&path).arg("--size", 128 * MIB).arg("--open", "direct").both(&path);
     assert_same(&without, &with, "O_DIRECT on ext3");
@@ -117,7 +117,7 @@ fn a_32_bit_fd_without_o_largefile_fails_the_same_way_past_2_gib() {
 #[test]
 fn offsets_past_the_largest_file_fail_the_same_way() {
     let s = Scratch::new("huge");
-    let Some(fs) = LoopFs::new(&s, "ext4", 256 * MIB) else { return };
+    let Some(fs) = mount(&s, "ext4", 256 * MIB) else { return };
     // ext4 with 4 KiB blocks holds files up to 16 TiB.
     for offset in [17i64 << 40, i64::MAX - 1, i64::MAX] {
         let path = fs.path("huge.vmem");

@@ -40,7 +40,7 @@ fn compare_on_and_inspect(
     let s = Scratch::new(&format!("fs-{kind}"));
     let mut runs = Vec::new();
     for preload in [false, true] {
-        let fs = LoopFs::new(&s, kind, 1024 * MIB)?;
+        let fs = mount(&s, kind, 1024 * MIB)?;
         let path = fs.path("guest.vmem");
         let mut run = guest_life(vmx(&path).arg("--size", size).arg("--prefill", prefill).arg("--seek", 4321), &fs);
         for (k, v) in env {
@@ -90,7 +90,7 @@ fn ext4_file_is_allocated_whole_and_stays_in_few_fragments() {
 #[test]
 fn fragments_are_counted_as_filefrag_counts_them() {
     let s = Scratch::new("filefrag");
-    let Some(fs) = LoopFs::new(&s, "ext4", 1024 * MIB) else { return };
+    let Some(fs) = mount(&s, "ext4", 1024 * MIB) else { return };
     if !require(have("filefrag"), "filefrag is not installed (scripts/setup.sh installs e2fsprogs)") {
         return;
     }
@@ -145,7 +145,7 @@ fn btrfs_file_is_nocow_and_stays_in_few_fragments_after_overwrites() {
 #[test]
 fn tmpfs_is_skipped_unless_asked() {
     let s = Scratch::new("fs-tmpfs");
-    let Some(fs) = LoopFs::new(&s, "tmpfs", 512 * MIB) else { return };
+    let Some(fs) = mount(&s, "tmpfs", 512 * MIB) else { return };
     let skipped = fs.path("skipped.vmem");
     let (without, with) = vmx(&skipped).arg("--size", 128 * MIB).env("NOSPARSE_DEBUG", "1").both(&skipped);
     assert_eq!(without.observed(), with.observed());
@@ -164,7 +164,7 @@ fn tmpfs_is_skipped_unless_asked() {
 /// A file larger than the filesystem: preallocation fails with ENOSPC.
 fn full_disk(kind: &str, env: &[(&str, &str)]) -> Option<(Outcome, u64, u64, Measured)> {
     let s = Scratch::new(&format!("enospc-{kind}"));
-    let fs = LoopFs::new(&s, kind, 64 * MIB)?;
+    let fs = mount(&s, kind, 64 * MIB)?;
     let path = fs.path("big.vmem");
     let free_before = free_bytes(&fs.mnt);
     let mut run = vmx(&path).arg("--size", 256 * MIB);

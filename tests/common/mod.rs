@@ -5,6 +5,7 @@
 
 pub mod artifacts;
 pub mod compare;
+pub mod loopfs;
 
 use nosparse_core::extents::{self, Layout};
 use std::collections::HashMap;
@@ -14,7 +15,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::OnceLock;
 
 pub const MIB: u64 = 1 << 20;
 pub const GIB: u64 = 1 << 30;
@@ -303,72 +304,22 @@ pub fn free_bytes(path: &Path) -> u64 {
     st.f_bfree * st.f_frsize as u64
 }
 
-/// A filesystem made in an image file and loop-mounted, for root tests. Unmounted and
-/// removed when dropped.
-pub struct LoopFs {
-    pub mnt: PathBuf,
-    image: PathBuf,
-}
+pub use loopfs::LoopFs;
 
-/// Mounting is serialised: loop devices are a shared resource.
-static MOUNTS: Mutex<()> = Mutex::new(());
-
-fn mounts() -> MutexGuard<'static, ()> {
-    MOUNTS.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-impl LoopFs {
-    /// Makes and mounts a `kind` filesystem of `size` bytes (`kind` is an mkfs suffix,
-    /// or `tmpfs`). None (a loud skip) where that is impossible outside CI.
-    pub fn new(scratch: &Scratch, kind: &str, size: u64) -> Option<LoopFs> {
-        if !require(is_root(), "loop-mounted filesystems need root") {
-            return None;
-        }
-        static SERIAL: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let mnt = scratch.path(&format!("mnt-{kind}-{n}"));
-        let image = scratch.path(&format!("{kind}-{n}.img"));
-        std::fs::create_dir_all(&mnt).unwrap();
-        let _serial = mounts();
-        if kind == "tmpfs" {
-            sh(&format!("mount -t tmpfs -o size={size} nosparse-test {}", mnt.display()));
-        } else {
-            let mkfs = format!("mkfs.{kind}");
-            if !require(have(&mkfs), &format!("{mkfs} is not installed (scripts/setup.sh installs it)")) {
-                return None;
-            }
-            File::create(&image).unwrap().set_len(size).unwrap();
-            let quiet = match kind {
-                "xfs" | "btrfs" => "-q -f",
-                _ => "-q -F",
-            };
-            sh(&format!("{mkfs} {quiet} {}", image.display()));
-            sh(&format!("mount -o loop {} {}", image.display(), mnt.display()));
-        }
-        Some(LoopFs { mnt, image })
+/// Makes and mounts a `kind` filesystem of `size` bytes in the scratch directory.
+/// None (a loud skip) where that is impossible outside CI; under CI=true, a failure.
+pub fn mount(scratch: &Scratch, kind: &str, size: u64) -> Option<LoopFs> {
+    if !require(is_root(), "loop-mounted filesystems need root") {
+        return None;
     }
-
-    pub fn path(&self, name: &str) -> PathBuf {
-        self.mnt.join(name)
+    let mkfs = format!("mkfs.{kind}");
+    if kind != "tmpfs" && !require(have(&mkfs), &format!("{mkfs} is not installed (scripts/setup.sh installs it)")) {
+        return None;
     }
-}
-
-impl Drop for LoopFs {
-    fn drop(&mut self) {
-        let _serial = mounts();
-        let _ = Command::new("umount").arg(&self.mnt).status();
-        let _ = std::fs::remove_file(&self.image);
-    }
+    Some(LoopFs::new(&scratch.dir, kind, size).unwrap_or_else(|e| panic!("{e}")))
 }
 
 /// Runs a shell command; panics with its output if it fails.
 pub fn sh(cmd: &str) -> String {
-    let out = Command::new("sh").arg("-c").arg(cmd).output().expect("sh");
-    assert!(
-        out.status.success(),
-        "`{cmd}` failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    loopfs::sh(cmd).unwrap_or_else(|e| panic!("{e}"))
 }
