@@ -33,6 +33,21 @@ int main(int argc, char **argv) {
 }
 C
 
+# For scale: the smallest useful hook, in C — the test first, then a tail call through
+# a pointer resolved once.
+cat > "$work/chook.c" <<'C'
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <sys/types.h>
+static ssize_t (*real)(int, const void *, size_t, off64_t);
+__attribute__((constructor)) static void init(void) { real = dlsym(RTLD_NEXT, "pwrite64"); }
+__attribute__((noinline)) static ssize_t closer_look(int fd, const void *b, size_t n, off64_t o) { return real(fd, b, n, o); }
+ssize_t pwrite64(int fd, const void *b, size_t n, off64_t o) {
+    if (__builtin_expect(n == 1, 0)) return closer_look(fd, b, n, o);
+    return real(fd, b, n, o);
+}
+C
+
 instructions() { # binary n [preload]
     local out="$work/cg.out"
     env ${3:+LD_PRELOAD=$3} valgrind --tool=callgrind --callgrind-out-file="$out" "$1" "$2" "$work/data" 2>/dev/null
@@ -42,10 +57,11 @@ instructions() { # binary n [preload]
 syscalls() { # binary n [preload]
     strace -c -f ${3:+-E LD_PRELOAD=$3} -o "$work/st.out" "$1" "$2" "$work/data"
     # A 32-bit program gets two tables (the execve is counted in 64-bit mode): add them.
-    awk '$NF == "total" { s += $(NF-2) } END { print s }' "$work/st.out"
+    awk '$NF == "total" { s += $4 } END { print s }' "$work/st.out"
 }
 
-printf '%-8s %28s %28s\n' arch "extra instructions per call" "extra syscalls per call"
+printf '%-8s %20s %20s %24s\n' arch "nosparse: extra" "C hook: extra" "nosparse: extra"
+printf '%-8s %20s %20s %24s\n' "" "instructions/call" "instructions/call" "syscalls/call"
 for arch in x86_64 i686; do
     if [ "$arch" = x86_64 ]; then
         cargo build --release -q -p nosparse
@@ -57,11 +73,13 @@ for arch in x86_64 i686; do
         cc_flags=(-m32)
     fi
     gcc -O2 "${cc_flags[@]}" -o "$work/loop-$arch" "$work/loop.c"
+    gcc -O2 -shared -fPIC "${cc_flags[@]}" -o "$work/chook-$arch.so" "$work/chook.c" -ldl
     bin="$work/loop-$arch"
     base=$(( $(instructions "$bin" $N2) - $(instructions "$bin" $N1) ))
     with=$(( $(instructions "$bin" $N2 "$lib") - $(instructions "$bin" $N1 "$lib") ))
+    chook=$(( $(instructions "$bin" $N2 "$work/chook-$arch.so") - $(instructions "$bin" $N1 "$work/chook-$arch.so") ))
     sbase=$(( $(syscalls "$bin" $N2) - $(syscalls "$bin" $N1) ))
     swith=$(( $(syscalls "$bin" $N2 "$lib") - $(syscalls "$bin" $N1 "$lib") ))
-    awk -v a="$arch" -v b="$base" -v w="$with" -v sb="$sbase" -v sw="$swith" -v n=$((N2 - N1)) \
-        'BEGIN { printf "%-8s %28.2f %28.4f\n", a, (w - b) / n, (sw - sb) / n }'
+    awk -v a="$arch" -v b="$base" -v w="$with" -v c="$chook" -v sb="$sbase" -v sw="$swith" -v n=$((N2 - N1)) \
+        'BEGIN { printf "%-8s %20.2f %20.2f %24.4f\n", a, (w - b) / n, (c - b) / n, (sw - sb) / n }'
 done
