@@ -6,6 +6,10 @@
 //!
 //! Run `fake_vmx --help` for the options.
 
+#[path = "shared/rng.rs"]
+mod rng;
+
+use rng::Rng;
 use std::ffi::CString;
 use std::process::exit;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -160,17 +164,6 @@ fn errno() -> i32 {
 
 fn cstr(s: &str) -> CString {
     CString::new(s).unwrap_or_else(|_| die("path has a NUL byte"))
-}
-
-/// xorshift64*: a small, seeded, reproducible generator.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
 }
 
 /// Deterministic contents for a write at `offset`.

@@ -6,21 +6,12 @@
 //!
 //! usage: ops --dir DIR --seed N [--count N] [--max-offset BYTES]
 
+#[path = "shared/rng.rs"]
+mod rng;
+
+use rng::Rng;
 use std::ffi::CString;
 use std::process::exit;
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
 
 fn die(msg: &str) -> ! {
     eprintln!("ops: {msg}");

@@ -130,8 +130,8 @@ fn prepare(fd: c_int, offset: i64) -> Prepared {
         Err(_) => c"(unknown path)",
     };
     let path_text = log::Lossy(path.to_bytes());
-    let facts = match gather(fd, offset, cfg, path) {
-        Ok(f) => f,
+    let (facts, before) = match gather(fd, offset, cfg, path) {
+        Ok(found) => found,
         Err(e) => {
             if cfg.debug {
                 log::emit(cfg.log, Level::Debug, format_args!("fd {fd}: left alone: {e}"));
@@ -139,7 +139,7 @@ fn prepare(fd: c_int, offset: i64) -> Prepared {
             return Prepared::Untouched;
         }
     };
-    let (len, method, nocow) = match policy::judge(cfg, &facts.0) {
+    let (len, method, nocow) = match policy::judge(cfg, &facts) {
         Decision::Skip(why) => {
             if cfg.debug {
                 log::emit(cfg.log, Level::Debug, format_args!("{path_text}: left alone: {why}"));
@@ -156,7 +156,6 @@ fn prepare(fd: c_int, offset: i64) -> Prepared {
         }
         Decision::Allocate { len, method, nocow } => (len, method, nocow),
     };
-    let before = facts.1;
     let started = Instant::now();
     if nocow {
         if let Err(e) = prealloc::set_nocow(fd) {
@@ -167,17 +166,21 @@ fn prepare(fd: c_int, offset: i64) -> Prepared {
             );
         }
     }
-    match prealloc::allocate(fd, before, len, method, facts.0.open_flags) {
+    match prealloc::allocate(fd, before, len, method, facts.open_flags) {
         Ok(how) => {
             let ms = started.elapsed().as_millis();
-            let frags = extents::layout(fd, len as u64).ok().filter(|l| !l.pending).map(|l| l.fragments);
+            // Counting fragments walks the extent map: only for a line that is written.
+            let frags = match cfg.log {
+                log::Sink::None => None,
+                _ => extents::layout(fd, len as u64).ok().filter(|l| !l.pending).map(|l| l.fragments),
+            };
             log::emit(
                 cfg.log,
                 Level::Info,
                 format_args!(
                     "preallocated {path_text}: {} on {} by {how} in {ms} ms, fragments: {}",
                     Bytes(len as u64),
-                    facts.0.fs,
+                    facts.fs,
                     log::OrPending(frags)
                 ),
             );
@@ -195,7 +198,7 @@ fn prepare(fd: c_int, offset: i64) -> Prepared {
                 format_args!(
                     "could not preallocate {path_text} ({} on {}): {e}; {outcome}",
                     Bytes(len as u64),
-                    facts.0.fs
+                    facts.fs
                 ),
             );
             match cfg.on_error {

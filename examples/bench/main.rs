@@ -570,7 +570,7 @@ fn human(bytes: u64) -> String {
     }
 }
 
-fn find<'a>(rows: &'a [CreationRow], m: Create) -> &'a CreationRow {
+fn find(rows: &[CreationRow], m: Create) -> &CreationRow {
     rows.iter().find(|r| r.method == m).expect("every method runs")
 }
 
