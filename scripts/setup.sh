@@ -17,9 +17,10 @@ for component in rustfmt clippy; do
     fi
 done
 
-# Debian packages: gcc-multilib links the i686 build; the rest make and inspect the
-# filesystems the harness mounts on loop devices.
-packages=(gcc-multilib e2fsprogs xfsprogs btrfs-progs util-linux strace)
+# Debian packages: gcc-multilib links the i686 build; e2fsprogs, xfsprogs, btrfs-progs
+# and util-linux make, mount and inspect the test filesystems; binutils (nm, readelf)
+# checks the exports; strace and valgrind measure the pass-through overhead.
+packages=(gcc-multilib e2fsprogs xfsprogs btrfs-progs util-linux strace valgrind binutils)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -16,11 +16,6 @@ fn guest_life(run: Vmx, fs: &LoopFs) -> Vmx {
     run.arg("--writes", 256).arg("--competitor", fs.path("rival").display())
 }
 
-fn assert_whole(m: &Measured, what: &str) {
-    assert!(m.allocated >= m.size, "{what}: {} of {} bytes allocated", m.allocated, m.size);
-    assert_eq!(m.layout.hole_bytes, 0, "{what}: holes left: {m:?}");
-}
-
 /// One filesystem, one run with and one without the library, each on a fresh image;
 /// returns the two outcomes and the measured files.
 fn compare_on(kind: &str, size: u64, env: &[(&str, &str)]) -> Option<((Outcome, Measured), (Outcome, Measured))> {

@@ -10,25 +10,10 @@ use common::*;
 /// The default NOSPARSE_MIN_SIZE.
 const MIN_SIZE: u64 = 64 * MIB;
 
-/// Asserts `m` is allocated whole: every byte backed, no holes.
-fn assert_whole(m: &Measured, what: &str) {
-    assert!(m.allocated >= m.size, "{what}: {} of {} bytes allocated", m.allocated, m.size);
-    assert_eq!(m.layout.hole_bytes, 0, "{what}: holes left: {m:?}");
-}
-
 /// Asserts `m` is sparse: most of it unallocated.
 fn assert_sparse(m: &Measured, what: &str) {
     assert!(m.allocated < m.size / 2, "{what}: expected a sparse file, {} of {} allocated", m.allocated, m.size);
     assert!(m.layout.hole_bytes > m.size / 2, "{what}: expected holes: {m:?}");
-}
-
-fn assert_same_observations(without: &Outcome, with: &Outcome) {
-    assert_eq!(
-        without.observed(),
-        with.observed(),
-        "the program saw different results\nwith the library: {}",
-        with.stderr
-    );
 }
 
 #[test]
@@ -39,7 +24,7 @@ fn the_vmx_creation_call_allocates_the_whole_file_and_changes_nothing_else() {
     // Earlier data, and a file offset the call must not move.
     let run = vmx(&path).arg("--size", size).arg("--prefill", 65536).arg("--seek", 12345).arg("--writes", 64);
     let (without, with) = run.both(&path);
-    assert_same_observations(&without, &with);
+    assert_same(&without, &with, "");
     assert_eq!(with.get("create_ret"), 1);
     assert_eq!(with.get("create_errno"), 0);
     assert_eq!(with.get("offset_after"), 12345);
@@ -103,7 +88,7 @@ fn untouched_cases_behave_exactly_as_without_the_library() {
     for (what, run) in &cases {
         let path = run.path();
         let (without, with) = run.both(&path);
-        assert_same_observations(&without, &with);
+        assert_same(&without, &with, "");
         assert_eq!(
             without.get("allocated_after_create"),
             with.get("allocated_after_create"),
@@ -126,7 +111,7 @@ fn pipes_and_sockets_are_passed_through() {
     for target in ["pipe", "socket"] {
         let run = vmx(&s.path("unused")).arg("--target", target).arg("--size", 128 * MIB);
         let (without, with) = run.both(&s.path("unused"));
-        assert_same_observations(&without, &with);
+        assert_same(&without, &with, "");
         assert_eq!(with.get("create_errno"), i64::from(libc::ESPIPE), "{target}");
     }
 }
@@ -155,7 +140,7 @@ fn every_bad_setting_warns_once_and_keeps_its_default() {
             let path = s.path("bad.vmem");
             let out = vmx(&path).arg("--size", size).env(name, value).run();
             let what = format!("{name}={value:?}");
-            assert_eq!(baseline.observed(), out.observed(), "{what}: the program saw different results");
+            assert_same(&baseline, &out, &what);
             if *name == "NOSPARSE_LOG" {
                 // The default sink, syslog, is kept: its warning goes there, none to stderr.
                 assert!(!out.stderr.contains("nosparse"), "{what}: {}", out.stderr);
@@ -185,7 +170,7 @@ fn the_zero_method_fills_holes_and_never_writes_over_data() {
     }
     let run = vmx(&path).arg("--size", 96 * MIB).arg("--seek", 777).env("NOSPARSE_METHOD", "zero");
     let (without, with) = run.both(&path);
-    assert_same_observations(&without, &with);
+    assert_same(&without, &with, "");
     assert_eq!(with.get("offset_after"), 777);
     assert!(with.stderr.contains("by zero fill"), "{}", with.stderr);
     assert_whole(&measure(&path), "zero-filled");

@@ -277,21 +277,29 @@ fn bench_creation(a: &artifacts::Artifacts, o: &Opts) -> Vec<(u64, Vec<CreationR
     let mut result = Vec::new();
     for &gib in &o.sizes {
         let size = gib * GIB;
-        let mut rows = Vec::new();
-        for m in Create::ALL {
-            let (mut call, mut total) = (Vec::new(), Vec::new());
-            for _ in 0..o.runs {
+        // Runs are interleaved (every method once, then again), so that the disk's slow
+        // drifts touch every method alike rather than the ones measured back to back.
+        let mut call = vec![Vec::new(); Create::ALL.len()];
+        let mut total = vec![Vec::new(); Create::ALL.len()];
+        for _ in 0..o.runs {
+            for (i, m) in Create::ALL.iter().enumerate() {
                 let _ = std::fs::remove_file(&path);
                 sh(&format!("fstrim {} || true", fs.mnt.display()));
                 sync_all();
                 let secs = m.run(a, &path, size);
                 let flush = syncfs(&path);
-                call.push(secs * 1e3);
-                total.push((secs + flush) * 1e3);
+                call[i].push(secs * 1e3);
+                total[i].push((secs + flush) * 1e3);
             }
-            eprintln!("bench: creation {gib} GiB, {}: {:.2} ms", m.name(), Stats::of(call.clone()).median);
-            rows.push(CreationRow { method: m, call: Stats::of(call), on_disk: Stats::of(total) });
         }
+        let rows: Vec<CreationRow> = Create::ALL
+            .iter()
+            .zip(call.into_iter().zip(total))
+            .map(|(m, (c, t))| {
+                eprintln!("bench: creation {gib} GiB, {}: {:.2} ms", m.name(), Stats::of(c.clone()).median);
+                CreationRow { method: *m, call: Stats::of(c), on_disk: Stats::of(t) }
+            })
+            .collect();
         result.push((gib, rows));
     }
     let _ = std::fs::remove_file(&path);

@@ -281,6 +281,17 @@ pub fn measure(path: &Path) -> Measured {
     Measured { size: meta.len(), allocated: meta.blocks() * 512, layout }
 }
 
+/// Asserts `m` is allocated whole: every byte backed, no holes.
+pub fn assert_whole(m: &Measured, what: &str) {
+    assert!(m.allocated >= m.size, "{what}: {} of {} bytes allocated", m.allocated, m.size);
+    assert_eq!(m.layout.hole_bytes, 0, "{what}: holes left: {m:?}");
+}
+
+/// Asserts the program saw the same results with and without the library.
+pub fn assert_same(without: &Outcome, with: &Outcome, what: &str) {
+    assert_eq!(without.observed(), with.observed(), "{what}: the program saw different results\n{}", with.stderr);
+}
+
 /// `ceil(size / 128 MiB)`: the fewest extents ext4 can hold a file in.
 pub fn ext4_min_extents(size: u64) -> u64 {
     size.div_ceil(EXT4_MAX_EXTENT)
