@@ -21,6 +21,11 @@ bash scripts/setup.sh
 
 step() { printf '\n==> %s\n' "$*"; }
 
+# Every cargo test summary line is kept, to print the totals at the end.
+results=$(mktemp)
+output=$(mktemp)
+trap 'rm -f "$results" "$output"' EXIT
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
@@ -32,8 +37,11 @@ for target in "$HOST" "$I686"; do
     step "clippy for $target"
     cargo clippy --workspace --release --all-targets "${args[@]}" -- -D warnings
     step "tests for $target"
-    cargo test --workspace --release "${args[@]}"
+    cargo test --workspace --release "${args[@]}" 2>&1 | tee "$output"
+    grep '^test result:' "$output" >>"$results"
 done
 step "fuzzing the setting parsers for 30 s"
 bash scripts/fuzz.sh 30
 step "all tests passed for $HOST and $I686"
+awk '{ for (i = 1; i < NF; i++) { if ($(i + 1) ~ /^passed/) p += $i; if ($(i + 1) ~ /^failed/) f += $i } }
+     END { printf "tests: %d passed, %d failed\n", p, f }' "$results"
