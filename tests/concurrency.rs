@@ -18,7 +18,7 @@ fn threads_writing_during_a_preallocation_see_their_own_data() {
     let run = vmx(&path).arg("--size", 512 * MIB).arg("--threads", 8).env("NOSPARSE_METHOD", "zero");
     let (without, with) = run.both(&path);
     assert_eq!(with.get("threads_ok"), 8, "{}", with.stderr);
-    assert_eq!(without.observed(), with.observed());
+    assert_same(&without, &with, "threads");
     assert_file_whole(&path);
     for t in 0..8 {
         let name = format!("busy.vmem.t{t}");

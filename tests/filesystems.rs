@@ -56,7 +56,7 @@ fn compare_on_and_inspect(
     assert_same_content(&s.path("with"), &s.path("without"));
     let with = runs.pop().unwrap();
     let without = runs.pop().unwrap();
-    assert_eq!(without.0.observed(), with.0.observed(), "{kind}: the program saw different results: {}", with.0.stderr);
+    assert_same(&without.0, &with.0, kind);
     assert_eq!(with.0.get("create_ret"), 1);
     assert_eq!(with.0.get("offset_after"), 4321);
     assert_eq!(with.1.size, size);
@@ -149,13 +149,13 @@ fn tmpfs_is_skipped_unless_asked() {
     let Some(fs) = mount(&s, "tmpfs", 512 * MIB) else { return };
     let skipped = fs.path("skipped.vmem");
     let (without, with) = vmx(&skipped).arg("--size", 128 * MIB).env("NOSPARSE_DEBUG", "1").both(&skipped);
-    assert_eq!(without.observed(), with.observed());
+    assert_same(&without, &with, "tmpfs");
     assert!(with.get("allocated_after_create") < MIB as i64, "tmpfs file was allocated by default");
     assert!(with.stderr.contains("tmpfs is in NOSPARSE_SKIP_FS"), "{}", with.stderr);
     let asked = fs.path("asked.vmem");
     let run = vmx(&asked).arg("--size", 128 * MIB).arg("--seek", 99).arg("--writes", 32);
     let (without, with) = run.env("NOSPARSE_SKIP_FS", "none").both(&asked);
-    assert_eq!(without.observed(), with.observed());
+    assert_same(&without, &with, "tmpfs");
     assert_eq!(with.get("offset_after"), 99);
     // tmpfs has no FIEMAP: st_blocks tells the allocation.
     assert!(allocated(&asked) >= 128 * MIB, "NOSPARSE_SKIP_FS=none should allocate on tmpfs");

@@ -25,6 +25,10 @@ const ZFS_MAGIC: u32 = 0x2FC1_2FC1;
 const NFS_MAGIC: u32 = 0x6969;
 
 impl FsKind {
+    /// Every kind that has a settings name.
+    pub const NAMED: [FsKind; 7] =
+        [FsKind::Ext, FsKind::Xfs, FsKind::Btrfs, FsKind::Tmpfs, FsKind::Ramfs, FsKind::Zfs, FsKind::Nfs];
+
     /// The kind for an `f_type` value (compared as 32 bits: i686 reports it signed).
     pub fn from_magic(magic: u32) -> Self {
         match magic {
@@ -60,9 +64,7 @@ impl FsKind {
 
     /// The kind a settings name stands for; `other` cannot be named.
     pub fn from_name(name: &str) -> Option<Self> {
-        [FsKind::Ext, FsKind::Xfs, FsKind::Btrfs, FsKind::Tmpfs, FsKind::Ramfs, FsKind::Zfs, FsKind::Nfs]
-            .into_iter()
-            .find(|k| k.name() == name)
+        Self::NAMED.into_iter().find(|k| k.name() == name)
     }
 
     /// A bit for sets of kinds; all unnamed filesystems share one.
@@ -95,9 +97,8 @@ mod tests {
 
     #[test]
     fn names_round_trip_and_bits_are_distinct() {
-        let kinds = [FsKind::Ext, FsKind::Xfs, FsKind::Btrfs, FsKind::Tmpfs, FsKind::Ramfs, FsKind::Zfs, FsKind::Nfs];
         let mut seen = 0;
-        for k in kinds {
+        for k in FsKind::NAMED {
             assert_eq!(FsKind::from_name(k.name()), Some(k));
             assert_eq!(seen & k.bit(), 0);
             seen |= k.bit();

@@ -292,6 +292,14 @@ pub fn assert_same(without: &Outcome, with: &Outcome, what: &str) {
     assert_eq!(without.observed(), with.observed(), "{what}: the program saw different results\n{}", with.stderr);
 }
 
+/// Asserts the library left the call alone: the same results, and the same allocation
+/// right after the creation call (nothing added, or what was added undone).
+pub fn assert_untouched(without: &Outcome, with: &Outcome, what: &str) {
+    assert_same(without, with, what);
+    let key = "allocated_after_create";
+    assert_eq!(without.get(key), with.get(key), "{what}: allocation differs\n{}", with.stderr);
+}
+
 /// `ceil(size / 128 MiB)`: the fewest extents ext4 can hold a file in.
 pub fn ext4_min_extents(size: u64) -> u64 {
     size.div_ceil(EXT4_MAX_EXTENT)
