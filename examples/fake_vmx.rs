@@ -23,7 +23,9 @@ Creates FILE like vmware-vmx creates a .vmem, then writes guest pages into it.
 
 options:
   --size BYTES         size of the file (default 268435456)
-  --call NAME          symbol that makes the creation call: pwrite64, pwrite, __pwrite64
+  --call NAME          symbol that makes the creation call: pwrite64, pwrite, __pwrite64,
+                       write (after lseek to the offset), ftruncate, ftruncate64 (to
+                       offset + nbyte; they return 0)
                        (default pwrite64)
   --open MODE          rdwr, wronly, append, rdonly, direct, rdwr-nolfs (open(2)
                        without O_LARGEFILE) (default rdwr)
@@ -229,6 +231,19 @@ fn create(fd: i32, call: &str, byte: &[u8], offset: i64) -> isize {
             "pwrite" => match libc::off_t::try_from(offset) {
                 Ok(off) => libc::pwrite(fd, p, n, off),
                 Err(_) => die("--call pwrite: the offset does not fit this architecture's off_t"),
+            },
+            // dd's way: lseek beyond the end, then a one-byte write.
+            "write" => {
+                if libc::lseek64(fd, offset, libc::SEEK_SET) < 0 {
+                    return -1;
+                }
+                libc::write(fd, p, n)
+            }
+            // QEMU's and truncate(1)'s way: the size set directly (returns 0, not n).
+            "ftruncate64" => libc::ftruncate64(fd, offset + n as i64) as isize,
+            "ftruncate" => match libc::off_t::try_from(offset + n as i64) {
+                Ok(len) => libc::ftruncate(fd, len) as isize,
+                Err(_) => die("--call ftruncate: the size does not fit this architecture's off_t"),
             },
             other => die(&format!("--call: unknown symbol {other}")),
         }

@@ -31,38 +31,66 @@ pub unsafe extern "C" fn __pwrite64(fd: c_int, buf: *const c_void, nbyte: size_t
     unsafe { hook::pwrite(fd, buf, nbyte, offset) }
 }
 
-// i686: `pwrite64` and `__pwrite64` in assembly. LLVM will not turn an indirect call
-// into a jump in 32-bit position-independent code, so a Rust hook there re-pushes all
-// five argument words and costs about 30 instructions per call; this one costs 8 and
-// leaves the caller's arguments in place for whichever function it jumps to:
-// - a write of one byte goes to the engine (`hook::pwrite_c`, same C signature);
-// - any other goes to the real pwrite64, or to `lazy_pwrite64` if not resolved yet.
-// Stack on entry: 4(%esp) fd, 8 buf, 12 nbyte, 16 offset (64-bit).
+/// `write(2)`.
+///
+/// # Safety
+/// write's own contract: `buf` is readable for `nbyte` bytes.
+#[cfg(not(target_arch = "x86"))]
+#[no_mangle]
+pub unsafe extern "C" fn write(fd: c_int, buf: *const c_void, nbyte: size_t) -> ssize_t {
+    // SAFETY: the caller's arguments, passed on.
+    unsafe { hook::write(fd, buf, nbyte) }
+}
+
+// i686: `pwrite64`, `__pwrite64` and `write` in assembly. LLVM will not turn an indirect
+// call into a jump in 32-bit position-independent code, so a Rust hook there re-pushes
+// all argument words and costs about 30 instructions per call; these cost 8 and leave
+// the caller's arguments in place for whichever function they jump to:
+// - a write of one byte goes to the engine (same C signature);
+// - any other goes to the real function, or to its resolver if not resolved yet.
+// Stack on entry: 4(%esp) fd, 8 buf, 12 nbyte, then pwrite64's 64-bit offset.
 #[cfg(target_arch = "x86")]
-std::arch::global_asm!(
-    ".pushsection .text.nosparse_pwrite64,\"ax\",@progbits",
-    ".globl pwrite64",
-    ".globl __pwrite64",
-    ".type pwrite64,@function",
-    ".type __pwrite64,@function",
-    ".p2align 4",
-    "pwrite64:",
-    "__pwrite64:",
-    "    cmpl $1, 12(%esp)",
-    "    je {engine}",
-    "    call 3f",
-    "3:  popl %ecx",
-    "    movl ({real} - 3b)(%ecx), %eax",
-    "    testl %eax, %eax",
-    "    jz {lazy}",
-    "    jmp *%eax",
-    ".size pwrite64, . - pwrite64",
-    ".size __pwrite64, . - __pwrite64",
-    ".popsection",
-    engine = sym nosparse_core::hook::pwrite_c,
-    lazy = sym nosparse_core::real::lazy_pwrite64,
-    real = sym nosparse_core::real::PWRITE64,
-    options(att_syntax)
+macro_rules! i686_hook {
+    ($section:literal, [$($name:literal),+], $engine:path, $lazy:path, $real:path) => {
+        std::arch::global_asm!(
+            concat!(".pushsection .text.", $section, ",\"ax\",@progbits"),
+            $(concat!(".globl ", $name), concat!(".type ", $name, ",@function"),)+
+            ".p2align 4",
+            $(concat!($name, ":"),)+
+            "    cmpl $1, 12(%esp)",
+            "    je {engine}",
+            "    call 3f",
+            "3:  popl %ecx",
+            "    movl ({real} - 3b)(%ecx), %eax",
+            "    testl %eax, %eax",
+            "    jz {lazy}",
+            "    jmp *%eax",
+            $(concat!(".size ", $name, ", . - ", $name),)+
+            ".popsection",
+            engine = sym $engine,
+            lazy = sym $lazy,
+            real = sym $real,
+            options(att_syntax)
+        );
+    };
+}
+
+#[cfg(target_arch = "x86")]
+i686_hook!(
+    "nosparse_pwrite64",
+    ["pwrite64", "__pwrite64"],
+    nosparse_core::hook::pwrite_c,
+    nosparse_core::real::lazy_pwrite64,
+    nosparse_core::real::PWRITE64
+);
+
+#[cfg(target_arch = "x86")]
+i686_hook!(
+    "nosparse_write",
+    ["write"],
+    nosparse_core::hook::write_c,
+    nosparse_core::real::lazy_write,
+    nosparse_core::real::WRITE
 );
 
 /// `pwrite(2)`. On i686 `off_t` is 32 bits: it is sign-extended, as glibc does.
@@ -76,6 +104,29 @@ pub unsafe extern "C" fn pwrite(fd: c_int, buf: *const c_void, nbyte: size_t, of
     let offset = i64::from(offset);
     // SAFETY: the caller's arguments, passed on.
     unsafe { hook::pwrite(fd, buf, nbyte, offset) }
+}
+
+/// `ftruncate64(2)`.
+///
+/// # Safety
+/// None beyond ftruncate's own contract.
+#[no_mangle]
+pub unsafe extern "C" fn ftruncate64(fd: c_int, len: i64) -> c_int {
+    // SAFETY: the caller's arguments, passed on.
+    unsafe { hook::ftruncate(fd, len) }
+}
+
+/// `ftruncate(2)`. On i686 `off_t` is 32 bits: it is sign-extended, as glibc does.
+///
+/// # Safety
+/// None beyond ftruncate's own contract.
+#[no_mangle]
+pub unsafe extern "C" fn ftruncate(fd: c_int, len: off_t) -> c_int {
+    // Widening (a no-op on x86_64, where off_t is already 64 bits).
+    #[allow(clippy::useless_conversion)]
+    let len = i64::from(len);
+    // SAFETY: the caller's arguments, passed on.
+    unsafe { hook::ftruncate(fd, len) }
 }
 
 /// Reads the settings and resolves the real functions when the library is loaded.

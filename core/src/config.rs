@@ -1,13 +1,37 @@
-//! Settings, read once from `NOSPARSE_*` environment variables.
+//! Settings, read once when the library loads: from the system-wide file
+//! `/etc/nosparse.conf` (same `NOSPARSE_*` keys), then from the environment, which
+//! overrides it key by key.
 //!
 //! A bad value is reported once and its default kept: a setting can never break the
 //! program the library is loaded into. In secure execution (setuid programs) the
-//! environment is not trusted and only the defaults apply.
+//! environment is not trusted; the file is, when root owns it and only root can write it.
 
 use crate::fs::FsKind;
 use crate::log::Sink;
 use std::ffi::{CStr, CString};
+use std::fmt;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+
+/// The system-wide settings file.
+pub const CONFIG_FILE: &str = "/etc/nosparse.conf";
+
+/// A settings file larger than this is not read: it cannot be one written by hand.
+pub const CONFIG_FILE_MAX: u64 = 64 << 10;
+
+/// Every setting's name, in the order they are applied.
+pub const NAMES: [&str; 10] = [
+    "NOSPARSE_DISABLE",
+    "NOSPARSE_PROGRAMS",
+    "NOSPARSE_MIN_SIZE",
+    "NOSPARSE_METHOD",
+    "NOSPARSE_MATCH",
+    "NOSPARSE_TRIGGERS",
+    "NOSPARSE_ON_ERROR",
+    "NOSPARSE_LOG",
+    "NOSPARSE_DEBUG",
+    "NOSPARSE_SKIP_FS",
+];
 
 /// Files smaller than this are left alone: preallocation pays off for big files.
 pub const MIN_SIZE_DEFAULT: u64 = 64 << 20;
@@ -36,6 +60,82 @@ pub enum OnError {
     Passthrough,
     /// The call returns -1 with the preallocation's errno.
     Fail,
+}
+
+/// The calls that can be recognised as creating a sparse file (`NOSPARSE_TRIGGERS`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trigger {
+    /// `pwrite`/`pwrite64` of one byte past the end.
+    Pwrite,
+    /// `ftruncate`/`ftruncate64` growing the file.
+    Ftruncate,
+    /// `write` of one byte with the file offset past the end (after `lseek`).
+    Write,
+}
+
+impl Trigger {
+    pub const ALL: [Trigger; 3] = [Trigger::Pwrite, Trigger::Ftruncate, Trigger::Write];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Trigger::Pwrite => "pwrite",
+            Trigger::Ftruncate => "ftruncate",
+            Trigger::Write => "write",
+        }
+    }
+
+    fn bit(self) -> u8 {
+        1 << self as u8
+    }
+}
+
+impl fmt::Display for Trigger {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A set of [`Trigger`]s.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Triggers(u8);
+
+impl Triggers {
+    pub const DEFAULT: Triggers = Triggers(1 << Trigger::Pwrite as u8);
+
+    pub fn has(self, t: Trigger) -> bool {
+        self.0 & t.bit() != 0
+    }
+}
+
+/// `,`-separated trigger names, e.g. `pwrite,ftruncate`.
+pub fn parse_triggers(v: &str) -> Result<Triggers, String> {
+    v.split(',').try_fold(Triggers(0), |set, name| match Trigger::ALL.iter().find(|t| t.name() == name) {
+        Some(t) => Ok(Triggers(set.0 | t.bit())),
+        None => Err(format!("unknown trigger {name:?}: use pwrite, ftruncate and write, separated by ','")),
+    })
+}
+
+/// `NOSPARSE_PROGRAMS`: which programs the library acts in, matched against the path
+/// of the running executable (`/proc/self/exe`) as `NOSPARSE_MATCH` matches files.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Programs {
+    /// Not set: every program.
+    #[default]
+    Every,
+    Only(Matcher),
+    /// Set, but unusable: no program, so a typo in a system-wide list fails closed.
+    Invalid,
+}
+
+impl Programs {
+    /// Whether the program at `exe` (None: unknown) is one the library acts in.
+    pub fn allows(&self, exe: Option<&CStr>) -> bool {
+        match (self, exe) {
+            (Programs::Every, _) => true,
+            (Programs::Only(m), Some(exe)) => m.matches(exe),
+            _ => false,
+        }
+    }
 }
 
 /// `NOSPARSE_MATCH`: `:`-separated globs. A pattern with a `/` is matched against the
@@ -88,6 +188,8 @@ pub struct Config {
     pub method: Method,
     pub matcher: Matcher,
     pub on_error: OnError,
+    pub triggers: Triggers,
+    pub programs: Programs,
     pub log: Sink,
     pub debug: bool,
     /// Bits of [`FsKind::bit`] for filesystems to leave alone.
@@ -102,6 +204,8 @@ impl Default for Config {
             method: Method::Auto,
             matcher: Matcher::default(),
             on_error: OnError::Passthrough,
+            triggers: Triggers::DEFAULT,
+            programs: Programs::Every,
             log: Sink::Syslog,
             debug: false,
             skip_fs: parse_skip_fs(SKIP_FS_DEFAULT).expect("the default parses"),
@@ -109,30 +213,86 @@ impl Default for Config {
     }
 }
 
+/// Where a setting came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    Environment,
+    /// The settings file, at this line.
+    File(usize),
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Environment => f.write_str("environment"),
+            Source::File(line) => write!(f, "{CONFIG_FILE}:{line}"),
+        }
+    }
+}
+
 /// One setting that could not be used, for the one warning it gets.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BadSetting {
-    pub name: &'static str,
+    pub source: Source,
+    pub name: String,
     pub value: String,
     pub why: String,
 }
 
+/// A lookup of settings by name: the environment's, or a test's.
+pub type Lookup<'a> = &'a dyn Fn(&str) -> Option<Vec<u8>>;
+
+/// One `NAME=value` line of a settings file: its line number, name and value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    pub line: usize,
+    pub name: String,
+    pub value: Vec<u8>,
+}
+
+/// The settings file, as found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FileState {
+    Absent,
+    Used,
+    /// Present but not read, and why (not root's, writable by others, unreadable...).
+    Ignored(String),
+}
+
+/// The settings for this process, and what was wrong on the way.
+#[derive(Clone, Debug)]
+pub struct Loaded {
+    pub cfg: Config,
+    pub bad: Vec<BadSetting>,
+    pub file: FileState,
+    /// NOSPARSE_* variables were present but ignored (secure execution).
+    pub env_ignored: bool,
+}
+
 impl Config {
-    /// Builds the settings from `get`, a lookup of environment variables. Returns the
-    /// settings and one entry for each value that was rejected (its default is kept).
-    pub fn from_lookup(get: impl Fn(&str) -> Option<Vec<u8>>) -> (Config, Vec<BadSetting>) {
-        let mut cfg = Config::default();
+    /// Applies the settings `get` finds (a lookup by name) over `self`, and returns one
+    /// entry for each value that was rejected (the earlier value is kept).
+    pub fn apply(&mut self, source: Source, get: impl Fn(&str) -> Option<Vec<u8>>) -> Vec<BadSetting> {
+        let cfg = self;
         let mut bad = Vec::new();
         let mut setting = |name: &'static str, apply: &mut dyn FnMut(&[u8]) -> Result<(), String>| {
             if let Some(value) = get(name) {
                 let result = if value.is_empty() { Err("empty".to_string()) } else { apply(&value) };
                 if let Err(why) = result {
                     let value = String::from_utf8_lossy(&value).into_owned();
-                    bad.push(BadSetting { name, value, why });
+                    bad.push(BadSetting { source, name: name.to_string(), value, why });
                 }
             }
         };
         setting("NOSPARSE_DISABLE", &mut |v| parse_bool(v).map(|b| cfg.disabled = b));
+        setting("NOSPARSE_PROGRAMS", &mut |v| {
+            let parsed = Matcher::parse(v);
+            cfg.programs = match &parsed {
+                Ok(m) => Programs::Only(m.clone()),
+                Err(_) => Programs::Invalid,
+            };
+            parsed.map(drop).map_err(|why| format!("{why}; acting in no program"))
+        });
         setting("NOSPARSE_MIN_SIZE", &mut |v| parse_size(text(v)?).map(|n| cfg.min_size = n));
         setting("NOSPARSE_METHOD", &mut |v| {
             cfg.method = match text(v)? {
@@ -145,6 +305,7 @@ impl Config {
             Ok(())
         });
         setting("NOSPARSE_MATCH", &mut |v| Matcher::parse(v).map(|m| cfg.matcher = m));
+        setting("NOSPARSE_TRIGGERS", &mut |v| parse_triggers(text(v)?).map(|t| cfg.triggers = t));
         setting("NOSPARSE_ON_ERROR", &mut |v| {
             cfg.on_error = match text(v)? {
                 "passthrough" => OnError::Passthrough,
@@ -164,25 +325,121 @@ impl Config {
         });
         setting("NOSPARSE_DEBUG", &mut |v| parse_bool(v).map(|b| cfg.debug = b));
         setting("NOSPARSE_SKIP_FS", &mut |v| parse_skip_fs(text(v)?).map(|s| cfg.skip_fs = s));
+        bad
+    }
+
+    /// The defaults with the settings `get` finds in the environment applied.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<Vec<u8>>) -> (Config, Vec<BadSetting>) {
+        let mut cfg = Config::default();
+        let bad = cfg.apply(Source::Environment, get);
         (cfg, bad)
     }
 
-    /// The settings for this process: from the environment, or the defaults in secure
-    /// execution. `secure` is set when NOSPARSE_* variables were present but ignored.
-    pub fn from_env() -> (Config, Vec<BadSetting>, bool) {
-        let lookup = |name: &str| std::env::var_os(name).map(|v| v.as_bytes().to_vec());
-        if crate::sys::secure_execution() {
-            let ignored = std::env::vars_os().any(|(k, _)| k.as_bytes().starts_with(b"NOSPARSE_"));
-            return (Config::default(), Vec::new(), ignored);
+    /// The defaults, with a settings file's text applied, then the environment's
+    /// settings from `env` (None: not trusted).
+    pub fn from_sources(file: Option<&[u8]>, env: Option<Lookup>) -> (Config, Vec<BadSetting>) {
+        let mut cfg = Config::default();
+        let mut bad = Vec::new();
+        if let Some(text) = file {
+            let (entries, mut wrong) = parse_file(text);
+            let find = |name: &str| entries.iter().rev().find(|e| e.name == name).map(|e| (e.line, e.value.clone()));
+            // Each setting is applied from the line that last sets it, so that its report names that line.
+            for name in NAMES {
+                if let Some((line, value)) = find(name) {
+                    wrong.extend(cfg.apply(Source::File(line), |n| (n == name).then(|| value.clone())));
+                }
+            }
+            bad.append(&mut wrong);
         }
-        let (cfg, bad) = Config::from_lookup(lookup);
-        (cfg, bad, false)
+        if let Some(get) = env {
+            bad.extend(cfg.apply(Source::Environment, get));
+        }
+        (cfg, bad)
+    }
+
+    /// The settings for this process: [`CONFIG_FILE`] when it can be trusted, then the
+    /// environment unless in secure execution.
+    pub fn for_process() -> Loaded {
+        let (text, file) = read_config_file(CONFIG_FILE.as_ref());
+        let secure = crate::sys::secure_execution();
+        let lookup = |name: &str| std::env::var_os(name).map(|v| v.as_bytes().to_vec());
+        let env: Option<Lookup> = if secure { None } else { Some(&lookup) };
+        let (cfg, bad) = Config::from_sources(text.as_deref(), env);
+        let env_ignored = secure && std::env::vars_os().any(|(k, _)| k.as_bytes().starts_with(b"NOSPARSE_"));
+        Loaded { cfg, bad, file, env_ignored }
     }
 
     /// Whether files on `fs` are left alone.
     pub fn skips(&self, fs: FsKind) -> bool {
         self.skip_fs & fs.bit() != 0
     }
+}
+
+/// Reads a settings file if it can be trusted: a regular file owned by root that no one
+/// else can write, and not larger than [`CONFIG_FILE_MAX`].
+pub fn read_config_file(path: &std::path::Path) -> (Option<Vec<u8>>, FileState) {
+    use std::io::Read;
+    let mut file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return (None, FileState::Absent),
+        Err(e) => return (None, FileState::Ignored(format!("cannot open it: {e}"))),
+    };
+    let why = match file.metadata() {
+        Err(e) => format!("cannot stat it: {e}"),
+        Ok(m) if !m.is_file() => "not a regular file".into(),
+        Ok(m) if m.uid() != 0 => format!("owned by uid {}, not root", m.uid()),
+        Ok(m) if m.mode() & 0o022 != 0 => format!("writable by group or others (mode {:o})", m.mode() & 0o7777),
+        Ok(m) if m.len() > CONFIG_FILE_MAX => format!("larger than {CONFIG_FILE_MAX} bytes"),
+        Ok(_) => {
+            let mut text = Vec::new();
+            return match file.read_to_end(&mut text) {
+                Ok(_) => (Some(text), FileState::Used),
+                Err(e) => (None, FileState::Ignored(format!("cannot read it: {e}"))),
+            };
+        }
+    };
+    (None, FileState::Ignored(why))
+}
+
+/// The `NAME=value` lines of a settings file, with their line numbers, and a report
+/// for each line that is neither that, a comment (`#`) nor blank. Spaces around the
+/// name and value, and one pair of quotes around the value, are dropped.
+pub fn parse_file(text: &[u8]) -> (Vec<Entry>, Vec<BadSetting>) {
+    let mut entries = Vec::new();
+    let mut bad = Vec::new();
+    for (i, raw) in text.split(|&b| b == b'\n').enumerate() {
+        let line = trim(raw);
+        if line.is_empty() || line.starts_with(b"#") {
+            continue;
+        }
+        let source = Source::File(i + 1);
+        let Some(eq) = line.iter().position(|&b| b == b'=') else {
+            let value = String::from_utf8_lossy(line).into_owned();
+            bad.push(BadSetting { source, name: String::new(), value, why: "expected NAME=value".into() });
+            continue;
+        };
+        let name = String::from_utf8_lossy(trim(&line[..eq])).into_owned();
+        let mut value = trim(&line[eq + 1..]);
+        if let [q @ (b'"' | b'\''), inner @ .., last] = value {
+            if last == q {
+                value = inner;
+            }
+        }
+        if NAMES.contains(&name.as_str()) {
+            entries.push(Entry { line: i + 1, name, value: value.to_vec() });
+        } else {
+            let value = String::from_utf8_lossy(value).into_owned();
+            bad.push(BadSetting { source, name, value, why: "not a nosparse setting".into() });
+        }
+    }
+    (entries, bad)
+}
+
+/// `v` without leading and trailing ASCII whitespace.
+fn trim(v: &[u8]) -> &[u8] {
+    let start = v.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(v.len());
+    let end = v.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(start, |i| i + 1);
+    &v[start..end]
 }
 
 fn text(v: &[u8]) -> Result<&str, String> {
@@ -298,7 +555,7 @@ mod tests {
         ];
         let (cfg, bad) = with(&vars);
         assert_eq!(cfg, Config::default());
-        let names: Vec<_> = bad.iter().map(|b| b.name).collect();
+        let names: Vec<_> = bad.iter().map(|b| b.name.as_str()).collect();
         assert_eq!(names, vars.iter().map(|(k, _)| *k).collect::<Vec<_>>());
     }
 
@@ -315,5 +572,70 @@ mod tests {
         assert!(by_name.matches(c"/vm/guest.vmem"));
         assert!(Matcher::default().matches(c"/anything"));
         assert!(Matcher::parse(b":x").is_err());
+    }
+
+    #[test]
+    fn triggers_parse() {
+        let t = parse_triggers("write,ftruncate").unwrap();
+        assert!(t.has(Trigger::Write) && t.has(Trigger::Ftruncate) && !t.has(Trigger::Pwrite));
+        assert_eq!(parse_triggers("pwrite"), Ok(Triggers::DEFAULT));
+        for bad in ["", "pwrite,", "truncate", "pwrite:write", "PWRITE"] {
+            assert!(parse_triggers(bad).is_err(), "{bad:?} should be refused");
+        }
+    }
+
+    #[test]
+    fn programs_allow_list_fails_closed() {
+        let (cfg, _) = with(&[("NOSPARSE_PROGRAMS", "vmware-vmx*:/opt/vm/bin/*")]);
+        assert!(cfg.programs.allows(Some(c"/usr/lib/vmware/bin/vmware-vmx")));
+        assert!(cfg.programs.allows(Some(c"/usr/lib/vmware/bin/vmware-vmx.real")));
+        assert!(cfg.programs.allows(Some(c"/opt/vm/bin/qemu")));
+        assert!(!cfg.programs.allows(Some(c"/usr/bin/bash")));
+        assert!(!cfg.programs.allows(None));
+        assert!(Config::default().programs.allows(None));
+        let (cfg, bad) = with(&[("NOSPARSE_PROGRAMS", "a::b")]);
+        assert_eq!(cfg.programs, Programs::Invalid);
+        assert!(!cfg.programs.allows(Some(c"/usr/bin/a")));
+        assert_eq!(bad.len(), 1);
+    }
+
+    #[test]
+    fn settings_file_then_environment() {
+        let file = b"# nosparse\n\n  NOSPARSE_MIN_SIZE = 1G \nNOSPARSE_MATCH='*.vmem'\nNOSPARSE_METHOD=\"zero\"\n\
+                     NOSPARSE_LOG=stderr\nNOSPARSE_LOG=none\nNOSPARSE_DEBUG=yes\nOTHER=1\nnot a line\n";
+        let env = |name: &str| (name == "NOSPARSE_METHOD").then(|| b"fallocate".to_vec());
+        let (cfg, bad) = Config::from_sources(Some(file), Some(&env));
+        assert_eq!(cfg.min_size, 1 << 30);
+        assert!(cfg.matcher.matches(c"/vm/a.vmem") && !cfg.matcher.matches(c"/vm/a.vmx"));
+        assert_eq!(cfg.method, Method::Fallocate, "the environment overrides the file");
+        assert_eq!(cfg.log, Sink::None, "the last line for a key wins");
+        let found: Vec<_> = bad.iter().map(|b| (b.source, b.name.as_str())).collect();
+        assert_eq!(
+            found,
+            [(Source::File(9), "OTHER"), (Source::File(10), ""), (Source::File(8), "NOSPARSE_DEBUG")],
+            "{bad:?}"
+        );
+        // Untrusted environment (secure execution): the file alone.
+        let (cfg, _) = Config::from_sources(Some(file), None);
+        assert_eq!(cfg.method, Method::Zero);
+    }
+
+    #[test]
+    fn settings_file_must_be_roots_and_not_writable_by_others() {
+        let dir = std::env::temp_dir().join(format!("nosparse-conf-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("nosparse.conf");
+        assert_eq!(read_config_file(&path).1, FileState::Absent);
+        std::fs::write(&path, "NOSPARSE_MIN_SIZE=1G\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let (text, state) = read_config_file(&path);
+        assert!(text.is_none() && matches!(state, FileState::Ignored(_)), "{state:?}");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        // SAFETY: geteuid cannot fail.
+        let root = unsafe { libc::geteuid() } == 0;
+        let (text, state) = read_config_file(&path);
+        assert_eq!(text.is_some(), root, "{state:?}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

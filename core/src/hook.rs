@@ -1,7 +1,7 @@
 //! What the interposed symbols do: a two-comparison test for every call, and for the
 //! rare candidate, the facts, the decision, the allocation and one log line.
 
-use crate::config::{Config, OnError};
+use crate::config::{Config, FileState, OnError, Trigger};
 use crate::error::{get_errno, set_errno, Errno};
 use crate::extents;
 use crate::fs::FsKind;
@@ -17,10 +17,14 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::OnceLock;
 use std::time::Instant;
 
-/// The smallest offset a one-byte write needs to be looked at: `NOSPARSE_MIN_SIZE - 1`,
+/// The smallest offset a one-byte `pwrite` needs to be looked at: `NOSPARSE_MIN_SIZE - 1`,
 /// or `i64::MAX` when disabled. Zero until the settings are read, so that early calls
 /// take the slow path, which reads them.
-static THRESHOLD: AtomicI64 = AtomicI64::new(0);
+static PWRITE_THRESHOLD: AtomicI64 = AtomicI64::new(0);
+/// The same for a one-byte `write` at the current file offset.
+static WRITE_THRESHOLD: AtomicI64 = AtomicI64::new(0);
+/// The smallest length an `ftruncate` needs to be looked at: `NOSPARSE_MIN_SIZE`.
+static TRUNCATE_THRESHOLD: AtomicI64 = AtomicI64::new(0);
 static CONFIG: OnceLock<Config> = OnceLock::new();
 
 /// `pwrite64(fd, buf, nbyte, offset)`, with sparse creations preallocated first.
@@ -29,12 +33,50 @@ static CONFIG: OnceLock<Config> = OnceLock::new();
 /// The arguments are the caller's, with pwrite64's contract.
 #[inline(always)]
 pub unsafe fn pwrite(fd: c_int, buf: *const c_void, nbyte: size_t, offset: i64) -> ssize_t {
-    if nbyte == 1 && offset >= THRESHOLD.load(Ordering::Relaxed) {
+    if nbyte == 1 && offset >= PWRITE_THRESHOLD.load(Ordering::Relaxed) {
         // SAFETY: the caller's arguments, passed on.
         return unsafe { candidate(fd, buf, nbyte, offset) };
     }
     // SAFETY: the caller's arguments, passed on to the function it meant to call.
     unsafe { real::pwrite64()(fd, buf, nbyte, offset) }
+}
+
+/// `write(fd, buf, nbyte)`: a one-byte write is looked at when the `write` trigger is on.
+///
+/// # Safety
+/// The arguments are the caller's, with write's contract.
+#[inline(always)]
+pub unsafe fn write(fd: c_int, buf: *const c_void, nbyte: size_t) -> ssize_t {
+    if nbyte == 1 {
+        // SAFETY: the caller's arguments, passed on.
+        return unsafe { write_one(fd, buf, nbyte) };
+    }
+    // SAFETY: the caller's arguments, passed on to the function it meant to call.
+    unsafe { real::write()(fd, buf, nbyte) }
+}
+
+/// [`write`] with the C calling convention, for the i686 assembly hook.
+///
+/// # Safety
+/// As for [`write`].
+pub unsafe extern "C" fn write_c(fd: c_int, buf: *const c_void, nbyte: size_t) -> ssize_t {
+    // SAFETY: the caller's arguments, passed on.
+    unsafe { write(fd, buf, nbyte) }
+}
+
+/// `ftruncate64(fd, len)`: growing a file past `NOSPARSE_MIN_SIZE` is looked at when the
+/// `ftruncate` trigger is on.
+///
+/// # Safety
+/// ftruncate's contract (none beyond a valid fd, which is checked).
+#[inline(always)]
+pub unsafe fn ftruncate(fd: c_int, len: i64) -> c_int {
+    if len >= TRUNCATE_THRESHOLD.load(Ordering::Relaxed) {
+        // SAFETY: the caller's arguments, passed on.
+        return unsafe { truncate_one(fd, len) };
+    }
+    // SAFETY: the caller's arguments, passed on to the function it meant to call.
+    unsafe { real::ftruncate64()(fd, len) }
 }
 
 /// [`pwrite`] with the C calling convention, for hooks that jump to it with the
@@ -58,25 +100,54 @@ pub fn init() {
 /// The settings, read on first use.
 pub fn config() -> &'static Config {
     CONFIG.get_or_init(|| {
-        let (cfg, bad, ignored) = Config::from_env();
-        for b in &bad {
-            log::emit(
-                cfg.log,
-                Level::Warning,
-                format_args!("ignoring {}={:?}: {}; keeping the default", b.name, b.value, b.why),
-            );
+        let loaded = Config::for_process();
+        let mut cfg = loaded.cfg;
+        let mut exe_buf = [0u8; sys::PATH_BUF];
+        let exe = sys::exe_path(&mut exe_buf).ok().map(|p| {
+            // SAFETY: exe_path leaves a NUL after the bytes it returns.
+            unsafe { CStr::from_ptr(p.as_ptr().cast()) }
+        });
+        if !cfg.programs.allows(exe) {
+            // Not a program the library is for (NOSPARSE_PROGRAMS): inert, and silent,
+            // since with /etc/ld.so.preload that is every other process on the host.
+            cfg.disabled = true;
+        } else {
+            report(&cfg, &loaded.bad, &loaded.file, loaded.env_ignored);
         }
-        if ignored {
-            log::emit(
-                cfg.log,
-                Level::Info,
-                format_args!("secure-execution program: NOSPARSE_* settings from the environment ignored"),
-            );
-        }
-        let threshold = if cfg.disabled { i64::MAX } else { cfg.min_size.saturating_sub(1) as i64 };
-        THRESHOLD.store(threshold, Ordering::Relaxed);
+        let threshold = |trigger: Trigger, at: u64| {
+            if cfg.disabled || !cfg.triggers.has(trigger) {
+                i64::MAX
+            } else {
+                at as i64
+            }
+        };
+        PWRITE_THRESHOLD.store(threshold(Trigger::Pwrite, cfg.min_size.saturating_sub(1)), Ordering::Relaxed);
+        WRITE_THRESHOLD.store(threshold(Trigger::Write, cfg.min_size.saturating_sub(1)), Ordering::Relaxed);
+        TRUNCATE_THRESHOLD.store(threshold(Trigger::Ftruncate, cfg.min_size), Ordering::Relaxed);
         cfg
     })
+}
+
+/// Logs, once per process, what was wrong with the settings.
+fn report(cfg: &Config, bad: &[crate::config::BadSetting], file: &FileState, env_ignored: bool) {
+    for b in bad {
+        log::emit(
+            cfg.log,
+            Level::Warning,
+            format_args!("{}: ignoring {}={:?}: {}; keeping the default", b.source, b.name, b.value, b.why),
+        );
+    }
+    if let FileState::Ignored(why) = file {
+        let path = crate::config::CONFIG_FILE;
+        log::emit(cfg.log, Level::Warning, format_args!("not reading {path}: {why}"));
+    }
+    if env_ignored {
+        log::emit(
+            cfg.log,
+            Level::Info,
+            format_args!("secure-execution program: NOSPARSE_* settings from the environment ignored"),
+        );
+    }
 }
 
 /// What the preparation left for the real call to do.
@@ -89,14 +160,50 @@ enum Prepared {
     Fail(Errno),
 }
 
-/// The slow path. It has pwrite64's C signature so that the hook can jump to it with
-/// the caller's own arguments in place (a tail call, also on i686), and it cannot
-/// unwind, so the hook needs no landing pad.
+/// The slow path of `pwrite`. It has pwrite64's C signature so that the hook can jump
+/// to it with the caller's own arguments in place (a tail call, also on i686), and it
+/// cannot unwind, so the hook needs no landing pad.
 #[cold]
 #[inline(never)]
 unsafe extern "C" fn candidate(fd: c_int, buf: *const c_void, nbyte: size_t, offset: i64) -> ssize_t {
+    // SAFETY: the caller's arguments, passed on.
+    around(fd, Trigger::Pwrite, offset, || unsafe { real::pwrite64()(fd, buf, nbyte, offset) } as i64) as ssize_t
+}
+
+/// The slow path of a one-byte `write`: judged as a `pwrite` at the current offset.
+#[cold]
+#[inline(never)]
+unsafe extern "C" fn write_one(fd: c_int, buf: *const c_void, nbyte: size_t) -> ssize_t {
+    // SAFETY: the caller's arguments, passed on.
+    let call = || unsafe { real::write()(fd, buf, nbyte) } as i64;
+    let threshold = WRITE_THRESHOLD.load(Ordering::Relaxed);
+    if threshold == i64::MAX {
+        return call() as ssize_t;
+    }
     let saved_errno = get_errno();
-    let prepared = catch_unwind(|| prepare(fd, offset)).unwrap_or(Prepared::Untouched);
+    // Fails (ESPIPE) on pipes, sockets and terminals, which are left alone.
+    let offset = sys::lseek(fd, 0, libc::SEEK_CUR).unwrap_or(-1);
+    set_errno(saved_errno);
+    if offset < threshold {
+        return call() as ssize_t;
+    }
+    around(fd, Trigger::Write, offset, call) as ssize_t
+}
+
+/// The slow path of `ftruncate`: judged as a `pwrite` of the byte at `len - 1`.
+#[cold]
+#[inline(never)]
+unsafe extern "C" fn truncate_one(fd: c_int, len: i64) -> c_int {
+    // SAFETY: the caller's arguments, passed on.
+    let call = || i64::from(unsafe { real::ftruncate64()(fd, len) });
+    around(fd, Trigger::Ftruncate, len.saturating_sub(1), call) as c_int
+}
+
+/// Prepares the file for a call that may create it sparse, makes the call, and undoes
+/// the preparation if the call fails. errno is the call's own.
+fn around(fd: c_int, trigger: Trigger, offset: i64, call: impl FnOnce() -> i64) -> i64 {
+    let saved_errno = get_errno();
+    let prepared = catch_unwind(|| prepare(fd, trigger, offset)).unwrap_or(Prepared::Untouched);
     let before = match prepared {
         Prepared::Fail(errno) => {
             set_errno(errno.0);
@@ -106,20 +213,19 @@ unsafe extern "C" fn candidate(fd: c_int, buf: *const c_void, nbyte: size_t, off
         Prepared::Allocated(before) => Some(before),
     };
     set_errno(saved_errno);
-    // SAFETY: the caller's arguments, passed on.
-    let ret = unsafe { real::pwrite64()(fd, buf, nbyte, offset) };
+    let ret = call();
     if let (true, Some(before)) = (ret < 0, before) {
-        // Without the library the failed write would have left the file as it was.
+        // Without the library the failed call would have left the file as it was.
         let errno = get_errno();
-        let _ = catch_unwind(AssertUnwindSafe(|| undo(fd, before, "the write itself failed")));
+        let _ = catch_unwind(AssertUnwindSafe(|| undo(fd, before, "the call itself failed")));
         set_errno(errno);
     }
     ret
 }
 
-fn prepare(fd: c_int, offset: i64) -> Prepared {
+fn prepare(fd: c_int, trigger: Trigger, offset: i64) -> Prepared {
     let cfg = config();
-    if policy::is_candidate(cfg, 1, offset).is_err() {
+    if policy::is_candidate(cfg, trigger, 1, offset).is_err() {
         // Only calls made before the settings were read get here.
         return Prepared::Untouched;
     }
@@ -130,7 +236,7 @@ fn prepare(fd: c_int, offset: i64) -> Prepared {
         Err(_) => c"(unknown path)",
     };
     let path_text = log::Lossy(path.to_bytes());
-    let (facts, before) = match gather(fd, offset, cfg, path) {
+    let (facts, before) = match gather(fd, trigger, offset, cfg, path) {
         Ok(found) => found,
         Err(e) => {
             if cfg.debug {
@@ -178,7 +284,7 @@ fn prepare(fd: c_int, offset: i64) -> Prepared {
                 cfg.log,
                 Level::Info,
                 format_args!(
-                    "preallocated {path_text}: {} on {} by {how} in {ms} ms, fragments: {}",
+                    "preallocated {path_text}: {} on {} by {how} in {ms} ms (on {trigger}), fragments: {}",
                     Bytes(len as u64),
                     facts.fs,
                     log::OrPending(frags)
@@ -210,13 +316,20 @@ fn prepare(fd: c_int, offset: i64) -> Prepared {
 }
 
 /// Collects the facts the decision needs: four syscalls, on candidates only.
-fn gather(fd: c_int, offset: i64, cfg: &Config, path: &CStr) -> crate::error::Result<(Facts, Before)> {
+fn gather(
+    fd: c_int,
+    trigger: Trigger,
+    offset: i64,
+    cfg: &Config,
+    path: &CStr,
+) -> crate::error::Result<(Facts, Before)> {
     let open_flags = sys::getfl(fd)?;
     let st = sys::fstat(fd)?;
     let regular = st.st_mode & libc::S_IFMT == libc::S_IFREG;
     // Only regular files need to know their filesystem.
     let fs = if regular { FsKind::of_fd(fd)? } else { FsKind::Other(0) };
     let facts = Facts {
+        trigger,
         nbyte: 1,
         offset,
         open_flags,

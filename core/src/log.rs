@@ -79,7 +79,7 @@ pub fn emit(sink: Sink, level: Level, args: fmt::Arguments<'_>) {
             let saved = crate::error::get_errno();
             // SAFETY: the buffer holds len + 1 initialised bytes. One write keeps the line
             // whole among other threads' output; a failure has nowhere to be reported.
-            unsafe { libc::write(libc::STDERR_FILENO, line.as_ptr().cast(), len + 1) };
+            unsafe { crate::real::write()(libc::STDERR_FILENO, line.as_ptr().cast(), len + 1) };
             crate::error::set_errno(saved);
         }
         Sink::None => {}

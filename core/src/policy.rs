@@ -1,13 +1,17 @@
-//! The decision: is this one-byte write the creation of a sparse file, and what to do.
+//! The decision: is this call the creation of a sparse file, and what to do.
 //! A pure function of plain facts, so tests drive it directly.
+//!
+//! Every trigger is judged as the one-byte write it amounts to: `ftruncate(fd, len)`
+//! as a write of the byte at `len - 1`, `write` as one at the current file offset.
 
-use crate::config::{Config, Method};
+use crate::config::{Config, Method, Trigger};
 use crate::fs::FsKind;
 use std::fmt;
 
 /// What is known about a write and its fd when the decision is made.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Facts {
+    pub trigger: Trigger,
     pub nbyte: usize,
     pub offset: i64,
     /// `fcntl(F_GETFL)`.
@@ -25,6 +29,8 @@ pub struct Facts {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Skip {
     Disabled,
+    /// The call is not in `NOSPARSE_TRIGGERS`.
+    TriggerOff(Trigger),
     NotOneByte,
     BelowMinSize,
     NegativeOffset,
@@ -46,6 +52,7 @@ impl fmt::Display for Skip {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Skip::Disabled => f.write_str("disabled"),
+            Skip::TriggerOff(t) => write!(f, "{t} is not in NOSPARSE_TRIGGERS"),
             Skip::NotOneByte => f.write_str("not a one-byte write"),
             Skip::BelowMinSize => f.write_str("below NOSPARSE_MIN_SIZE"),
             Skip::NegativeOffset => f.write_str("negative offset"),
@@ -78,11 +85,14 @@ pub enum Decision {
     },
 }
 
-/// Whether a write is worth a closer look, from its arguments alone. The hook checks
+/// Whether a call is worth a closer look, from its arguments alone. The hooks check
 /// the same condition inline, before any syscall.
-pub fn is_candidate(cfg: &Config, nbyte: usize, offset: i64) -> Result<(), Skip> {
+pub fn is_candidate(cfg: &Config, trigger: Trigger, nbyte: usize, offset: i64) -> Result<(), Skip> {
     if cfg.disabled {
         return Err(Skip::Disabled);
+    }
+    if !cfg.triggers.has(trigger) {
+        return Err(Skip::TriggerOff(trigger));
     }
     if nbyte != 1 {
         return Err(Skip::NotOneByte);
@@ -101,7 +111,7 @@ pub fn is_candidate(cfg: &Config, nbyte: usize, offset: i64) -> Result<(), Skip>
 
 /// The decision for a write with these facts.
 pub fn judge(cfg: &Config, f: &Facts) -> Decision {
-    if let Err(skip) = is_candidate(cfg, f.nbyte, f.offset) {
+    if let Err(skip) = is_candidate(cfg, f.trigger, f.nbyte, f.offset) {
         return Decision::Skip(skip);
     }
     let len = f.offset + 1;
@@ -109,7 +119,8 @@ pub fn judge(cfg: &Config, f: &Facts) -> Decision {
         Skip::NotRegular
     } else if f.open_flags & libc::O_ACCMODE == libc::O_RDONLY || f.open_flags & libc::O_PATH != 0 {
         Skip::NotWritable
-    } else if f.open_flags & libc::O_APPEND != 0 {
+    } else if f.open_flags & libc::O_APPEND != 0 && f.trigger != Trigger::Ftruncate {
+        // An O_APPEND write lands at the end whatever the offset; ftruncate ignores the flag.
         Skip::Append
     } else if f.offset < f.size {
         Skip::InsideFile
@@ -138,6 +149,7 @@ mod tests {
 
     fn vmem() -> Facts {
         Facts {
+            trigger: Trigger::Pwrite,
             nbyte: 1,
             offset: 3774873599,
             open_flags: libc::O_RDWR,
@@ -215,5 +227,21 @@ mod tests {
         assert_eq!(judge(&off, &vmem()), Decision::WouldAllocate { len: 3774873600 });
         let big = Config { min_size: 8 << 30, ..Config::default() };
         assert_eq!(judge(&big, &vmem()), Decision::Skip(Skip::BelowMinSize));
+    }
+
+    #[test]
+    fn triggers_are_opt_in() {
+        let truncate = Facts { trigger: Trigger::Ftruncate, ..vmem() };
+        let write = Facts { trigger: Trigger::Write, ..vmem() };
+        assert_eq!(decide(truncate), Decision::Skip(Skip::TriggerOff(Trigger::Ftruncate)));
+        assert_eq!(decide(write), Decision::Skip(Skip::TriggerOff(Trigger::Write)));
+        let all = Config { triggers: crate::config::parse_triggers("write,ftruncate").unwrap(), ..Config::default() };
+        assert!(matches!(judge(&all, &truncate), Decision::Allocate { len: 3774873600, .. }));
+        assert!(matches!(judge(&all, &write), Decision::Allocate { len: 3774873600, .. }));
+        assert_eq!(judge(&all, &vmem()), Decision::Skip(Skip::TriggerOff(Trigger::Pwrite)));
+        // O_APPEND moves writes to the end, but does not change what ftruncate does.
+        let append = libc::O_WRONLY | libc::O_APPEND;
+        assert!(matches!(judge(&all, &Facts { open_flags: append, ..truncate }), Decision::Allocate { .. }));
+        assert_eq!(judge(&all, &Facts { open_flags: append, ..write }), Decision::Skip(Skip::Append));
     }
 }

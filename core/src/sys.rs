@@ -1,7 +1,7 @@
 //! Thin wrappers over the system calls the engine makes, each returning a `Result`.
 //!
-//! None of these is a symbol `libnosparse.so` exports, so calling libc directly cannot
-//! re-enter the hooks; writes go through [`crate::real`] instead.
+//! Those that `libnosparse.so` also exports (write, ftruncate) go through
+//! [`crate::real`]; calling libc's symbol would re-enter the hooks.
 
 use crate::error::{cvt, Result};
 use libc::c_int;
@@ -59,8 +59,8 @@ pub fn fallocate(fd: c_int, mode: c_int, offset: i64, len: i64) -> Result<()> {
 /// `ftruncate(fd, len)` — sets the file's size.
 /// <https://man7.org/linux/man-pages/man2/ftruncate.2.html>
 pub fn ftruncate(fd: c_int, len: i64) -> Result<()> {
-    // SAFETY: plain integer arguments.
-    cvt("ftruncate", unsafe { libc::ftruncate64(fd, len) }).map(drop)
+    // SAFETY: plain integer arguments; the real function, not the hook of that name.
+    cvt("ftruncate", unsafe { crate::real::ftruncate64()(fd, len) }).map(drop)
 }
 
 /// `lseek(fd, offset, whence)` — moves the file offset (also SEEK_DATA / SEEK_HOLE).
@@ -104,6 +104,18 @@ pub fn fd_path(fd: c_int, buf: &mut [u8; PATH_BUF]) -> Result<&[u8]> {
     let mut w = crate::log::StackBuf::new(&mut link);
     // The buffer is large enough for any int; a failed write would only shorten it.
     let _ = std::fmt::Write::write_fmt(&mut w, format_args!("/proc/self/fd/{fd}\0"));
+    readlink(&link, buf)
+}
+
+/// `readlink("/proc/self/exe")` into `buf` — the running program's path. As [`fd_path`].
+pub fn exe_path(buf: &mut [u8; PATH_BUF]) -> Result<&[u8]> {
+    readlink(b"/proc/self/exe\0", buf)
+}
+
+/// `readlink(link, buf)`, NUL-terminating what it reads. `link` holds a NUL.
+/// <https://man7.org/linux/man-pages/man2/readlink.2.html>
+fn readlink<'a>(link: &[u8], buf: &'a mut [u8; PATH_BUF]) -> Result<&'a [u8]> {
+    assert!(link.contains(&0), "link is NUL-terminated");
     // SAFETY: link holds a NUL-terminated path; buf has room for PATH_BUF - 1 bytes.
     let n = cvt("readlink", unsafe { libc::readlink(link.as_ptr().cast(), buf.as_mut_ptr().cast(), PATH_BUF - 1) })?;
     let n = n as usize;
