@@ -1,0 +1,147 @@
+//! Just enough of an ELF header to know a program's class and its loader (`PT_INTERP`),
+//! and of a script to know its interpreter.
+
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+const PT_INTERP: u32 = 3;
+/// An interpreter path longer than this is not one the kernel would run.
+const INTERP_MAX: u64 = 4096;
+
+/// 32- or 64-bit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Class {
+    Elf32,
+    Elf64,
+}
+
+impl Class {
+    pub fn bits(self) -> u32 {
+        match self {
+            Class::Elf32 => 32,
+            Class::Elf64 => 64,
+        }
+    }
+}
+
+/// What a program file is, as far as preloading goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// A dynamically linked ELF program, run by this loader.
+    Dynamic {
+        class: Class,
+        interp: PathBuf,
+    },
+    /// A static ELF program: nothing can be preloaded into it.
+    Static {
+        class: Class,
+    },
+    /// A `#!` script, run by this interpreter.
+    Script {
+        interp: PathBuf,
+    },
+    Other,
+}
+
+/// Reads what kind of program `path` is.
+pub fn kind(path: &Path) -> io::Result<Kind> {
+    let mut f = File::open(path)?;
+    let mut head = [0u8; 64];
+    let n = read_up_to(&mut f, &mut head)?;
+    let head = &head[..n];
+    if head.starts_with(b"#!") {
+        let mut line = Vec::from(head);
+        line.truncate(line.iter().position(|&b| b == b'\n').unwrap_or(line.len()));
+        if line.len() == head.len() {
+            // A long #! line: read the rest of it.
+            let mut more = [0u8; 256];
+            let m = read_up_to(&mut f, &mut more)?;
+            line.extend(more[..m].iter().take_while(|&&b| b != b'\n'));
+        }
+        let text = String::from_utf8_lossy(&line[2..]).into_owned();
+        return Ok(match text.split_whitespace().next() {
+            Some(interp) => Kind::Script { interp: interp.into() },
+            None => Kind::Other,
+        });
+    }
+    if head.len() < 52 || &head[..4] != b"\x7fELF" {
+        return Ok(Kind::Other);
+    }
+    let class = match head[4] {
+        1 => Class::Elf32,
+        2 if head.len() >= 64 => Class::Elf64,
+        _ => return Ok(Kind::Other),
+    };
+    let little = head[5] == 1;
+    let u16_at = |o: usize| {
+        if little {
+            u16::from_le_bytes([head[o], head[o + 1]])
+        } else {
+            u16::from_be_bytes([head[o], head[o + 1]])
+        }
+    };
+    let u32_at = |b: &[u8], o: usize| {
+        let a = [b[o], b[o + 1], b[o + 2], b[o + 3]];
+        if little {
+            u32::from_le_bytes(a)
+        } else {
+            u32::from_be_bytes(a)
+        }
+    };
+    let u64_at = |b: &[u8], o: usize| {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(&b[o..o + 8]);
+        if little {
+            u64::from_le_bytes(a)
+        } else {
+            u64::from_be_bytes(a)
+        }
+    };
+    // e_phoff, e_phentsize, e_phnum; then per header p_type, p_offset, p_filesz.
+    let (phoff, phentsize, phnum) = match class {
+        Class::Elf32 => (u64::from(u32_at(head, 28)), u16_at(42), u16_at(44)),
+        Class::Elf64 => (u64_at(head, 32), u16_at(54), u16_at(56)),
+    };
+    let mut ph = vec![0u8; usize::from(phentsize)];
+    let needed = match class {
+        Class::Elf32 => 20,
+        Class::Elf64 => 40,
+    };
+    if ph.len() < needed {
+        return Ok(Kind::Other);
+    }
+    for i in 0..u64::from(phnum) {
+        f.seek(SeekFrom::Start(phoff + i * u64::from(phentsize)))?;
+        f.read_exact(&mut ph)?;
+        if u32_at(&ph, 0) != PT_INTERP {
+            continue;
+        }
+        let (offset, size) = match class {
+            Class::Elf32 => (u64::from(u32_at(&ph, 4)), u64::from(u32_at(&ph, 16))),
+            Class::Elf64 => (u64_at(&ph, 8), u64_at(&ph, 32)),
+        };
+        if size == 0 || size > INTERP_MAX {
+            return Ok(Kind::Other);
+        }
+        let mut interp = vec![0u8; size as usize];
+        f.seek(SeekFrom::Start(offset))?;
+        f.read_exact(&mut interp)?;
+        let end = interp.iter().position(|&b| b == 0).unwrap_or(interp.len());
+        interp.truncate(end);
+        use std::os::unix::ffi::OsStringExt;
+        return Ok(Kind::Dynamic { class, interp: PathBuf::from(std::ffi::OsString::from_vec(interp)) });
+    }
+    Ok(Kind::Static { class })
+}
+
+fn read_up_to(f: &mut File, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read(&mut buf[n..])? {
+            0 => break,
+            m => n += m,
+        }
+    }
+    Ok(n)
+}
