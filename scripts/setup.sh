@@ -19,8 +19,9 @@ done
 
 # Debian packages: gcc-multilib links the i686 build; e2fsprogs, xfsprogs, btrfs-progs
 # and util-linux make, mount and inspect the test filesystems; binutils (nm, readelf)
-# checks the exports; strace and valgrind measure the pass-through overhead.
-packages=(gcc-multilib e2fsprogs xfsprogs btrfs-progs util-linux strace valgrind binutils)
+# checks the exports; strace and valgrind measure the pass-through overhead; qemu-utils
+# (qemu-img) and python3 are programs the trigger tests run under the library.
+packages=(gcc-multilib e2fsprogs xfsprogs btrfs-progs util-linux strace valgrind binutils qemu-utils python3)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

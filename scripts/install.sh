@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Installs nosparse: the launcher as PREFIX/bin/nosparse, the VMware helper as
+# PREFIX/sbin/nosparse-vmware, and each build of libnosparse.so where its loader looks
+# for it under PREFIX: PREFIX/$LIB, with $LIB as the 64-bit and the 32-bit loader
+# expand it on this machine (asked of each loader, `ld.so --list-diagnostics`).
+# scripts/uninstall.sh removes exactly what this installed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+usage() {
+    cat <<'USAGE'
+usage: scripts/install.sh [--prefix DIR] [--no-build]
+  --prefix DIR   install under DIR (default /usr; the 32-bit build needs a 32-bit loader)
+  --no-build     install the builds already in target/ instead of running cargo build
+USAGE
+}
+
+prefix=/usr
+build=1
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --prefix) prefix=${2:?--prefix needs a directory}; shift 2 ;;
+        --prefix=*) prefix=${1#--prefix=}; shift ;;
+        --no-build) build=0; shift ;;
+        -h|--help) usage; exit 0 ;;
+        *) echo "install.sh: unknown argument $1" >&2; usage >&2; exit 2 ;;
+    esac
+done
+prefix=$(realpath -m "$prefix")
+
+LOADER64=/lib64/ld-linux-x86-64.so.2
+LOADER32=/lib/ld-linux.so.2
+I686=i686-unknown-linux-gnu
+
+say() { printf 'install: %s\n' "$*" >&2; }
+die() { say "$*"; exit 1; }
+
+# What $LIB expands to for a loader: it says so itself (glibc 2.33 and later).
+dst_lib() {
+    local lib
+    lib=$(env -u LD_PRELOAD "$1" --list-diagnostics 2>/dev/null | sed -n 's/^dl_dst_lib="\(.*\)"$/\1/p')
+    [ -n "$lib" ] || die "the loader $1 does not report where \$LIB points (needs glibc 2.33 or later)"
+    printf '%s\n' "$lib"
+}
+
+[ -x "$LOADER64" ] || die "no 64-bit loader at $LOADER64: this installs on x86_64 hosts"
+have32=0
+[ -x "$LOADER32" ] && have32=1
+
+if [ "$build" = 1 ]; then
+    say "building (cargo build --release)"
+    cargo build --release --quiet -p nosparse -p nosparse-cli
+    if [ "$have32" = 1 ]; then
+        cargo build --release --quiet -p nosparse --target "$I686"
+    fi
+fi
+
+manifest_dir=$prefix/share/nosparse
+manifest=$manifest_dir/installed-files
+files=()
+put() { # put MODE SOURCE DEST
+    [ -f "$2" ] || die "$2 is missing: build it first, or leave out --no-build"
+    install -D -m "$1" "$2" "$3"
+    files+=("$3")
+    say "installed $3"
+}
+
+put 755 target/release/nosparse "$prefix/bin/nosparse"
+put 755 deploy/nosparse-vmware "$prefix/sbin/nosparse-vmware"
+put 644 deploy/vmware-vmx-wrapper "$manifest_dir/vmware-vmx-wrapper"
+put 644 deploy/nosparse.conf.example "$manifest_dir/nosparse.conf.example"
+put 644 target/release/libnosparse.so "$prefix/$(dst_lib "$LOADER64")/libnosparse.so"
+if [ "$have32" = 1 ]; then
+    put 644 "target/$I686/release/libnosparse.so" "$prefix/$(dst_lib "$LOADER32")/libnosparse.so"
+else
+    say "no 32-bit loader at $LOADER32: the 32-bit build is not installed (install libc6-i386 for 32-bit programs)"
+fi
+printf '%s\n' "${files[@]}" "$manifest" >"$manifest"
+say "installed; scripts/uninstall.sh --prefix $prefix removes it"
