@@ -1,21 +1,11 @@
 //! Fuzzes the setting parsers: the input is split at NUL bytes into values for the
-//! NOSPARSE_* variables. Whatever they hold, parsing must not panic, every rejected
-//! value must be reported once, and an accepted size must round-trip.
+//! NOSPARSE_* variables, and read whole as a settings file. Whatever they hold, parsing
+//! must not panic, every rejected value must be reported once, and an accepted size must
+//! round-trip.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use nosparse_core::config::{parse_size, parse_skip_fs, Config, Matcher};
-
-const NAMES: [&str; 8] = [
-    "NOSPARSE_DISABLE",
-    "NOSPARSE_MIN_SIZE",
-    "NOSPARSE_METHOD",
-    "NOSPARSE_MATCH",
-    "NOSPARSE_ON_ERROR",
-    "NOSPARSE_LOG",
-    "NOSPARSE_DEBUG",
-    "NOSPARSE_SKIP_FS",
-];
+use nosparse_core::config::{parse_size, parse_skip_fs, parse_triggers, Config, Matcher, NAMES};
 
 fuzz_target!(|data: &[u8]| {
     let values: Vec<&[u8]> = data.split(|&b| b == 0).collect();
@@ -33,6 +23,9 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(parse_size(&n.to_string()), Ok(n));
         }
         let _ = parse_skip_fs(text);
+        let _ = parse_triggers(text);
     }
     let _ = Matcher::parse(data);
+    let (from_file, _) = Config::from_sources(Some(data), None);
+    assert!(from_file.min_size <= i64::MAX as u64);
 });
