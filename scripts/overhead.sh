@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # What the library costs a call it lets through: extra user-space instructions per
-# pass-through pwrite64 (valgrind --tool=callgrind, which counts instructions and is
+# pass-through pwrite64, and per pass-through write (hooked for the opt-in write trigger) (valgrind --tool=callgrind, which counts instructions and is
 # not disturbed by a busy machine) and extra syscalls (strace -c), for x86_64 and i686.
 #
 # Each count is taken for two loop lengths, so start-up cost cancels out:
@@ -18,7 +18,8 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 cat > "$work/loop.c" <<'C'
-/* N small pwrite64 calls: the kind of call nosparse must let through untouched. */
+/* N small pwrite64 (or, built with -DUSE_WRITE, write) calls: the kind of call
+   nosparse must let through untouched. */
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <stdlib.h>
@@ -27,8 +28,14 @@ int main(int argc, char **argv) {
     long n = atol(argv[1]);
     int fd = open(argv[2], O_RDWR | O_CREAT | O_TRUNC, 0600);
     char buf[16] = "0123456789abcdef";
-    for (long i = 0; i < n; i++)
+    for (long i = 0; i < n; i++) {
+#ifdef USE_WRITE
+        if ((i & 255) == 0) lseek(fd, 0, SEEK_SET);
+        if (write(fd, buf, sizeof buf) != sizeof buf) return 1;
+#else
         if (pwrite64(fd, buf, sizeof buf, (i & 255) * 16) != sizeof buf) return 1;
+#endif
+    }
     return 0;
 }
 C
@@ -60,8 +67,8 @@ syscalls() { # binary n [preload]
     awk '$NF == "total" { s += $4 } END { print s }' "$work/st.out"
 }
 
-printf '%-8s %20s %20s %24s\n' arch "nosparse: extra" "C hook: extra" "nosparse: extra"
-printf '%-8s %20s %20s %24s\n' "" "instructions/call" "instructions/call" "syscalls/call"
+printf '%-8s %-9s %20s %20s %24s\n' arch call "nosparse: extra" "C hook: extra" "nosparse: extra"
+printf '%-8s %-9s %20s %20s %24s\n' "" "" "instructions/call" "instructions/call" "syscalls/call"
 for arch in x86_64 i686; do
     if [ "$arch" = x86_64 ]; then
         cargo build --release -q -p nosparse
@@ -72,14 +79,23 @@ for arch in x86_64 i686; do
         lib=$PWD/target/i686-unknown-linux-gnu/release/libnosparse.so
         cc_flags=(-m32)
     fi
-    gcc -O2 "${cc_flags[@]}" -o "$work/loop-$arch" "$work/loop.c"
     gcc -O2 -shared -fPIC "${cc_flags[@]}" -o "$work/chook-$arch.so" "$work/chook.c" -ldl
-    bin="$work/loop-$arch"
-    base=$(( $(instructions "$bin" $N2) - $(instructions "$bin" $N1) ))
-    with=$(( $(instructions "$bin" $N2 "$lib") - $(instructions "$bin" $N1 "$lib") ))
-    chook=$(( $(instructions "$bin" $N2 "$work/chook-$arch.so") - $(instructions "$bin" $N1 "$work/chook-$arch.so") ))
-    sbase=$(( $(syscalls "$bin" $N2) - $(syscalls "$bin" $N1) ))
-    swith=$(( $(syscalls "$bin" $N2 "$lib") - $(syscalls "$bin" $N1 "$lib") ))
-    awk -v a="$arch" -v b="$base" -v w="$with" -v c="$chook" -v sb="$sbase" -v sw="$swith" -v n=$((N2 - N1)) \
-        'BEGIN { printf "%-8s %20.2f %20.2f %24.4f\n", a, (w - b) / n, (c - b) / n, (sw - sb) / n }'
+    for call in pwrite64 write; do
+        bin="$work/loop-$arch-$call"
+        define=()
+        [ "$call" = write ] && define=(-DUSE_WRITE)
+        gcc -O2 "${cc_flags[@]}" "${define[@]}" -o "$bin" "$work/loop.c"
+        # The lseek every 256 writes is in both runs, so it cancels out too.
+        base=$(( $(instructions "$bin" $N2) - $(instructions "$bin" $N1) ))
+        with=$(( $(instructions "$bin" $N2 "$lib") - $(instructions "$bin" $N1 "$lib") ))
+        chook=-
+        if [ "$call" = pwrite64 ]; then
+            chook=$(( $(instructions "$bin" $N2 "$work/chook-$arch.so") - $(instructions "$bin" $N1 "$work/chook-$arch.so") ))
+        fi
+        sbase=$(( $(syscalls "$bin" $N2) - $(syscalls "$bin" $N1) ))
+        swith=$(( $(syscalls "$bin" $N2 "$lib") - $(syscalls "$bin" $N1 "$lib") ))
+        awk -v a="$arch" -v call="$call" -v b="$base" -v w="$with" -v c="$chook" -v sb="$sbase" -v sw="$swith" -v n=$((N2 - N1)) \
+            'BEGIN { ch = (c == "-") ? "-" : sprintf("%.2f", (c - b) / n)
+                     printf "%-8s %-9s %20.2f %20s %24.4f\n", a, call, (w - b) / n, ch, (sw - sb) / n }'
+    done
 done
