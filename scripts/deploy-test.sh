@@ -28,8 +28,13 @@ mkdir -p "$S"
 chmod 755 "$S"
 
 echo "==> building both architectures"
-cargo build --release --quiet -p nosparse -p nosparse-cli --example fake_vmx || exit 1
-cargo build --release --quiet -p nosparse -p nosparse-cli --example fake_vmx --target "$I686" || exit 1
+# Naming an example limits a build to it: the library and the launcher are named too.
+for target in x86_64-unknown-linux-gnu "$I686"; do
+    args=(--release --quiet)
+    [ "$target" = "$I686" ] && args+=(--target "$I686")
+    cargo build "${args[@]}" -p nosparse --lib --example fake_vmx || exit 1
+    cargo build "${args[@]}" -p nosparse-cli --bin nosparse || exit 1
+done
 VMX64=$ROOT/target/release/examples/fake_vmx
 VMX32=$ROOT/target/$I686/release/examples/fake_vmx
 
