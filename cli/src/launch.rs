@@ -225,13 +225,12 @@ fn system_list_is_set() -> bool {
     }
 }
 
-/// Checks launcher options the way the library would read them.
-pub fn validate(settings: &[(&'static str, String)]) -> Result<(), String> {
-    let (_, bad) =
-        Config::from_lookup(|name| settings.iter().rev().find(|(k, _)| *k == name).map(|(_, v)| v.as_bytes().to_vec()));
-    match bad.first() {
+/// Checks one setting's value the way the library would read it; the reason if refused.
+pub fn validate(name: &str, value: &str) -> Result<(), String> {
+    let (_, bad) = Config::from_lookup(|n| (n == name).then(|| value.as_bytes().to_vec()));
+    match bad.into_iter().next() {
         None => Ok(()),
-        Some(b) => Err(format!("bad value {:?} for {}: {}", b.value, b.name, b.why)),
+        Some(b) => Err(b.why),
     }
 }
 

@@ -128,8 +128,8 @@ fn launch_command(args: Vec<OsString>) -> i32 {
                 let Some(&(_, var)) = SETTINGS.iter().find(|(opt, _)| *opt == name) else {
                     usage_error(&format!("unknown option {name}"));
                 };
-                if let Err(e) = launch::validate(&[(var, value.clone())]) {
-                    usage_error(&format!("{name}: {}", e.split_once(": ").map_or(e.as_str(), |x| x.1)));
+                if let Err(why) = launch::validate(var, &value) {
+                    usage_error(&format!("{name}: bad value {value:?}: {why}"));
                 }
                 settings.push((var, value));
             }
