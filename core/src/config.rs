@@ -481,7 +481,7 @@ pub fn parse_skip_fs(v: &str) -> Result<u32, String> {
     if v == "none" {
         return Ok(0);
     }
-    v.split(':').try_fold(0, |bits, name| match FsKind::from_name(name) {
+    v.split(':').try_fold(0, |bits, name| match FsKind::from_name(name.as_bytes()) {
         Some(kind) => Ok(bits | kind.bit()),
         None => Err(format!("unknown filesystem {name:?}: use ext, xfs, btrfs, tmpfs, ramfs, zfs, nfs, or none")),
     })

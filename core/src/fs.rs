@@ -12,6 +12,9 @@ pub enum FsKind {
     Ramfs,
     Zfs,
     Nfs,
+    /// overlayfs; the policy judges its upper layer's filesystem instead where it can.
+    Overlay,
+    Fuse,
     Other(u32),
 }
 
@@ -23,11 +26,22 @@ const TMPFS_MAGIC: u32 = 0x0102_1994;
 const RAMFS_MAGIC: u32 = 0x8584_58F6;
 const ZFS_MAGIC: u32 = 0x2FC1_2FC1;
 const NFS_MAGIC: u32 = 0x6969;
+const OVERLAY_MAGIC: u32 = 0x794C_7630;
+const FUSE_MAGIC: u32 = 0x6573_5546;
 
 impl FsKind {
     /// Every kind that has a settings name.
-    pub const NAMED: [FsKind; 7] =
-        [FsKind::Ext, FsKind::Xfs, FsKind::Btrfs, FsKind::Tmpfs, FsKind::Ramfs, FsKind::Zfs, FsKind::Nfs];
+    pub const NAMED: [FsKind; 9] = [
+        FsKind::Ext,
+        FsKind::Xfs,
+        FsKind::Btrfs,
+        FsKind::Tmpfs,
+        FsKind::Ramfs,
+        FsKind::Zfs,
+        FsKind::Nfs,
+        FsKind::Overlay,
+        FsKind::Fuse,
+    ];
 
     /// The kind for an `f_type` value (compared as 32 bits: i686 reports it signed).
     pub fn from_magic(magic: u32) -> Self {
@@ -39,6 +53,8 @@ impl FsKind {
             RAMFS_MAGIC => FsKind::Ramfs,
             ZFS_MAGIC => FsKind::Zfs,
             NFS_MAGIC => FsKind::Nfs,
+            OVERLAY_MAGIC => FsKind::Overlay,
+            FUSE_MAGIC => FsKind::Fuse,
             other => FsKind::Other(other),
         }
     }
@@ -58,13 +74,15 @@ impl FsKind {
             FsKind::Ramfs => "ramfs",
             FsKind::Zfs => "zfs",
             FsKind::Nfs => "nfs",
+            FsKind::Overlay => "overlay",
+            FsKind::Fuse => "fuse",
             FsKind::Other(_) => "other",
         }
     }
 
     /// The kind a settings name stands for; `other` cannot be named.
-    pub fn from_name(name: &str) -> Option<Self> {
-        Self::NAMED.into_iter().find(|k| k.name() == name)
+    pub fn from_name(name: &[u8]) -> Option<Self> {
+        Self::NAMED.into_iter().find(|k| k.name().as_bytes() == name)
     }
 
     /// A bit for sets of kinds; all unnamed filesystems share one.
@@ -77,7 +95,9 @@ impl FsKind {
             FsKind::Ramfs => 1 << 4,
             FsKind::Zfs => 1 << 5,
             FsKind::Nfs => 1 << 6,
-            FsKind::Other(_) => 1 << 7,
+            FsKind::Overlay => 1 << 7,
+            FsKind::Fuse => 1 << 8,
+            FsKind::Other(_) => 1 << 9,
         }
     }
 }
@@ -99,11 +119,11 @@ mod tests {
     fn names_round_trip_and_bits_are_distinct() {
         let mut seen = 0;
         for k in FsKind::NAMED {
-            assert_eq!(FsKind::from_name(k.name()), Some(k));
+            assert_eq!(FsKind::from_name(k.name().as_bytes()), Some(k));
             assert_eq!(seen & k.bit(), 0);
             seen |= k.bit();
         }
-        assert_eq!(FsKind::from_name("other"), None);
+        assert_eq!(FsKind::from_name(b"other"), None);
     }
 
     #[test]

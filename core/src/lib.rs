@@ -15,4 +15,5 @@ pub mod log;
 pub mod policy;
 pub mod prealloc;
 pub mod real;
+pub mod settings;
 pub mod sys;
