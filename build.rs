@@ -10,6 +10,14 @@ fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libnosparse.so");
     println!("cargo:rustc-cdylib-link-arg=-Wl,--version-script={}", script.display());
+    // Every symbol must resolve at link time: with the release panic handler this is the
+    // proof that no panic is reachable (see src/lib.rs). -z now: the few libc functions
+    // are bound at load, so no lazy binding runs later inside a signal handler.
+    println!("cargo:rustc-cdylib-link-arg=-Wl,-z,defs");
+    println!("cargo:rustc-cdylib-link-arg=-Wl,-z,now");
+    println!("cargo:rustc-cdylib-link-arg=-Wl,--gc-sections");
+    // A no_std library names its C library itself (and nothing else: no libgcc_s).
+    println!("cargo:rustc-cdylib-link-arg=-lc");
     // The harness builds the library for the target it was itself built for.
     let target = std::env::var("TARGET").expect("cargo sets TARGET");
     println!("cargo:rustc-env=NOSPARSE_BUILD_TARGET={target}");

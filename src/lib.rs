@@ -2,11 +2,12 @@
 //! `nosparse_core::hook`, which keeps every other call on a two-comparison fast path.
 //! See the README for what the library does and how to use it.
 
+#![cfg_attr(not(test), no_std)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+use libc::{c_int, off_t};
 #[cfg(not(target_arch = "x86"))]
-use libc::off64_t;
-use libc::{c_int, c_void, off_t, size_t, ssize_t};
+use libc::{c_void, off64_t, size_t, ssize_t};
 use nosparse_core::hook;
 
 /// `pwrite64(2)`.
@@ -48,11 +49,12 @@ pub unsafe extern "C" fn write(fd: c_int, buf: *const c_void, nbyte: size_t) -> 
 // the caller's arguments in place for whichever function they jump to:
 // - a write of one byte goes to the engine (same C signature);
 // - any other goes to the real function, or to its resolver if not resolved yet.
-// Stack on entry: 4(%esp) fd, 8 buf, 12 nbyte, then pwrite64's 64-bit offset.
+// Stack on entry: 4(%esp) fd, 8 buf, 12 nbyte, then pwrite64's 64-bit offset (or
+// pwrite's 32-bit one, which the engine's entry for it widens).
 #[cfg(target_arch = "x86")]
 macro_rules! i686_hook {
     ($section:literal, [$($name:literal),+], $engine:path, $lazy:path, $real:path) => {
-        std::arch::global_asm!(
+        core::arch::global_asm!(
             concat!(".pushsection .text.", $section, ",\"ax\",@progbits"),
             $(concat!(".globl ", $name), concat!(".type ", $name, ",@function"),)+
             ".p2align 4",
@@ -86,6 +88,15 @@ i686_hook!(
 
 #[cfg(target_arch = "x86")]
 i686_hook!(
+    "nosparse_pwrite",
+    ["pwrite"],
+    nosparse_core::hook::pwrite32_c,
+    nosparse_core::real::lazy_pwrite,
+    nosparse_core::real::PWRITE
+);
+
+#[cfg(target_arch = "x86")]
+i686_hook!(
     "nosparse_write",
     ["write"],
     nosparse_core::hook::write_c,
@@ -93,15 +104,13 @@ i686_hook!(
     nosparse_core::real::WRITE
 );
 
-/// `pwrite(2)`. On i686 `off_t` is 32 bits: it is sign-extended, as glibc does.
+/// `pwrite(2)`: on x86_64 the same as `pwrite64` (on i686, assembly above).
 ///
 /// # Safety
 /// As for [`pwrite64`].
+#[cfg(not(target_arch = "x86"))]
 #[no_mangle]
 pub unsafe extern "C" fn pwrite(fd: c_int, buf: *const c_void, nbyte: size_t, offset: off_t) -> ssize_t {
-    // Widening (a no-op on x86_64, where off_t is already 64 bits).
-    #[allow(clippy::useless_conversion)]
-    let offset = i64::from(offset);
     // SAFETY: the caller's arguments, passed on.
     unsafe { hook::pwrite(fd, buf, nbyte, offset) }
 }
@@ -129,9 +138,33 @@ pub unsafe extern "C" fn ftruncate(fd: c_int, len: off_t) -> c_int {
     unsafe { hook::ftruncate(fd, len) }
 }
 
-/// Reads the settings and resolves the real functions when the library is loaded.
+/// Resolves the real functions when the library is loaded (no system call; the
+/// settings are read at the first candidate call).
 extern "C" fn nosparse_init() {
     hook::init();
+}
+
+/// No panic can happen in this library: the build proves it. In a release build this
+/// handler calls a function that exists nowhere, and the library links with `-z defs`,
+/// so any panic the optimiser cannot remove (an index out of bounds, an overflow check,
+/// an `unwrap`) fails the link, naming that function. A debug build, not optimised,
+/// keeps its panics and stops the process instead.
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo) -> ! {
+    #[cfg(not(debug_assertions))]
+    {
+        extern "C" {
+            fn nosparse_has_a_reachable_panic() -> !;
+        }
+        // SAFETY: never called: the link fails if this is reachable.
+        unsafe { nosparse_has_a_reachable_panic() }
+    }
+    #[cfg(debug_assertions)]
+    loop {
+        // SAFETY: an undefined instruction: SIGILL, as core::intrinsics::abort does.
+        unsafe { core::arch::asm!("ud2", options(noreturn)) }
+    }
 }
 
 #[used]

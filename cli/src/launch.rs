@@ -8,7 +8,7 @@
 
 use crate::elf::{self, Kind};
 use crate::fail;
-use nosparse_core::config::{self, Config};
+use nosparse_core::config;
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -219,18 +219,18 @@ pub fn launch(l: Launch) -> i32 {
 
 /// Whether /etc/nosparse.conf restricts the library to some programs.
 fn system_list_is_set() -> bool {
-    match config::read_config_file(config::CONFIG_FILE.as_ref()) {
-        (Some(text), _) => config::parse_file(&text).0.iter().any(|e| e.name == "NOSPARSE_PROGRAMS"),
-        _ => false,
-    }
+    let mut buf = vec![0u8; config::CONFIG_FILE_MAX + 1];
+    let (_, text) = config::read_file(&mut buf);
+    let mut set = false;
+    config::for_each_line(text, |_, name, _| set |= name == Some(&b"NOSPARSE_PROGRAMS"[..]));
+    set
 }
 
 /// Checks one setting's value the way the library would read it; the reason if refused.
 pub fn validate(name: &str, value: &str) -> Result<(), String> {
-    let (_, bad) = Config::from_lookup(|n| (n == name).then(|| value.as_bytes().to_vec()));
-    match bad.into_iter().next() {
-        None => Ok(()),
-        Some(b) => Err(b.why),
+    match nosparse_core::settings::find(name) {
+        Some(setting) => (setting.check)(value.as_bytes()).map_err(str::to_string),
+        None => Err("not a nosparse setting".to_string()),
     }
 }
 

@@ -5,10 +5,9 @@
 //! the copy; the original is untouched until the rename, which is atomic.
 
 use crate::check;
-use nosparse_core::config::Method;
 use nosparse_core::fs::FsKind;
 use nosparse_core::log::Bytes;
-use nosparse_core::prealloc::{self, Before};
+use nosparse_core::prealloc;
 use nosparse_core::sys;
 use std::ffi::CString;
 use std::fs::{self, File, OpenOptions};
@@ -79,7 +78,7 @@ fn rewrite(file: &Path) -> Result<(), Stop> {
         return Err(Stop::Refused(format!("{who}; stop it (suspend the guest) first")));
     }
     let dir = path.parent().ok_or_else(|| Stop::Refused("no parent directory".into()))?;
-    let free = sys::free_bytes(src.as_raw_fd()).map_err(|e| failed("statfs", e))?;
+    let free = sys::fstatfs(src.as_raw_fd()).map_err(|e| failed("statfs", e))?.free_bytes(sys::is_root());
     if free < meta.len() {
         return Err(Stop::Refused(format!("the copy needs {} and {} is free", Bytes(meta.len()), Bytes(free))));
     }
@@ -144,8 +143,12 @@ fn fill(src: &File, dst: &File, meta: &fs::Metadata) -> Result<(), Stop> {
         let _ = prealloc::set_nocow(dfd);
     }
     if len > 0 {
-        prealloc::allocate(dfd, Before { size: 0, blocks: 0 }, len, Method::Auto, libc::O_RDWR)
-            .map_err(|e| failed("cannot preallocate the copy", e))?;
+        // Same as the library's fallocate, and no fallback: a filesystem without
+        // fallocate gets the copy written as it is.
+        match sys::fallocate(dfd, 0, 0, len) {
+            Err(e) if e.0 == libc::EOPNOTSUPP => {}
+            other => other.map_err(|e| failed("cannot preallocate the copy", e))?,
+        }
     }
     copy_data(src, dst, len)?;
     copy_xattrs(src, dst)?;
@@ -180,7 +183,7 @@ fn copy_data(src: &File, dst: &File, len: i64) -> Result<(), Stop> {
     while at < len {
         let data = match sys::lseek(fd, at, libc::SEEK_DATA) {
             Ok(d) => d,
-            Err(e) if e.errno.0 == libc::ENXIO => break,
+            Err(e) if e.0 == libc::ENXIO => break,
             Err(e) => return Err(failed("SEEK_DATA", e)),
         };
         let hole = sys::lseek(fd, data, libc::SEEK_HOLE).map_err(|e| failed("SEEK_HOLE", e))?.min(len);

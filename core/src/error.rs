@@ -1,17 +1,13 @@
-//! The engine's one error type: an errno value, and what was being done when it came.
+//! The engine's one error type: an errno value. The system calls return it (see
+//! [`crate::sys`]); the hook boundary is the only place that sets the caller's `errno`.
 
-use std::fmt;
+use core::fmt;
 
 /// An `errno` value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Errno(pub i32);
 
 impl Errno {
-    /// The calling thread's current `errno`.
-    pub fn last() -> Self {
-        Errno(get_errno())
-    }
-
     /// The symbolic name of the common values, for log lines.
     pub fn name(self) -> Option<&'static str> {
         Some(match self.0 {
@@ -51,59 +47,17 @@ impl fmt::Display for Errno {
     }
 }
 
-/// A failed step: which call failed, and its errno.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Error {
-    pub op: &'static str,
-    pub errno: Errno,
-}
-
-impl Error {
-    pub fn new(op: &'static str, errno: i32) -> Self {
-        Error { op, errno: Errno(errno) }
-    }
-
-    /// The failure of `op` that just set `errno`.
-    pub fn last(op: &'static str) -> Self {
-        Error { op, errno: Errno::last() }
+impl Errno {
+    /// The name, or `errno` for values without one here.
+    pub fn name_or_errno(self) -> &'static str {
+        self.name().unwrap_or("errno")
     }
 }
 
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.op, self.errno)
-    }
-}
-
-pub type Result<T> = std::result::Result<T, Error>;
-
-/// Turns a C return value into a `Result`: `-1` becomes the errno it set. The one place
-/// that reads errno after a call.
-pub fn cvt<T: MinusOne>(op: &'static str, ret: T) -> Result<T> {
-    if ret.is_minus_one() {
-        Err(Error::last(op))
-    } else {
-        Ok(ret)
-    }
-}
-
-pub trait MinusOne: Copy {
-    fn is_minus_one(self) -> bool;
-}
-
-macro_rules! impl_minus_one {
-    ($($t:ty)*) => { $(impl MinusOne for $t { fn is_minus_one(self) -> bool { self == -1 } })* };
-}
-impl_minus_one!(i32 i64 isize);
-
-/// The calling thread's `errno`.
-pub fn get_errno() -> i32 {
-    // SAFETY: __errno_location always returns a valid pointer to this thread's errno.
-    unsafe { *libc::__errno_location() }
-}
+pub type Result<T> = core::result::Result<T, Errno>;
 
 /// Sets the calling thread's `errno`; only the hook boundary does this.
 pub fn set_errno(value: i32) {
-    // SAFETY: as in get_errno.
+    // SAFETY: __errno_location always returns a valid pointer to this thread's errno.
     unsafe { *libc::__errno_location() = value }
 }

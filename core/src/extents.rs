@@ -3,12 +3,12 @@
 //! one leads.
 //! <https://www.kernel.org/doc/html/latest/filesystems/fiemap.html>
 
-use crate::error::{cvt, Result};
-use libc::c_int;
+use crate::error::Result;
+use crate::sys;
 
 /// `FS_IOC_FIEMAP` = `_IOWR('f', 11, struct fiemap)`; `struct fiemap` is 32 bytes on
 /// every architecture, so the number is the same on x86_64 and i686.
-const FS_IOC_FIEMAP: libc::Ioctl = 0xC020_660B;
+const FS_IOC_FIEMAP: u32 = 0xC020_660B;
 const FIEMAP_EXTENT_LAST: u32 = 0x0001;
 const FIEMAP_EXTENT_UNKNOWN: u32 = 0x0002;
 const FIEMAP_EXTENT_DELALLOC: u32 = 0x0004;
@@ -27,8 +27,10 @@ struct FiemapExtent {
     fe_reserved: [u32; 3],
 }
 
+/// The FIEMAP request and its room for extents (7 KiB): on the stack of a tool, in
+/// scratch memory in the library.
 #[repr(C)]
-struct Fiemap {
+pub struct Fiemap {
     fm_start: u64,
     fm_length: u64,
     fm_flags: u32,
@@ -87,29 +89,46 @@ impl FragmentCounter {
     }
 }
 
-/// Calls `f` for every extent of `fd`, in logical order.
-pub fn for_each(fd: c_int, mut f: impl FnMut(&Extent)) -> Result<()> {
-    let mut map = Fiemap {
+impl Fiemap {
+    pub const EMPTY: Fiemap = Fiemap {
         fm_start: 0,
         fm_length: 0,
         fm_flags: 0,
         fm_mapped_extents: 0,
         fm_extent_count: 0,
         fm_reserved: 0,
-        fm_extents: [FiemapExtent::default(); BATCH],
+        fm_extents: [FiemapExtent {
+            fe_logical: 0,
+            fe_physical: 0,
+            fe_length: 0,
+            fe_reserved64: [0; 2],
+            fe_flags: 0,
+            fe_reserved: [0; 3],
+        }; BATCH],
     };
+}
+
+/// Calls `f` for every extent of `fd`, in logical order.
+pub fn for_each(fd: i32, f: impl FnMut(&Extent)) -> Result<()> {
+    let mut map = Fiemap::EMPTY;
+    for_each_in(fd, &mut map, f)
+}
+
+/// [`for_each`] with the caller's buffer.
+pub fn for_each_in(fd: i32, map: &mut Fiemap, mut f: impl FnMut(&Extent)) -> Result<()> {
+    map.fm_start = 0;
     loop {
         map.fm_length = u64::MAX - map.fm_start;
         map.fm_flags = 0;
         map.fm_mapped_extents = 0;
         map.fm_extent_count = BATCH as u32;
         // SAFETY: map is a struct fiemap followed by room for fm_extent_count extents.
-        cvt("ioctl(FS_IOC_FIEMAP)", unsafe { libc::ioctl(fd, FS_IOC_FIEMAP, &mut map) })?;
-        let n = map.fm_mapped_extents as usize;
-        if n == 0 {
+        unsafe { sys::ioctl(fd, FS_IOC_FIEMAP, core::ptr::addr_of_mut!(*map).cast()) }?;
+        let n = (map.fm_mapped_extents as usize).min(BATCH);
+        let Some(last) = map.fm_extents.get(..n).and_then(|e| e.last()).copied() else {
             return Ok(());
-        }
-        for raw in &map.fm_extents[..n] {
+        };
+        for raw in map.fm_extents.iter().take(n) {
             f(&Extent {
                 logical: raw.fe_logical,
                 physical: raw.fe_physical,
@@ -120,17 +139,22 @@ pub fn for_each(fd: c_int, mut f: impl FnMut(&Extent)) -> Result<()> {
                 return Ok(());
             }
         }
-        let last = &map.fm_extents[n - 1];
-        map.fm_start = last.fe_logical + last.fe_length;
+        map.fm_start = last.fe_logical.saturating_add(last.fe_length);
     }
 }
 
 /// The layout of `fd`'s first `size` bytes (pass the file's size).
-pub fn layout(fd: c_int, size: u64) -> Result<Layout> {
+pub fn layout(fd: i32, size: u64) -> Result<Layout> {
+    let mut map = Fiemap::EMPTY;
+    layout_in(fd, size, &mut map)
+}
+
+/// [`layout`] with the caller's buffer.
+pub fn layout_in(fd: i32, size: u64, map: &mut Fiemap) -> Result<Layout> {
     let mut l = Layout::default();
     let mut counter = FragmentCounter::default();
     let mut covered_to = 0u64;
-    for_each(fd, |e| {
+    for_each_in(fd, map, |e| {
         l.extents += 1;
         l.mapped += e.length;
         if e.flags & FIEMAP_EXTENT_UNWRITTEN != 0 {
@@ -142,7 +166,7 @@ pub fn layout(fd: c_int, size: u64) -> Result<Layout> {
         if e.logical > covered_to && covered_to < size {
             l.hole_bytes += e.logical.min(size) - covered_to;
         }
-        covered_to = covered_to.max(e.logical + e.length);
+        covered_to = covered_to.max(e.logical.saturating_add(e.length));
         counter.add(e);
     })?;
     if covered_to < size {

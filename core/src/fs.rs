@@ -1,6 +1,8 @@
-//! Which filesystem a file lives on, from `fstatfs`'s magic number.
+//! Which filesystem a file lives on, from `fstatfs`'s magic number; for overlay
+//! (containers), the filesystem of its upper layer, which holds the data written.
 
-use std::fmt;
+use crate::sys;
+use core::fmt;
 
 /// Filesystems the policy tells apart. ext2, ext3 and ext4 share one magic number.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,9 +61,9 @@ impl FsKind {
         }
     }
 
-    /// The kind of the filesystem holding `fd`.
-    pub fn of_fd(fd: libc::c_int) -> crate::error::Result<Self> {
-        Ok(Self::from_magic(crate::sys::fstatfs(fd)?.f_type as u32))
+    /// The kind of the filesystem holding `fd` (for an overlay: overlay; see [`data_fs`]).
+    pub fn of_fd(fd: i32) -> crate::error::Result<Self> {
+        Ok(Self::from_magic(sys::fstatfs(fd)?.kind))
     }
 
     /// The name used in settings (`NOSPARSE_SKIP_FS`) and log lines.
@@ -86,7 +88,7 @@ impl FsKind {
     }
 
     /// A bit for sets of kinds; all unnamed filesystems share one.
-    pub fn bit(self) -> u32 {
+    pub const fn bit(self) -> u32 {
         match self {
             FsKind::Ext => 1,
             FsKind::Xfs => 1 << 1,
@@ -111,6 +113,136 @@ impl fmt::Display for FsKind {
     }
 }
 
+/// The filesystem that will hold `fd`'s data, and its free space: `fstatfs(fd)`, or for
+/// an overlay, `statfs` of its upper directory. `buf` is scratch space for reading
+/// `/proc/self/mountinfo`. An overlay whose upper layer cannot be found stays overlay.
+pub fn data_fs(fd: i32, buf: &mut [u8]) -> crate::error::Result<(FsKind, sys::StatFs)> {
+    let st = sys::fstatfs(fd)?;
+    let kind = FsKind::from_magic(st.kind);
+    if kind != FsKind::Overlay {
+        return Ok((kind, st));
+    }
+    match upper_fs(fd, buf) {
+        Some(upper) => Ok((FsKind::from_magic(upper.kind), upper)),
+        None => Ok((kind, st)),
+    }
+}
+
+/// `statfs` of the upper directory of the overlay mount holding `fd`: its mount id from
+/// `/proc/self/fdinfo/N`, then that mount's `upperdir=` in `/proc/self/mountinfo`.
+fn upper_fs(fd: i32, buf: &mut [u8]) -> Option<sys::StatFs> {
+    let mut path = [0u8; 40];
+    let n = proc_path(&mut path, b"/proc/self/fdinfo/", fd);
+    let fdinfo = read_small(path.get(..n)?, buf)?;
+    let mnt_id = field(fdinfo, b"mnt_id:")?;
+    let mut id_text = [0u8; 24];
+    let id_len = mnt_id.len().min(id_text.len() - 1);
+    id_text.get_mut(..id_len)?.copy_from_slice(mnt_id.get(..id_len)?);
+    let id = id_text.get(..id_len)?;
+    let mut upper = [0u8; 512];
+    let upper_len = find_upperdir(id, buf, &mut upper)?;
+    let dir = sys::open(upper.get(..upper_len + 1)?, libc::O_PATH | libc::O_DIRECTORY).ok()?;
+    sys::fstatfs(dir.0).ok()
+}
+
+/// Writes `prefix` and `fd` in decimal, then a NUL, into `out`; returns the length
+/// with the NUL.
+pub fn proc_path(out: &mut [u8], prefix: &[u8], fd: i32) -> usize {
+    let mut digits = [0u8; 12];
+    let mut v = fd.unsigned_abs();
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 || i == 0 {
+            break;
+        }
+    }
+    let mut len = 0;
+    for &c in prefix.iter().chain(digits.get(i..).unwrap_or(&[])).chain(&[0u8]) {
+        if let Some(slot) = out.get_mut(len) {
+            *slot = c;
+            len += 1;
+        }
+    }
+    len
+}
+
+/// Reads a small file (`path` ends with a NUL) into `buf`, whole or cut at its size.
+fn read_small<'a>(path: &[u8], buf: &'a mut [u8]) -> Option<&'a [u8]> {
+    let f = sys::open(path, libc::O_RDONLY).ok()?;
+    let mut len = 0;
+    while let Some(rest) = buf.get_mut(len..).filter(|r| !r.is_empty()) {
+        match sys::read(f.0, rest) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.0 == libc::EINTR => {}
+            Err(_) => return None,
+        }
+    }
+    buf.get(..len)
+}
+
+/// The value after `key` on its line of `text`, spaces and tabs trimmed.
+fn field<'a>(text: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
+    let line = text.split(|&b| b == b'\n').find(|l| l.starts_with(key))?;
+    let v = line.get(key.len()..)?;
+    let start = v.iter().position(|&b| b != b' ' && b != b'\t')?;
+    v.get(start..)
+}
+
+/// Finds the line of `/proc/self/mountinfo` for mount `id` and copies the `upperdir=`
+/// of its super options, unescaped and NUL-terminated, into `out`; returns its length.
+/// The file is read in pieces through `buf`, so its size does not matter.
+fn find_upperdir(id: &[u8], buf: &mut [u8], out: &mut [u8]) -> Option<usize> {
+    let f = sys::open(b"/proc/self/mountinfo\0", libc::O_RDONLY).ok()?;
+    let mut have = 0;
+    loop {
+        let rest = buf.get_mut(have..)?;
+        let n = loop {
+            match sys::read(f.0, rest) {
+                Err(e) if e.0 == libc::EINTR => {}
+                other => break other.ok()?,
+            }
+        };
+        let filled = have + n;
+        let text = buf.get(..filled)?;
+        // Whole lines only; a partial last line waits for the next read.
+        let complete = if n == 0 { filled } else { text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1) };
+        for line in text.get(..complete)?.split(|&b| b == b'\n') {
+            if line.split(|&b| b == b' ').next() == Some(id) {
+                return upperdir_of(line, out);
+            }
+        }
+        if n == 0 || (complete == 0 && filled == buf.len()) {
+            return None;
+        }
+        buf.copy_within(complete..filled, 0);
+        have = filled - complete;
+    }
+}
+
+/// The `upperdir=` super option of a mountinfo line, unescaped (`\040` is a space),
+/// NUL-terminated in `out`.
+fn upperdir_of(line: &[u8], out: &mut [u8]) -> Option<usize> {
+    let opts = line.rsplit(|&b| b == b' ').next()?;
+    let value = opts.split(|&b| b == b',').find_map(|o| o.strip_prefix(b"upperdir="))?;
+    let (mut i, mut len) = (0, 0);
+    while let Some(&c) = value.get(i) {
+        let octal = value.get(i + 1..i + 4).filter(|d| c == b'\\' && d.iter().all(|x| (b'0'..=b'7').contains(x)));
+        let (byte, step) = match octal {
+            Some(d) => (d.iter().fold(0u8, |a, x| a.wrapping_mul(8).wrapping_add(x - b'0')), 4),
+            None => (c, 1),
+        };
+        *out.get_mut(len)? = byte;
+        len += 1;
+        i += step;
+    }
+    *out.get_mut(len)? = 0;
+    Some(len)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,6 +256,17 @@ mod tests {
             seen |= k.bit();
         }
         assert_eq!(FsKind::from_name(b"other"), None);
+    }
+
+    #[test]
+    fn mountinfo_upperdir() {
+        let line = b"52 31 0:45 / /merged rw,relatime - overlay overlay rw,lowerdir=/l,upperdir=/up\\040dir,workdir=/w";
+        let mut out = [0u8; 64];
+        let n = upperdir_of(line, &mut out).unwrap();
+        assert_eq!(&out[..n + 1], b"/up dir\0");
+        let mut p = [0u8; 40];
+        let n = proc_path(&mut p, b"/proc/self/fdinfo/", 1234);
+        assert_eq!(&p[..n], b"/proc/self/fdinfo/1234\0");
     }
 
     #[test]

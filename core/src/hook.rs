@@ -1,31 +1,37 @@
-//! What the interposed symbols do: a two-comparison test for every call, and for the
-//! rare candidate, the facts, the decision, the allocation and one log line.
+//! What the interposed symbols do: a two-comparison test for every call and, for the
+//! rare candidate, a straight line — gather the facts, judge once, act, log one line.
+//!
+//! The slow path is a guest in the program's thread, which may be a signal handler, a
+//! vfork child or a thread about to be cancelled. It makes only system calls (no libc
+//! function but `pthread_setcancelstate`), takes no lock, allocates nothing, keeps no
+//! descriptor, and uses under 4 KiB of stack: its buffers live in scratch memory mapped
+//! for the call and unmapped before the real call. Cancellation is disabled around its
+//! own work and restored before the real call, which stays the cancellation point.
 
-use crate::config::{Config, FileState, OnError, Trigger};
-use crate::error::{get_errno, set_errno, Errno};
-use crate::extents;
-use crate::fs::FsKind;
-use crate::log::{self, Bytes, Level};
-use crate::policy::{self, Decision, Facts};
-use crate::prealloc::{self, Before};
+use crate::config::{self, BadList, Config, FileState, Source};
+use crate::error::{set_errno, Errno};
+use crate::extents::{self, Fiemap};
+use crate::fs;
+use crate::log::{Level, Line, LINE_MAX};
+use crate::policy::{self, Call, Decision, File, Skip};
+use crate::prealloc::{self, Done};
 use crate::real;
+use crate::settings::{OnError, Sink, Trigger};
 use crate::sys;
-use libc::{c_int, c_void, size_t, ssize_t};
-use std::ffi::CStr;
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::OnceLock;
-use std::time::Instant;
+use core::cell::UnsafeCell;
+use core::ffi::{c_int, c_void};
+use core::mem::MaybeUninit;
+use core::sync::atomic::{AtomicI64, AtomicU8, Ordering};
+use libc::{size_t, ssize_t};
 
 /// The smallest offset a one-byte `pwrite` needs to be looked at: `NOSPARSE_MIN_SIZE - 1`,
-/// or `i64::MAX` when disabled. Zero until the settings are read, so that early calls
-/// take the slow path, which reads them.
+/// or `i64::MAX` when off. Zero until the settings are read, so that early calls take
+/// the slow path, which reads them.
 static PWRITE_THRESHOLD: AtomicI64 = AtomicI64::new(0);
 /// The same for a one-byte `write` at the current file offset.
 static WRITE_THRESHOLD: AtomicI64 = AtomicI64::new(0);
 /// The smallest length an `ftruncate` needs to be looked at: `NOSPARSE_MIN_SIZE`.
 static TRUNCATE_THRESHOLD: AtomicI64 = AtomicI64::new(0);
-static CONFIG: OnceLock<Config> = OnceLock::new();
 
 /// `pwrite64(fd, buf, nbyte, offset)`, with sparse creations preallocated first.
 ///
@@ -39,6 +45,26 @@ pub unsafe fn pwrite(fd: c_int, buf: *const c_void, nbyte: size_t, offset: i64) 
     }
     // SAFETY: the caller's arguments, passed on to the function it meant to call.
     unsafe { real::pwrite64()(fd, buf, nbyte, offset) }
+}
+
+/// [`pwrite`] with the C calling convention, for the i686 assembly hooks, which jump
+/// to it with the caller's arguments still in place.
+///
+/// # Safety
+/// As for [`pwrite`].
+pub unsafe extern "C" fn pwrite_c(fd: c_int, buf: *const c_void, nbyte: size_t, offset: i64) -> ssize_t {
+    // SAFETY: the caller's arguments, passed on.
+    unsafe { pwrite(fd, buf, nbyte, offset) }
+}
+
+/// `pwrite` with a 32-bit `off_t` (i686), for the assembly hook: the offset is
+/// sign-extended, as glibc does, and the call judged as a `pwrite64`.
+///
+/// # Safety
+/// As for [`pwrite`].
+pub unsafe extern "C" fn pwrite32_c(fd: c_int, buf: *const c_void, nbyte: size_t, offset: i32) -> ssize_t {
+    // SAFETY: the caller's arguments, passed on.
+    unsafe { pwrite(fd, buf, nbyte, i64::from(offset)) }
 }
 
 /// `write(fd, buf, nbyte)`: a one-byte write is looked at when the `write` trigger is on.
@@ -64,8 +90,7 @@ pub unsafe extern "C" fn write_c(fd: c_int, buf: *const c_void, nbyte: size_t) -
     unsafe { write(fd, buf, nbyte) }
 }
 
-/// `ftruncate64(fd, len)`: growing a file past `NOSPARSE_MIN_SIZE` is looked at when the
-/// `ftruncate` trigger is on.
+/// `ftruncate64(fd, len)`: growing a file is looked at when the `ftruncate` trigger is on.
 ///
 /// # Safety
 /// ftruncate's contract (none beyond a valid fd, which is checked).
@@ -79,90 +104,18 @@ pub unsafe fn ftruncate(fd: c_int, len: i64) -> c_int {
     unsafe { real::ftruncate64()(fd, len) }
 }
 
-/// [`pwrite`] with the C calling convention, for hooks that jump to it with the
-/// caller's arguments still in place (the i686 assembly hook).
-///
-/// # Safety
-/// As for [`pwrite`].
-pub unsafe extern "C" fn pwrite_c(fd: c_int, buf: *const c_void, nbyte: size_t, offset: i64) -> ssize_t {
-    // SAFETY: the caller's arguments, passed on.
-    unsafe { pwrite(fd, buf, nbyte, offset) }
-}
-
-/// Reads the settings and resolves the real functions; the library's constructor calls it.
+/// The library's constructor: resolves the real functions (no system call), and when
+/// the environment asks for stderr logging, notes what fd 2 is. Nothing else happens
+/// at load: the settings are read at the first candidate call.
 pub fn init() {
-    let _ = catch_unwind(|| {
-        config();
-        real::resolve_all();
-    });
-}
-
-/// The settings, read on first use.
-pub fn config() -> &'static Config {
-    CONFIG.get_or_init(|| {
-        let loaded = Config::for_process();
-        let mut cfg = loaded.cfg;
-        let mut exe_buf = [0u8; sys::PATH_BUF];
-        let exe = sys::exe_path(&mut exe_buf).ok().map(|p| {
-            // SAFETY: exe_path leaves a NUL after the bytes it returns.
-            unsafe { CStr::from_ptr(p.as_ptr().cast()) }
-        });
-        if !cfg.programs.allows(exe) {
-            // Not a program the library is for (NOSPARSE_PROGRAMS): inert, and silent,
-            // since with /etc/ld.so.preload that is every other process on the host.
-            cfg.disabled = true;
-        } else {
-            report(&cfg, &loaded.bad, &loaded.file, loaded.env_ignored);
-        }
-        let threshold = |trigger: Trigger, at: u64| {
-            if cfg.disabled || !cfg.triggers.has(trigger) {
-                i64::MAX
-            } else {
-                at as i64
-            }
-        };
-        PWRITE_THRESHOLD.store(threshold(Trigger::Pwrite, cfg.min_size.saturating_sub(1)), Ordering::Relaxed);
-        WRITE_THRESHOLD.store(threshold(Trigger::Write, cfg.min_size.saturating_sub(1)), Ordering::Relaxed);
-        TRUNCATE_THRESHOLD.store(threshold(Trigger::Ftruncate, cfg.min_size), Ordering::Relaxed);
-        cfg
-    })
-}
-
-/// Logs, once per process, what was wrong with the settings.
-fn report(cfg: &Config, bad: &[crate::config::BadSetting], file: &FileState, env_ignored: bool) {
-    for b in bad {
-        log::emit(
-            cfg.log,
-            Level::Warning,
-            format_args!("{}: ignoring {}={:?}: {}; keeping the default", b.source, b.name, b.value, b.why),
-        );
+    real::resolve_all();
+    if !sys::secure_execution() && config::env_var("NOSPARSE_LOG") == Some(b"stderr") {
+        crate::log::remember_stderr();
     }
-    if let FileState::Ignored(why) = file {
-        let path = crate::config::CONFIG_FILE;
-        log::emit(cfg.log, Level::Warning, format_args!("not reading {path}: {why}"));
-    }
-    if env_ignored {
-        log::emit(
-            cfg.log,
-            Level::Info,
-            format_args!("secure-execution program: NOSPARSE_* settings from the environment ignored"),
-        );
-    }
-}
-
-/// What the preparation left for the real call to do.
-enum Prepared {
-    /// Nothing changed: call through.
-    Untouched,
-    /// The file was allocated: call through, and undo if the real call fails.
-    Allocated(Before),
-    /// Allocation failed under `NOSPARSE_ON_ERROR=fail`: return -1 with this errno.
-    Fail(Errno),
 }
 
 /// The slow path of `pwrite`. It has pwrite64's C signature so that the hook can jump
-/// to it with the caller's own arguments in place (a tail call, also on i686), and it
-/// cannot unwind, so the hook needs no landing pad.
+/// to it with the caller's own arguments in place.
 #[cold]
 #[inline(never)]
 unsafe extern "C" fn candidate(fd: c_int, buf: *const c_void, nbyte: size_t, offset: i64) -> ssize_t {
@@ -180,10 +133,8 @@ unsafe extern "C" fn write_one(fd: c_int, buf: *const c_void, nbyte: size_t) -> 
     if threshold == i64::MAX {
         return call() as ssize_t;
     }
-    let saved_errno = get_errno();
-    // Fails (ESPIPE) on pipes, sockets and terminals, which are left alone.
+    // Reads the offset without moving it; fails (ESPIPE) on pipes, sockets and terminals.
     let offset = sys::lseek(fd, 0, libc::SEEK_CUR).unwrap_or(-1);
-    set_errno(saved_errno);
     if offset < threshold {
         return call() as ssize_t;
     }
@@ -199,157 +150,355 @@ unsafe extern "C" fn truncate_one(fd: c_int, len: i64) -> c_int {
     around(fd, Trigger::Ftruncate, len.saturating_sub(1), call) as c_int
 }
 
+/// What the preparation left for the real call.
+enum Prepared {
+    /// Nothing changed: call through.
+    Untouched,
+    /// The range was allocated: call through, and undo if the real call fails.
+    Allocated(Done),
+    /// Preallocation failed under `NOSPARSE_ON_ERROR=fail`: return -1 with this errno.
+    Fail(Errno),
+}
+
 /// Prepares the file for a call that may create it sparse, makes the call, and undoes
-/// the preparation if the call fails. errno is the call's own.
+/// the preparation if the call fails. The caller's errno is the real call's own.
 fn around(fd: c_int, trigger: Trigger, offset: i64, call: impl FnOnce() -> i64) -> i64 {
-    let saved_errno = get_errno();
-    let prepared = catch_unwind(|| prepare(fd, trigger, offset)).unwrap_or(Prepared::Untouched);
-    let before = match prepared {
+    let prepared = {
+        let _quiet = NoCancel::new();
+        match Scratch::map() {
+            Some(mut s) => prepare(fd, trigger, offset, &mut s),
+            None => Prepared::Untouched,
+        }
+    };
+    match prepared {
+        Prepared::Untouched => call(),
         Prepared::Fail(errno) => {
             set_errno(errno.0);
-            return -1;
+            -1
         }
-        Prepared::Untouched => None,
-        Prepared::Allocated(before) => Some(before),
-    };
-    set_errno(saved_errno);
-    let ret = call();
-    if let (true, Some(before)) = (ret < 0, before) {
-        // Without the library the failed call would have left the file as it was.
-        let errno = get_errno();
-        let _ = catch_unwind(AssertUnwindSafe(|| undo(fd, before, "the call itself failed")));
-        set_errno(errno);
+        Prepared::Allocated(done) => {
+            // If the thread is cancelled in the real call, the blocks allocated past the
+            // end of the file stay (the size is untouched): no code of ours runs then.
+            let ret = call();
+            if ret < 0 {
+                // Without the library the failed call would have left the file as it was.
+                let _quiet = NoCancel::new();
+                if let Some(mut s) = Scratch::map() {
+                    let ScratchSpace { path, exe, line, io, cfg, .. } = &mut *s;
+                    let cfg = config(cfg, io, exe);
+                    give_back(fd, &done, "the call itself failed", cfg, path, line, io);
+                }
+            }
+            ret
+        }
     }
-    ret
 }
 
-fn prepare(fd: c_int, trigger: Trigger, offset: i64) -> Prepared {
-    let cfg = config();
-    if policy::is_candidate(cfg, trigger, 1, offset).is_err() {
-        // Only calls made before the settings were read get here.
+/// Gather → judge → act → log.
+fn prepare(fd: c_int, trigger: Trigger, offset: i64, s: &mut ScratchSpace) -> Prepared {
+    let ScratchSpace { path, exe, line, io, fiemap, cfg } = s;
+    let cfg = config(cfg, io, exe);
+    // The facts the call itself gives: two system calls, which decide most calls.
+    let (Ok(open_flags), Ok(st)) = (sys::getfl(fd), sys::fstat(fd)) else {
         return Prepared::Untouched;
-    }
-    let mut path_buf = [0u8; sys::PATH_BUF];
-    let path = match sys::fd_path(fd, &mut path_buf) {
-        // SAFETY: fd_path leaves a NUL after the bytes it returns.
-        Ok(p) => unsafe { CStr::from_ptr(p.as_ptr().cast()) },
-        Err(_) => c"(unknown path)",
     };
-    let path_text = log::Lossy(path.to_bytes());
-    let (facts, before) = match gather(fd, trigger, offset, cfg, path) {
-        Ok(found) => found,
-        Err(e) => {
-            if cfg.debug {
-                log::emit(cfg.log, Level::Debug, format_args!("fd {fd}: left alone: {e}"));
-            }
-            return Prepared::Untouched;
+    let call = Call { trigger, offset, open_flags, regular: st.is_regular(), size: st.size, blksize: st.blksize };
+    let decision = match policy::screen(cfg, &call) {
+        Err(skip) => Decision::Skip(skip),
+        Ok(()) => {
+            let (fs, statfs) = match fs::data_fs(fd, io) {
+                Ok(found) => found,
+                Err(_) => return Prepared::Untouched,
+            };
+            let file = File {
+                // Filesystems without inode flags (ENOTTY) have neither append-only nor immutable.
+                inode_flags: sys::inode_flags(fd).unwrap_or(0),
+                fs,
+                free: statfs.free_bytes(sys::is_root()),
+                path_matches: cfg.matcher.matches(fd_path(fd, path)),
+                fsize_limit: sys::fsize_limit(),
+            };
+            policy::judge(cfg, &call, &file)
         }
     };
-    let (len, method, nocow) = match policy::judge(cfg, &facts) {
+    let plan = match decision {
+        Decision::Allocate(plan) => plan,
         Decision::Skip(why) => {
-            if cfg.debug {
-                log::emit(cfg.log, Level::Debug, format_args!("{path_text}: left alone: {why}"));
+            if cfg.debug && why != Skip::Disabled {
+                let mut l = Line::new(line, cfg.log, Level::Debug);
+                l.s("fd ").n(fd as u64).s(" (").s(trigger.name()).s(" at ").n(offset as u64).s("): left alone: ");
+                l.s(why.reason()).emit();
             }
             return Prepared::Untouched;
         }
-        Decision::WouldAllocate { len } => {
-            log::emit(
-                cfg.log,
-                Level::Info,
-                format_args!("{path_text}: would preallocate {} (NOSPARSE_METHOD=off)", Bytes(len as u64)),
-            );
+        Decision::WouldAllocate(plan) => {
+            let mut l = Line::new(line, cfg.log, Level::Info);
+            l.s("would preallocate ").text(fd_path(fd, path)).s(": ").bytes(plan.len());
+            l.s(" (NOSPARSE_METHOD=off)").emit();
             return Prepared::Untouched;
         }
-        Decision::Allocate { len, method, nocow } => (len, method, nocow),
+        Decision::NoRoom { needed, free } => {
+            let mut l = Line::new(line, cfg.log, Level::Warning);
+            l.s("could not preallocate ").text(fd_path(fd, path)).s(": needs ").bytes(needed).s(", ");
+            l.bytes(free).s(" free; ").s(outcome(cfg)).emit();
+            return failed(cfg, Errno(libc::ENOSPC));
+        }
     };
-    let started = Instant::now();
-    if nocow {
-        if let Err(e) = prealloc::set_nocow(fd) {
-            log::emit(
-                cfg.log,
-                Level::Warning,
-                format_args!("{path_text}: could not set NOCOW ({e}); btrfs may fragment it"),
-            );
-        }
-    }
-    match prealloc::allocate(fd, before, len, method, facts.open_flags) {
-        Ok(how) => {
-            let ms = started.elapsed().as_millis();
-            // Counting fragments walks the extent map: only for a line that is written.
-            let frags = match cfg.log {
-                log::Sink::None => None,
-                _ => extents::layout(fd, len as u64).ok().filter(|l| !l.pending).map(|l| l.fragments),
-            };
-            log::emit(
-                cfg.log,
-                Level::Info,
-                format_args!(
-                    "preallocated {path_text}: {} on {} by {how} in {ms} ms (on {trigger}), fragments: {}",
-                    Bytes(len as u64),
-                    facts.fs,
-                    log::OrPending(frags)
-                ),
-            );
-            Prepared::Allocated(before)
-        }
-        Err(e) => {
-            undo(fd, before, "preallocation failed");
-            let outcome = match cfg.on_error {
-                OnError::Passthrough => "the file stays sparse",
-                OnError::Fail => "failing the write (NOSPARSE_ON_ERROR=fail)",
-            };
-            log::emit(
-                cfg.log,
-                Level::Warning,
-                format_args!(
-                    "could not preallocate {path_text} ({} on {}): {e}; {outcome}",
-                    Bytes(len as u64),
-                    facts.fs
-                ),
-            );
-            match cfg.on_error {
-                OnError::Passthrough => Prepared::Untouched,
-                OnError::Fail => Prepared::Fail(e.errno),
+    let started = sys::monotonic_ns();
+    match prealloc::allocate(fd, plan, st.blocks) {
+        Ok(done) => {
+            if cfg.log != Sink::None {
+                let ms = sys::monotonic_ns().saturating_sub(started) / 1_000_000;
+                let frags = extents::layout_in(fd, plan.end as u64, fiemap).ok().filter(|l| !l.pending);
+                let mut l = Line::new(line, cfg.log, Level::Info);
+                l.s("preallocated ").text(fd_path(fd, path)).s(": ").bytes(plan.len()).s(" by ").s(done.how.name());
+                l.s(" in ").n(ms).s(" ms (on ").s(trigger.name()).s("), fragments: ");
+                match frags {
+                    Some(layout) => l.n(layout.fragments),
+                    None => l.s("pending writeback"),
+                };
+                l.emit();
             }
+            Prepared::Allocated(done)
+        }
+        Err((e, done)) => {
+            give_back(fd, &done, "preallocation failed", cfg, path, line, io);
+            let mut l = Line::new(line, cfg.log, Level::Warning);
+            l.s("could not preallocate ").text(fd_path(fd, path)).s(" (").bytes(plan.len()).s(" by ");
+            l.s(done.how.name()).s("): ").errno(e).s("; ").s(outcome(cfg)).emit();
+            failed(cfg, e)
         }
     }
 }
 
-/// Collects the facts the decision needs: four syscalls, on candidates only.
-fn gather(
-    fd: c_int,
-    trigger: Trigger,
-    offset: i64,
-    cfg: &Config,
-    path: &CStr,
-) -> crate::error::Result<(Facts, Before)> {
-    let open_flags = sys::getfl(fd)?;
-    let st = sys::fstat(fd)?;
-    let regular = st.st_mode & libc::S_IFMT == libc::S_IFREG;
-    // Only regular files need to know their filesystem.
-    let fs = if regular { FsKind::of_fd(fd)? } else { FsKind::Other(0) };
-    let facts = Facts {
-        trigger,
-        nbyte: 1,
-        offset,
-        open_flags,
-        regular,
-        size: st.st_size,
-        fs,
-        path_matches: cfg.matcher.matches(path),
-        fsize_limit: sys::fsize_limit(),
-    };
-    Ok((facts, Before { size: st.st_size, blocks: st.st_blocks as i64 }))
+/// What a failed preallocation leads to, in words.
+fn outcome(cfg: &Config) -> &'static str {
+    match cfg.on_error {
+        OnError::Passthrough => "the file stays sparse",
+        OnError::Fail => "failing the call (NOSPARSE_ON_ERROR=fail)",
+    }
 }
 
-/// Rolls the file back, and says so if that fails too.
-fn undo(fd: c_int, before: Before, why: &str) {
-    if let Err(e) = prealloc::rollback(fd, before) {
-        let cfg = config();
-        log::emit(
-            cfg.log,
-            Level::Warning,
-            format_args!("fd {fd}: {why}, and restoring the size {} failed: {e}", before.size),
-        );
+fn failed(cfg: &Config, e: Errno) -> Prepared {
+    match cfg.on_error {
+        OnError::Passthrough => Prepared::Untouched,
+        OnError::Fail => Prepared::Fail(e),
+    }
+}
+
+/// Undoes an allocation, and says what is left if that fails too.
+fn give_back(fd: c_int, done: &Done, why: &str, cfg: &Config, path: &mut PathBuf, line: &mut LineBuf, io: &mut [u8]) {
+    if let Err(left) = prealloc::undo(fd, done, io) {
+        let mut l = Line::new(line, cfg.log, Level::Warning);
+        l.s("could not give back all of the preallocation of ").text(fd_path(fd, path)).s(" (").s(why).s("): ");
+        if let Some(e) = left.errno {
+            l.errno(e).s("; ");
+        }
+        if left.bytes > 0 {
+            l.bytes(left.bytes).s(" stay allocated; ");
+        }
+        if left.nocow {
+            l.s("the NOCOW attribute stays; ");
+        }
+        l.s("the file's size and data are as the program left them").emit();
+    }
+}
+
+/// `PATH_MAX`, plus room for the NUL.
+const PATH_BUF: usize = 4096 + 16;
+type PathBuf = [u8; PATH_BUF];
+type LineBuf = [u8; LINE_MAX];
+/// Room for the settings file (at most 64 KiB), pieces of `/proc/self/mountinfo`, and
+/// read-back.
+const IO_BUF: usize = config::CONFIG_FILE_MAX + 1;
+
+/// The path `fd` was opened with, as the kernel knows it now, without " (deleted)" for
+/// an unlinked file; "(unknown path)" when it cannot be read.
+fn fd_path(fd: c_int, buf: &mut PathBuf) -> &[u8] {
+    let mut link = [0u8; 32];
+    let n = fs::proc_path(&mut link, b"/proc/self/fd/", fd);
+    let len = match sys::readlink(link.get(..n).unwrap_or(&[]), buf) {
+        Ok(len) if len < buf.len() => len,
+        _ => return b"(unknown path)",
+    };
+    let path = buf.get(..len).unwrap_or(&[]);
+    path.strip_suffix(b" (deleted)").unwrap_or(path)
+}
+
+/// The slow path's scratch memory, mapped for one call and unmapped when dropped.
+#[repr(C)]
+struct ScratchSpace {
+    path: PathBuf,
+    exe: PathBuf,
+    line: LineBuf,
+    io: [u8; IO_BUF],
+    fiemap: Fiemap,
+    cfg: MaybeUninit<Config>,
+}
+
+/// The slow path's scratch memory: a mapped [`ScratchSpace`], unmapped when dropped.
+struct Scratch(*mut ScratchSpace);
+
+impl Scratch {
+    const SIZE: usize = core::mem::size_of::<ScratchSpace>();
+
+    fn map() -> Option<Scratch> {
+        sys::map_anonymous(Self::SIZE).ok().map(|p| Scratch(p.cast()))
+    }
+}
+
+impl core::ops::Deref for Scratch {
+    type Target = ScratchSpace;
+    fn deref(&self) -> &ScratchSpace {
+        // SAFETY: a fresh, zero-filled, page-aligned mapping of the struct's size, owned
+        // by this value; every field is valid when zeroed (bytes, a FIEMAP header, a
+        // MaybeUninit).
+        unsafe { &*self.0 }
+    }
+}
+
+impl core::ops::DerefMut for Scratch {
+    fn deref_mut(&mut self) -> &mut ScratchSpace {
+        // SAFETY: as in deref, and borrowed mutably through this value only.
+        unsafe { &mut *self.0 }
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `map`; its borrows end with this value.
+        unsafe { sys::unmap(self.0.cast(), Scratch::SIZE) }
+    }
+}
+
+/// Cancellation disabled for the library's own work, restored when dropped.
+struct NoCancel(c_int);
+
+extern "C" {
+    /// In libc (GLIBC_2.0 on i386, 2.2.5 on x86_64); async-signal-safe in practice: it
+    /// only flips bits in the thread's own descriptor.
+    fn pthread_setcancelstate(state: c_int, old: *mut c_int) -> c_int;
+}
+const PTHREAD_CANCEL_DISABLE: c_int = 1;
+
+impl NoCancel {
+    fn new() -> Self {
+        let mut old = 0;
+        // SAFETY: old is a valid int to write.
+        unsafe { pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &mut old) };
+        NoCancel(old)
+    }
+}
+
+impl Drop for NoCancel {
+    fn drop(&mut self) {
+        let mut ignored = 0;
+        // SAFETY: as above; restores the program's own state.
+        unsafe { pthread_setcancelstate(self.0, &mut ignored) };
+    }
+}
+
+/// The settings, once read: written once by the thread that wins [`STATE`], then only
+/// read.
+struct Settings(UnsafeCell<MaybeUninit<Config>>);
+// SAFETY: written only by the one thread that moves STATE from UNREAD to READING, and
+// read only after STATE is READY (release/acquire).
+unsafe impl Sync for Settings {}
+static SETTINGS: Settings = Settings(UnsafeCell::new(MaybeUninit::uninit()));
+static STATE: AtomicU8 = AtomicU8::new(UNREAD);
+const UNREAD: u8 = 0;
+const READING: u8 = 1;
+const READY: u8 = 2;
+
+/// The settings, read on first use. No lock: a caller that finds them being read by
+/// another thread (or by the code its signal handler interrupted) reads its own copy
+/// into `spare`, silently.
+fn config<'a>(spare: &'a mut MaybeUninit<Config>, io: &mut [u8], exe: &mut PathBuf) -> &'a Config {
+    match STATE.compare_exchange(UNREAD, READING, Ordering::Acquire, Ordering::Acquire) {
+        Err(READY) => {
+            // SAFETY: READY means the cell was fully written (release store below).
+            unsafe { (*SETTINGS.0.get()).assume_init_ref() }
+        }
+        Ok(_) => {
+            // SAFETY: this thread alone moved STATE to READING: no one else touches the cell.
+            let cell = unsafe { &mut *SETTINGS.0.get() };
+            let cfg = cell.write(config::DEFAULT);
+            load(cfg, io, exe, true);
+            arm(cfg);
+            STATE.store(READY, Ordering::Release);
+            cfg
+        }
+        Err(_) => {
+            let cfg = spare.write(config::DEFAULT);
+            load(cfg, io, exe, false);
+            cfg
+        }
+    }
+}
+
+/// Sets the hooks' thresholds from the settings.
+fn arm(cfg: &Config) {
+    let at = |trigger: Trigger, v: u64| {
+        if cfg.disabled || !cfg.triggers.has(trigger) {
+            i64::MAX
+        } else {
+            v.min(i64::MAX as u64) as i64
+        }
+    };
+    PWRITE_THRESHOLD.store(at(Trigger::Pwrite, cfg.min_size.saturating_sub(1)), Ordering::Relaxed);
+    WRITE_THRESHOLD.store(at(Trigger::Write, cfg.min_size.saturating_sub(1)), Ordering::Relaxed);
+    TRUNCATE_THRESHOLD.store(at(Trigger::Ftruncate, cfg.min_size), Ordering::Relaxed);
+}
+
+/// Reads the settings file and the environment into `cfg`; with `report`, logs what
+/// was wrong with them (once per process).
+fn load(cfg: &mut Config, io: &mut [u8], exe: &mut PathBuf, report: bool) {
+    let secure = sys::secure_execution();
+    let (state, text) = config::read_file(io);
+    let mut bad = BadList::new();
+    if let FileState::Untrusted(_) = state {
+        cfg.disabled = true;
+        return;
+    }
+    cfg.apply_file(text, &mut bad);
+    if !secure {
+        cfg.apply_env(|name| config::env_var(name), &mut bad);
+    }
+    if cfg.programs != config::Programs::Every {
+        let exe_path = match sys::readlink(b"/proc/self/exe\0", exe) {
+            Ok(n) if n < exe.len() => exe.get(..n),
+            _ => None,
+        };
+        if !cfg.allows_program(exe_path) {
+            // Not a program the library is for, or a bad list: inert and silent, since
+            // with /etc/ld.so.preload that is every other process on the host.
+            cfg.disabled = true;
+            return;
+        }
+    }
+    if !report {
+        return;
+    }
+    let mut line = [0u8; 256];
+    for b in bad.iter() {
+        let mut l = Line::new(&mut line, cfg.log, Level::Warning);
+        l.s("ignoring ");
+        match b.name {
+            [] => l.s("the line"),
+            name => l.text(name),
+        };
+        l.s("=\"").text(b.value).s("\" (");
+        match b.source {
+            Source::Environment => l.s("environment"),
+            Source::File(n) => l.s(config::CONFIG_FILE).s(":").n(u64::from(n)),
+        };
+        l.s("): ").s(b.why).s("; keeping the default").emit();
+    }
+    if bad.more > 0 {
+        Line::new(&mut line, cfg.log, Level::Warning).s("more bad settings not shown: ").n(u64::from(bad.more)).emit();
+    }
+    if secure && config::env_has_settings() {
+        let mut l = Line::new(&mut line, cfg.log, Level::Info);
+        l.s("secure-execution program: NOSPARSE_* settings from the environment ignored").emit();
     }
 }

@@ -1,19 +1,23 @@
-//! Log lines: syslog(3) without `openlog`, so the program keeps its own ident and
-//! facility (`vmware-vmx[pid]: nosparse: ...`), or one write(2) to stderr.
+//! Log lines, without syslog(3) or stdio: glibc's syslog keeps a hidden descriptor and
+//! a lock in the host process, and stdio allocates. A line is formatted into a buffer
+//! the caller owns (no heap, no `core::fmt`, whose code can panic) and goes out as
+//! - `syslog`: one datagram to `/dev/log` from a socket opened (close-on-exec) and
+//!   closed for that line, in the format rsyslog and journald read from local programs,
+//!   `<PRI>program[pid]: nosparse: ...` under the program's own name and pid, facility
+//!   user, no timestamp (the receiver stamps it); dropped when there is no `/dev/log`
+//!   or it would block;
+//! - `stderr`: one write(2) to fd 2, only while fd 2 is still the file it was when the
+//!   library was loaded: a program that closed stderr may have reused fd 2 for its data.
 //!
-//! Lines are formatted into a stack buffer: logging never allocates.
+//! Control characters in paths are escaped (`\n` → `\x0a`), so no file name can forge a
+//! second line.
 
-use std::fmt::{self, Write};
+use crate::error::Errno;
+use crate::settings::Sink;
+use crate::sys;
+use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
-/// Where log lines go (`NOSPARSE_LOG`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Sink {
-    Syslog,
-    Stderr,
-    None,
-}
-
-/// Severity, mapped onto syslog priorities.
+/// Severity, as syslog priorities.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Level {
     Debug,
@@ -21,119 +25,178 @@ pub enum Level {
     Warning,
 }
 
-/// Longest log line; longer ones are cut.
-const LINE_MAX: usize = 1024;
+/// Longest log line, in bytes; longer ones are cut.
+pub const LINE_MAX: usize = 1024;
+const LOG_USER: u32 = 1 << 3;
+const DEV_LOG: &[u8] = b"/dev/log";
 
-/// A `fmt::Write` into a byte slice that stops, without failing, when the slice is full.
-pub struct StackBuf<'a> {
+/// A log line being written into a fixed buffer; it stops, without failing, when full.
+pub struct Line<'a> {
     buf: &'a mut [u8],
     len: usize,
+    sink: Sink,
 }
 
-impl<'a> StackBuf<'a> {
-    pub fn new(buf: &'a mut [u8]) -> Self {
-        StackBuf { buf, len: 0 }
-    }
-
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.buf[..self.len]
-    }
-}
-
-impl Write for StackBuf<'_> {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        let n = s.len().min(self.buf.len() - self.len);
-        self.buf[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
-        self.len += n;
-        Ok(())
-    }
-}
-
-/// Writes one line `nosparse: <args>` to `sink`.
-pub fn emit(sink: Sink, level: Level, args: fmt::Arguments<'_>) {
-    if sink == Sink::None {
-        return;
-    }
-    let mut line = [0u8; LINE_MAX];
-    // Room is kept for "\n" or the NUL that syslog needs.
-    let mut w = StackBuf::new(&mut line[..LINE_MAX - 1]);
-    let _ = w.write_str("nosparse: ");
-    let _ = w.write_fmt(args);
-    let len = w.len;
-    match sink {
-        Sink::Syslog => {
-            line[len] = 0;
-            let priority = match level {
-                Level::Debug => libc::LOG_DEBUG,
-                Level::Info => libc::LOG_INFO,
-                Level::Warning => libc::LOG_WARNING,
+impl<'a> Line<'a> {
+    /// A line for `sink`, its header (syslog priority, program name and pid) written.
+    pub fn new(buf: &'a mut [u8], sink: Sink, level: Level) -> Self {
+        let mut l = Line { buf, len: 0, sink };
+        if sink == Sink::Syslog {
+            let severity = match level {
+                Level::Debug => 7,
+                Level::Info => 6,
+                Level::Warning => 4,
             };
-            let saved = crate::error::get_errno();
-            // SAFETY: "%s" with a NUL-terminated buffer. No facility bits: the program's
-            // own default (or LOG_USER) applies.
-            unsafe { libc::syslog(priority, c"%s".as_ptr(), line.as_ptr()) };
-            crate::error::set_errno(saved);
+            l.s("<").n(u64::from(LOG_USER | severity)).s(">");
+            l.text(crate::real::program_name()).s("[").n(u64::from(sys::getpid())).s("]: ");
         }
-        Sink::Stderr => {
-            line[len] = b'\n';
-            let saved = crate::error::get_errno();
-            // SAFETY: the buffer holds len + 1 initialised bytes. One write keeps the line
-            // whole among other threads' output; a failure has nowhere to be reported.
-            unsafe { crate::real::write()(libc::STDERR_FILENO, line.as_ptr().cast(), len + 1) };
-            crate::error::set_errno(saved);
-        }
-        Sink::None => {}
+        l.s("nosparse: ");
+        l
     }
-}
 
-/// A byte count for people: `3774873600 bytes (3.5 GiB)`.
-pub struct Bytes(pub u64);
+    fn push(&mut self, c: u8) {
+        // One byte stays free for the stderr line's newline.
+        if self.len + 1 < self.buf.len() {
+            if let Some(slot) = self.buf.get_mut(self.len) {
+                *slot = c;
+                self.len += 1;
+            }
+        }
+    }
 
-impl fmt::Display for Bytes {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
-        let n = self.0;
-        write!(f, "{n} bytes")?;
-        let mut unit = None;
-        for (i, name) in UNITS.iter().enumerate().rev() {
-            if n >= 1u64 << (10 * (i + 1)) {
-                unit = Some((10 * (i as u32 + 1), *name));
+    /// Literal text.
+    pub fn s(&mut self, s: &str) -> &mut Self {
+        s.bytes().for_each(|c| self.push(c));
+        self
+    }
+
+    /// Bytes from outside (a path, a setting's value): control characters and `\`
+    /// escaped.
+    pub fn text(&mut self, t: &[u8]) -> &mut Self {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        for &c in t {
+            if c < 0x20 || c == 0x7f || c == b'\\' {
+                self.push(b'\\');
+                self.push(b'x');
+                self.push(HEX[usize::from(c >> 4)]);
+                self.push(HEX[usize::from(c & 0xf)]);
+            } else {
+                self.push(c);
+            }
+        }
+        self
+    }
+
+    /// A decimal number.
+    pub fn n(&mut self, mut v: u64) -> &mut Self {
+        let mut digits = [0u8; 20];
+        let mut i = digits.len();
+        loop {
+            i -= 1;
+            digits[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+            if v == 0 || i == 0 {
                 break;
             }
         }
-        if let Some((shift, name)) = unit {
-            // One decimal, rounded down, in integers.
-            let tenths = ((n as u128 * 10) >> shift) as u64;
-            write!(f, " ({}.{} {name})", tenths / 10, tenths % 10)?;
-        }
-        Ok(())
+        digits.get(i..).unwrap_or(&[]).iter().for_each(|&c| self.push(c));
+        self
     }
-}
 
-/// Bytes shown as text, invalid UTF-8 replaced, without allocating.
-pub struct Lossy<'a>(pub &'a [u8]);
+    /// A byte count for people: `3774873600 bytes (3.5 GiB)`.
+    pub fn bytes(&mut self, v: u64) -> &mut Self {
+        self.n(v).s(" bytes");
+        if let Some((shift, unit)) = unit_of(v) {
+            let tenths = ((u128::from(v) * 10) >> shift) as u64;
+            self.s(" (").n(tenths / 10).s(".").n(tenths % 10).s(" ").s(unit).s(")");
+        }
+        self
+    }
 
-impl fmt::Display for Lossy<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for chunk in self.0.utf8_chunks() {
-            f.write_str(chunk.valid())?;
-            if !chunk.invalid().is_empty() {
-                f.write_char(char::REPLACEMENT_CHARACTER)?;
+    /// An errno value by name.
+    pub fn errno(&mut self, e: Errno) -> &mut Self {
+        match e.name() {
+            Some(name) => self.s(name),
+            None => self.s("errno ").n(e.0 as u64),
+        }
+    }
+
+    /// The line so far.
+    pub fn as_bytes(&self) -> &[u8] {
+        self.buf.get(..self.len).unwrap_or(&[])
+    }
+
+    /// Sends the line to its sink. Failures are dropped: there is nowhere to report them.
+    pub fn emit(&mut self) {
+        match self.sink {
+            Sink::None => {}
+            Sink::Syslog => {
+                let _ = sys::send_datagram(DEV_LOG, self.as_bytes());
+            }
+            Sink::Stderr => {
+                if stderr_is_ours() {
+                    if let Some(slot) = self.buf.get_mut(self.len) {
+                        *slot = b'\n';
+                        let line = self.buf.get(..self.len + 1).unwrap_or(&[]);
+                        let _ = sys::write_all(libc::STDERR_FILENO, line);
+                    }
+                }
             }
         }
-        Ok(())
     }
 }
 
-/// A count that may not be known yet (delayed allocation): `N` or `pending writeback`.
-pub struct OrPending(pub Option<u64>);
+/// The largest binary unit not above `v`: its shift and name.
+fn unit_of(v: u64) -> Option<(u32, &'static str)> {
+    const UNITS: [(u32, &str); 4] = [(40, "TiB"), (30, "GiB"), (20, "MiB"), (10, "KiB")];
+    UNITS.into_iter().find(|&(shift, _)| v >= 1u64 << shift)
+}
 
-impl fmt::Display for OrPending {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0 {
-            Some(n) => write!(f, "{n}"),
-            None => f.write_str("pending writeback"),
+/// What fd 2 was when the library loaded: not known, a file (its device and inode in
+/// [`STDERR_DEV`] and [`STDERR_INO`]), or closed.
+static STDERR_STATE: AtomicU8 = AtomicU8::new(STDERR_UNKNOWN);
+static STDERR_DEV: AtomicU64 = AtomicU64::new(0);
+static STDERR_INO: AtomicU64 = AtomicU64::new(0);
+const STDERR_UNKNOWN: u8 = 0;
+const STDERR_FILE: u8 = 1;
+const STDERR_CLOSED: u8 = 2;
+
+/// Records what fd 2 is, for [`Sink::Stderr`]. The constructor calls it only when the
+/// environment asks for stderr, so that no other process pays a system call at load.
+pub fn remember_stderr() {
+    match sys::fstat(libc::STDERR_FILENO) {
+        Ok(st) => {
+            STDERR_DEV.store(st.dev, Ordering::Relaxed);
+            STDERR_INO.store(st.ino, Ordering::Relaxed);
+            STDERR_STATE.store(STDERR_FILE, Ordering::Release);
         }
+        Err(_) => STDERR_STATE.store(STDERR_CLOSED, Ordering::Release),
+    }
+}
+
+/// Whether a line may be written to fd 2: it is the file it was at load; or, when that
+/// was not recorded (stderr chosen in the settings file), a terminal, pipe or socket —
+/// never a regular file or device a program may have opened as fd 2 for its data.
+fn stderr_is_ours() -> bool {
+    let Ok(now) = sys::fstat(libc::STDERR_FILENO) else { return false };
+    match STDERR_STATE.load(Ordering::Acquire) {
+        STDERR_FILE => now.dev == STDERR_DEV.load(Ordering::Relaxed) && now.ino == STDERR_INO.load(Ordering::Relaxed),
+        STDERR_UNKNOWN => matches!(now.mode & libc::S_IFMT, libc::S_IFCHR | libc::S_IFIFO | libc::S_IFSOCK),
+        _ => false,
+    }
+}
+
+/// A byte count for people, for the tools: `3774873600 bytes (3.5 GiB)`.
+pub struct Bytes(pub u64);
+
+impl core::fmt::Display for Bytes {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{} bytes", self.0)?;
+        if let Some((shift, unit)) = unit_of(self.0) {
+            let tenths = ((u128::from(self.0) * 10) >> shift) as u64;
+            write!(f, " ({}.{} {unit})", tenths / 10, tenths % 10)?;
+        }
+        Ok(())
     }
 }
 
@@ -141,24 +204,58 @@ impl fmt::Display for OrPending {
 mod tests {
     use super::*;
 
-    #[test]
-    fn stack_buf_truncates_instead_of_failing() {
-        let mut b = [0u8; 8];
-        let mut w = StackBuf::new(&mut b);
-        w.write_str("0123456789").unwrap();
-        assert_eq!(w.as_bytes(), b"01234567");
+    fn line(f: impl FnOnce(&mut Line)) -> String {
+        let mut buf = [0u8; 64];
+        let mut l = Line::new(&mut buf, Sink::Stderr, Level::Info);
+        f(&mut l);
+        String::from_utf8(l.as_bytes().to_vec()).unwrap()
     }
 
     #[test]
-    fn lossy_paths() {
-        assert_eq!(Lossy(b"/vm/a\xffb.vmem").to_string(), "/vm/a\u{fffd}b.vmem");
-        assert_eq!(OrPending(None).to_string(), "pending writeback");
-    }
-
-    #[test]
-    fn bytes_for_people() {
-        assert_eq!(Bytes(3774873600).to_string(), "3774873600 bytes (3.5 GiB)");
+    fn numbers_bytes_and_escapes() {
+        assert_eq!(
+            line(|l| {
+                l.n(0).s(" ").n(u64::MAX);
+            }),
+            "nosparse: 0 18446744073709551615"
+        );
+        assert_eq!(
+            line(|l| {
+                l.bytes(3774873600);
+            }),
+            "nosparse: 3774873600 bytes (3.5 GiB)"
+        );
+        assert_eq!(
+            line(|l| {
+                l.bytes(100);
+            }),
+            "nosparse: 100 bytes"
+        );
+        assert_eq!(
+            line(|l| {
+                l.text(b"/vm/a\nb\\c\x7f");
+            }),
+            "nosparse: /vm/a\\x0ab\\x5cc\\x7f"
+        );
         assert_eq!(Bytes(64 << 20).to_string(), "67108864 bytes (64.0 MiB)");
-        assert_eq!(Bytes(100).to_string(), "100 bytes");
+    }
+
+    #[test]
+    fn a_full_buffer_cuts_the_line() {
+        let long = line(|l| {
+            l.s(&"x".repeat(100));
+        });
+        assert_eq!(long.len(), 63);
+    }
+
+    #[test]
+    fn syslog_header() {
+        let mut buf = [0u8; 128];
+        let mut l = Line::new(&mut buf, Sink::Syslog, Level::Warning);
+        l.s("hi");
+        let text = String::from_utf8(l.as_bytes().to_vec()).unwrap();
+        let pid = std::process::id();
+        assert!(text.starts_with("<12>"), "{text}");
+        assert!(text.ends_with(&format!("[{pid}]: nosparse: hi")), "{text}");
     }
 }

@@ -1,18 +1,23 @@
-//! The real functions behind the hooks, found with `dlsym(RTLD_NEXT)`.
+//! The real functions behind the hooks: the next definition after this library among
+//! the loaded objects, which is what `dlsym(RTLD_NEXT)` returns. They are found by
+//! walking the objects with `dl_iterate_phdr` (in libc since glibc 2.2.4) and reading
+//! their dynamic symbol tables, because `dlsym` lived in libdl until glibc 2.34 and a
+//! preloaded library cannot count on libdl being loaded: linking it would make every
+//! process load one more library, and naming `dlsym@GLIBC_2.34` would keep the library
+//! off older hosts.
 //!
-//! Each pointer is resolved at load (from the library's constructor) or, for a call
-//! that comes earlier (another library's constructor), on first use. Reading it is one
-//! relaxed atomic load: no lock on the pass-through path. The engine itself calls these,
-//! never the libc symbols of the same names, which would re-enter the hooks.
+//! Each pointer is resolved by the library's constructor (no system call, no allocation)
+//! or, for a call that comes earlier (another library's constructor), on first use.
+//! Reading it is one relaxed atomic load: no lock on the pass-through path.
 
-use libc::{c_int, c_void, off64_t, size_t, ssize_t};
-use std::ffi::CStr;
-use std::sync::atomic::{AtomicPtr, Ordering};
+use core::ffi::{c_char, c_int, c_void};
+use core::sync::atomic::{AtomicPtr, Ordering};
+use libc::{off64_t, size_t, ssize_t};
 
 /// Declares, for one libc function: the atomic holding its address, an accessor that
 /// returns it (or a resolve-then-call stand-in while unresolved), that stand-in, and
 /// the function used when no such symbol exists (fails with ENOSYS, as a missing
-/// syscall would).
+/// system call would).
 macro_rules! real_fn {
     ($(#[$doc:meta])* $ptr:ident, $get:ident, $lazy:ident, $resolve:ident, $missing:ident,
      $ty:ident = fn($($arg:ident: $t:ty),*) -> $ret:ty, $name:literal) => {
@@ -21,7 +26,7 @@ macro_rules! real_fn {
 
         /// The resolved address, null until resolved. Public for the i686 hooks, written
         /// in assembly, which read it directly.
-        pub static $ptr: AtomicPtr<c_void> = AtomicPtr::new(std::ptr::null_mut());
+        pub static $ptr: AtomicPtr<c_void> = AtomicPtr::new(core::ptr::null_mut());
 
         #[doc = concat!("The next `", $name, "` after this object in the lookup order (libc's, usually).")]
         #[inline(always)]
@@ -32,8 +37,8 @@ macro_rules! real_fn {
                 // every caller's fast path a plain tail call.
                 return $lazy;
             }
-            // SAFETY: only addresses dlsym returned for this name are stored here.
-            unsafe { std::mem::transmute::<*mut c_void, $ty>(p) }
+            // SAFETY: only addresses found for this name are stored here.
+            unsafe { core::mem::transmute::<*mut c_void, $ty>(p) }
         }
 
         #[doc = concat!("Resolves `", $name, "`, then calls it.")]
@@ -47,11 +52,11 @@ macro_rules! real_fn {
         }
 
         fn $resolve() -> $ty {
-            match next(CStr::from_bytes_with_nul(concat!($name, "\0").as_bytes()).expect("no interior NUL")) {
+            match next(concat!($name, "\0").as_bytes()) {
                 Some(p) => {
                     $ptr.store(p, Ordering::Relaxed);
-                    // SAFETY: dlsym found the function of this name, which has this signature.
-                    unsafe { std::mem::transmute::<*mut c_void, $ty>(p) }
+                    // SAFETY: the symbol of this name is a function with this signature.
+                    unsafe { core::mem::transmute::<*mut c_void, $ty>(p) }
                 }
                 None => $missing,
             }
@@ -70,6 +75,11 @@ real_fn!(
     Pwrite64 = fn(fd: c_int, buf: *const c_void, n: size_t, off: off64_t) -> ssize_t, "pwrite64"
 );
 real_fn!(
+    /// The signature of `pwrite` (on i686 its offset is 32 bits).
+    PWRITE, pwrite, lazy_pwrite, resolve_pwrite, missing_pwrite,
+    Pwrite = fn(fd: c_int, buf: *const c_void, n: size_t, off: libc::off_t) -> ssize_t, "pwrite"
+);
+real_fn!(
     /// The signature of `write`.
     WRITE, write, lazy_write, resolve_write, missing_write,
     Write = fn(fd: c_int, buf: *const c_void, n: size_t) -> ssize_t, "write"
@@ -80,15 +90,303 @@ real_fn!(
     Ftruncate64 = fn(fd: c_int, len: off64_t) -> c_int, "ftruncate64"
 );
 
-fn next(name: &CStr) -> Option<*mut c_void> {
-    // SAFETY: name is NUL-terminated; RTLD_NEXT searches the objects after this one.
-    let p = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) };
-    (!p.is_null()).then_some(p)
-}
-
-/// Resolves every pointer now, so that no later call pays for it.
+/// Resolves every pointer now, so that no later call (in a signal handler, say) has to
+/// walk the loader's list.
 pub fn resolve_all() {
     let _ = resolve_pwrite64();
+    let _ = resolve_pwrite();
     let _ = resolve_write();
     let _ = resolve_ftruncate64();
+}
+
+#[cfg(target_pointer_width = "64")]
+mod elf {
+    pub type Phdr = libc::Elf64_Phdr;
+    pub type Word = u64;
+    /// `Elf64_Sym`: st_name u32, st_info u8, st_other u8, st_shndx u16, st_value, st_size.
+    #[repr(C)]
+    pub struct Sym {
+        pub name: u32,
+        pub info: u8,
+        pub other: u8,
+        pub shndx: u16,
+        pub value: u64,
+        pub size: u64,
+    }
+}
+
+#[cfg(target_pointer_width = "32")]
+mod elf {
+    pub type Phdr = libc::Elf32_Phdr;
+    pub type Word = u32;
+    /// `Elf32_Sym`: st_name, st_value, st_size, st_info u8, st_other u8, st_shndx u16.
+    #[repr(C)]
+    pub struct Sym {
+        pub name: u32,
+        pub value: u32,
+        pub size: u32,
+        pub info: u8,
+        pub other: u8,
+        pub shndx: u16,
+    }
+}
+
+const PT_LOAD: u32 = 1;
+const PT_DYNAMIC: u32 = 2;
+const DT_NULL: usize = 0;
+const DT_HASH: usize = 4;
+const DT_STRTAB: usize = 5;
+const DT_SYMTAB: usize = 6;
+const DT_GNU_HASH: usize = 0x6fff_fef5;
+const DT_VERSYM: usize = 0x6fff_fff0;
+const STT_FUNC: u8 = 2;
+const STT_GNU_IFUNC: u8 = 10;
+const STB_GLOBAL: u8 = 1;
+const STB_WEAK: u8 = 2;
+/// A `versym` entry with this bit is a non-default version (`sym@V`, not `sym@@V`).
+const VERSYM_HIDDEN: u16 = 0x8000;
+
+/// What the walk looks for, and what it found.
+struct Search<'a> {
+    name: &'a [u8],
+    /// Some address inside this library, to know which object is ours.
+    own: usize,
+    /// Our object has been passed: later definitions are "next".
+    passed_own: bool,
+    found: Option<*mut c_void>,
+    /// The first definition in an object before ours, used only if none comes after.
+    before: Option<*mut c_void>,
+}
+
+/// The address of the next definition of the function `name` (NUL-terminated).
+fn next(name: &[u8]) -> Option<*mut c_void> {
+    let name = name.strip_suffix(&[0]).unwrap_or(name);
+    let mut s = Search { name, own: next as *const () as usize, passed_own: false, found: None, before: None };
+    // SAFETY: the callback only reads the loader's structures for the duration of the call.
+    unsafe { libc::dl_iterate_phdr(Some(visit), core::ptr::addr_of_mut!(s).cast()) };
+    s.found.or(s.before)
+}
+
+/// `dl_iterate_phdr`'s callback: returns non-zero to stop the walk.
+unsafe extern "C" fn visit(info: *mut libc::dl_phdr_info, _size: size_t, data: *mut c_void) -> c_int {
+    // SAFETY: data is the Search that `next` passed, and info the loader's entry.
+    let (s, info) = unsafe { (&mut *data.cast::<Search>(), &*info) };
+    let base = info.dlpi_addr as usize;
+    // SAFETY: the loader's program headers for this object, dlpi_phnum of them.
+    let phdrs: &[elf::Phdr] = unsafe { core::slice::from_raw_parts(info.dlpi_phdr, usize::from(info.dlpi_phnum)) };
+    let contains_own = phdrs.iter().any(|p| {
+        let start = base.wrapping_add(p.p_vaddr as usize);
+        p.p_type == PT_LOAD && s.own >= start && s.own - start < p.p_memsz as usize
+    });
+    if contains_own {
+        s.passed_own = true;
+        return 0;
+    }
+    let Some(dynamic) = phdrs.iter().find(|p| p.p_type == PT_DYNAMIC) else { return 0 };
+    // SAFETY: the object's dynamic section, as mapped by the loader.
+    let found = unsafe { lookup(base, base.wrapping_add(dynamic.p_vaddr as usize) as *const elf::Word, s.name) };
+    match (found, s.passed_own) {
+        (Some(p), true) => {
+            s.found = Some(p);
+            1
+        }
+        (Some(p), false) => {
+            s.before = s.before.or(Some(p));
+            0
+        }
+        (None, _) => 0,
+    }
+}
+
+/// The symbol `name` defined (as a function, default version) by the object loaded at
+/// `base` whose dynamic section is at `dynamic`.
+///
+/// # Safety
+/// `dynamic` points to a loaded object's dynamic section.
+unsafe fn lookup(base: usize, dynamic: *const elf::Word, name: &[u8]) -> Option<*mut c_void> {
+    let (mut symtab, mut strtab, mut gnu_hash, mut hash, mut versym) = (0, 0, 0, 0, 0);
+    let mut d = dynamic;
+    loop {
+        // SAFETY: a dynamic section is an array of (tag, value) words ending with DT_NULL.
+        let (tag, val) = unsafe { (*d as usize, *d.add(1) as usize) };
+        // The loader rewrites most objects' entries to addresses; the vDSO's stay offsets.
+        let addr = if val < base { val.wrapping_add(base) } else { val };
+        match tag {
+            DT_NULL => break,
+            DT_SYMTAB => symtab = addr,
+            DT_STRTAB => strtab = addr,
+            DT_GNU_HASH => gnu_hash = addr,
+            DT_HASH => hash = addr,
+            DT_VERSYM => versym = addr,
+            _ => {}
+        }
+        // SAFETY: still within the array, which ends with DT_NULL.
+        d = unsafe { d.add(2) };
+    }
+    if symtab == 0 || strtab == 0 {
+        return None;
+    }
+    let t =
+        Tables { base, symtab: symtab as *const elf::Sym, strtab: strtab as *const u8, versym: versym as *const u16 };
+    if gnu_hash != 0 {
+        // SAFETY: the object's own GNU hash table.
+        unsafe { t.find_gnu(gnu_hash as *const u32, name) }
+    } else if hash != 0 {
+        // SAFETY: the object's own SysV hash table.
+        unsafe { t.find_sysv(hash as *const u32, name) }
+    } else {
+        None
+    }
+}
+
+/// One object's dynamic symbol tables.
+struct Tables {
+    base: usize,
+    symtab: *const elf::Sym,
+    strtab: *const u8,
+    versym: *const u16,
+}
+
+impl Tables {
+    /// The address of symbol `i` if it is a defined function called `name`.
+    ///
+    /// # Safety
+    /// `i` is an index into the symbol table.
+    unsafe fn check(&self, i: usize, name: &[u8]) -> Option<*mut c_void> {
+        // SAFETY: i indexes the symbol table (the caller's promise).
+        let sym = unsafe { &*self.symtab.add(i) };
+        let (kind, bind) = (sym.info & 0xf, sym.info >> 4);
+        if sym.shndx == 0 || !(kind == STT_FUNC || kind == STT_GNU_IFUNC) || !(bind == STB_GLOBAL || bind == STB_WEAK) {
+            return None;
+        }
+        // SAFETY: versym, when present, has one entry per symbol.
+        if !self.versym.is_null() && unsafe { *self.versym.add(i) } & VERSYM_HIDDEN != 0 {
+            return None;
+        }
+        // SAFETY: st_name is an offset of a NUL-terminated string in the string table.
+        let sym_name = unsafe { self.strtab.add(sym.name as usize) };
+        for (k, &c) in name.iter().enumerate() {
+            // SAFETY: reading stops at the string's NUL at the latest (c is never 0).
+            if unsafe { *sym_name.add(k) } != c {
+                return None;
+            }
+        }
+        // SAFETY: as above, one past the compared bytes is still within the string.
+        if unsafe { *sym_name.add(name.len()) } != 0 {
+            return None;
+        }
+        let addr = self.base.wrapping_add(sym.value as usize);
+        if kind == STT_GNU_IFUNC {
+            // SAFETY: an IFUNC's value is its resolver, which returns the implementation.
+            let resolver: unsafe extern "C" fn() -> usize = unsafe { core::mem::transmute(addr) };
+            return Some(unsafe { resolver() } as *mut c_void);
+        }
+        Some(addr as *mut c_void)
+    }
+
+    /// Lookup through `DT_GNU_HASH`.
+    ///
+    /// # Safety
+    /// `h` is this object's GNU hash table.
+    unsafe fn find_gnu(&self, h: *const u32, name: &[u8]) -> Option<*mut c_void> {
+        // SAFETY: the table's header: nbuckets, symoffset, bloom_size, bloom_shift.
+        let (nbuckets, symoffset, bloom_size) = unsafe { (*h, *h.add(1) as usize, *h.add(2) as usize) };
+        let hash = gnu_hash(name);
+        let words_per_bloom = core::mem::size_of::<elf::Word>() / 4;
+        // SAFETY: the buckets follow the header and the bloom filter.
+        let buckets = unsafe { h.add(4 + bloom_size * words_per_bloom) };
+        // SAFETY: the bucket index is below nbuckets.
+        let mut i = unsafe { *buckets.add(hash.checked_rem(nbuckets)? as usize) } as usize;
+        if i < symoffset {
+            return None;
+        }
+        // SAFETY: the chains follow the buckets, one per symbol from symoffset on.
+        let chain = unsafe { buckets.add(nbuckets as usize) };
+        loop {
+            // SAFETY: i stays within the chain: it ends at an entry with the low bit set.
+            let ch = unsafe { *chain.add(i - symoffset) };
+            if ch | 1 == hash | 1 {
+                // SAFETY: i indexes a symbol that the chain describes.
+                if let Some(p) = unsafe { self.check(i, name) } {
+                    return Some(p);
+                }
+            }
+            if ch & 1 != 0 {
+                return None;
+            }
+            i += 1;
+        }
+    }
+
+    /// Lookup through `DT_HASH`.
+    ///
+    /// # Safety
+    /// `h` is this object's SysV hash table.
+    unsafe fn find_sysv(&self, h: *const u32, name: &[u8]) -> Option<*mut c_void> {
+        // SAFETY: the table's header: nbucket, nchain.
+        let (nbucket, nchain) = unsafe { (*h, *h.add(1)) };
+        // SAFETY: the bucket index is below nbucket.
+        let mut i = unsafe { *h.add(2 + sysv_hash(name).checked_rem(nbucket)? as usize) };
+        let mut steps = 0;
+        while i != 0 && i < nchain && steps < nchain {
+            // SAFETY: i < nchain, the number of symbols.
+            if let Some(p) = unsafe { self.check(i as usize, name) } {
+                return Some(p);
+            }
+            // SAFETY: the chain array follows the buckets, nchain entries.
+            i = unsafe { *h.add(2 + nbucket as usize + i as usize) };
+            steps += 1;
+        }
+        None
+    }
+}
+
+fn gnu_hash(name: &[u8]) -> u32 {
+    name.iter().fold(5381u32, |h, &c| h.wrapping_mul(33).wrapping_add(u32::from(c)))
+}
+
+fn sysv_hash(name: &[u8]) -> u32 {
+    name.iter().fold(0u32, |h, &c| {
+        let h = (h << 4).wrapping_add(u32::from(c));
+        let g = h & 0xf000_0000;
+        (h ^ (g >> 24)) & !g
+    })
+}
+
+/// The program's short name (`program_invocation_short_name`), as syslog(3) uses it.
+pub fn program_name() -> &'static [u8] {
+    extern "C" {
+        static program_invocation_short_name: *const c_char;
+    }
+    // SAFETY: glibc sets it before any constructor runs and never frees it.
+    let p = unsafe { program_invocation_short_name };
+    if p.is_null() {
+        return b"?";
+    }
+    // SAFETY: a NUL-terminated string that lives as long as the process.
+    unsafe { core::ffi::CStr::from_ptr(p) }.to_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_libc_functions_after_this_object() {
+        // The test binary defines none of them, so they come from libc.
+        for name in [&b"pwrite64\0"[..], b"write\0", b"ftruncate64\0", b"pwrite\0"] {
+            assert!(next(name).is_some(), "{name:?}");
+        }
+        assert!(next(b"no_such_function_anywhere\0").is_none());
+        // SAFETY: dlsym with a NUL-terminated name.
+        let libc_write = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"write".as_ptr()) };
+        assert_eq!(next(b"write\0"), Some(libc_write));
+    }
+
+    #[test]
+    fn hash_functions() {
+        assert_eq!(gnu_hash(b""), 5381);
+        assert_eq!(gnu_hash(b"printf"), 0x156b_2bb8);
+        assert_eq!(sysv_hash(b"printf"), 0x0779_05a6);
+    }
 }

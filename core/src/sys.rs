@@ -1,132 +1,547 @@
-//! Thin wrappers over the system calls the engine makes, each returning a `Result`.
-//!
-//! Those that `libnosparse.so` also exports (write, ftruncate) go through
-//! [`crate::real`]; calling libc's symbol would re-enter the hooks.
+//! The system calls the engine makes, made directly (no libc wrapper), each returning a
+//! `Result`. Made this way they leave `errno` alone, are not cancellation points, take
+//! no lock, and tie the library to no glibc symbol version; they cannot re-enter the
+//! hooks either. Numbers and structure layouts are the kernel's for x86_64 and i386.
+//! <https://man7.org/linux/man-pages/man2/syscall.2.html>
 
-use crate::error::{cvt, Result};
-use libc::c_int;
-use std::mem::MaybeUninit;
+use crate::error::{Errno, Result};
 
-/// Longest path `/proc/self/fd/N` can name, plus its terminating NUL.
-pub const PATH_BUF: usize = libc::PATH_MAX as usize;
+#[cfg(target_arch = "x86_64")]
+mod nr {
+    pub const READ: usize = 0;
+    pub const WRITE: usize = 1;
+    pub const CLOSE: usize = 3;
+    pub const FSTAT: usize = 5;
+    pub const LSEEK: usize = 8;
+    pub const MMAP: usize = 9;
+    pub const MUNMAP: usize = 11;
+    pub const IOCTL: usize = 16;
+    pub const PREAD64: usize = 17;
+    pub const GETPID: usize = 39;
+    pub const SOCKET: usize = 41;
+    pub const SENDTO: usize = 44;
+    pub const FCNTL: usize = 72;
+    pub const FTRUNCATE: usize = 77;
+    pub const GETEUID: usize = 107;
+    pub const FSTATFS: usize = 138;
+    pub const CLOCK_GETTIME: usize = 228;
+    pub const OPENAT: usize = 257;
+    pub const READLINKAT: usize = 267;
+    pub const FALLOCATE: usize = 285;
+    pub const PWRITEV: usize = 296;
+    pub const PRLIMIT64: usize = 302;
+}
 
-/// `FS_NOCOW_FL` from `<linux/fs.h>`: btrfs overwrites such a file in place.
-pub const FS_NOCOW_FL: c_int = 0x0080_0000;
+#[cfg(target_arch = "x86")]
+mod nr {
+    pub const READ: usize = 3;
+    pub const WRITE: usize = 4;
+    pub const CLOSE: usize = 6;
+    pub const GETPID: usize = 20;
+    pub const IOCTL: usize = 54;
+    pub const MUNMAP: usize = 91;
+    pub const SOCKETCALL: usize = 102;
+    pub const LLSEEK: usize = 140;
+    pub const PREAD64: usize = 180;
+    pub const MMAP2: usize = 192;
+    pub const FTRUNCATE64: usize = 194;
+    pub const FSTAT64: usize = 197;
+    pub const GETEUID32: usize = 201;
+    pub const FCNTL64: usize = 221;
+    pub const CLOCK_GETTIME: usize = 265;
+    pub const FSTATFS64: usize = 269;
+    pub const OPENAT: usize = 295;
+    pub const READLINKAT: usize = 305;
+    pub const FALLOCATE: usize = 324;
+    pub const PWRITEV: usize = 334;
+    pub const PRLIMIT64: usize = 340;
+}
+
+/// `syscall(nr, a...)`, six arguments (unused ones are ignored by the kernel).
+///
+/// # Safety
+/// The arguments must be valid for that system call (pointers to memory of the sizes
+/// it reads or writes).
+#[cfg(target_arch = "x86_64")]
+#[inline]
+unsafe fn syscall6(nr: usize, a: [usize; 6]) -> isize {
+    let ret: isize;
+    // SAFETY: the x86_64 system call convention; rcx and r11 are clobbered by `syscall`.
+    unsafe {
+        core::arch::asm!(
+            "syscall",
+            inlateout("rax") nr as isize => ret,
+            in("rdi") a[0], in("rsi") a[1], in("rdx") a[2], in("r10") a[3], in("r8") a[4], in("r9") a[5],
+            lateout("rcx") _, lateout("r11") _,
+            options(nostack),
+        );
+    }
+    ret
+}
+
+/// As for x86_64. The six arguments go through memory: LLVM reserves ebx, esi and ebp
+/// on i686, so the assembly saves them, loads them from the array and restores them.
+///
+/// # Safety
+/// As for the x86_64 version.
+#[cfg(target_arch = "x86")]
+#[inline]
+unsafe fn syscall6(nr: usize, a: [usize; 6]) -> isize {
+    let ret: isize;
+    // SAFETY: `int $0x80` with ebx, ecx, edx, esi, edi, ebp as arguments 1-6; every
+    // register it changes is saved and restored or declared.
+    unsafe {
+        core::arch::asm!(
+            "push ebp",
+            "push ebx",
+            "push esi",
+            "push edi",
+            "mov ebx, [ecx]",
+            "mov edx, [ecx + 8]",
+            "mov esi, [ecx + 12]",
+            "mov edi, [ecx + 16]",
+            "mov ebp, [ecx + 20]",
+            "mov ecx, [ecx + 4]",
+            "int 0x80",
+            "pop edi",
+            "pop esi",
+            "pop ebx",
+            "pop ebp",
+            inlateout("eax") nr as isize => ret,
+            inlateout("ecx") a.as_ptr() => _,
+            lateout("edx") _,
+        );
+    }
+    ret
+}
+
+/// A raw return value as a `Result`: -4095..-1 are negated errno values.
+fn cvt(ret: isize) -> Result<usize> {
+    if (-4095..0).contains(&ret) {
+        Err(Errno(-ret as i32))
+    } else {
+        Ok(ret as usize)
+    }
+}
+
+/// # Safety
+/// As for [`syscall6`].
+unsafe fn call(nr: usize, a: [usize; 6]) -> Result<usize> {
+    // SAFETY: the caller's promise.
+    cvt(unsafe { syscall6(nr, a) })
+}
+
+/// A 64-bit value as the two words i386 passes it in (low first).
+#[cfg(target_arch = "x86")]
+fn split(v: i64) -> (usize, usize) {
+    (v as u64 as u32 as usize, ((v as u64) >> 32) as u32 as usize)
+}
 
 /// `fcntl(fd, F_GETFL)` — the file status flags and access mode.
 /// <https://man7.org/linux/man-pages/man2/fcntl.2.html>
-pub fn getfl(fd: c_int) -> Result<c_int> {
+pub fn getfl(fd: i32) -> Result<i32> {
+    #[cfg(target_arch = "x86_64")]
+    let n = nr::FCNTL;
+    #[cfg(target_arch = "x86")]
+    let n = nr::FCNTL64;
     // SAFETY: F_GETFL takes no argument and touches no memory.
-    cvt("fcntl(F_GETFL)", unsafe { libc::fcntl(fd, libc::F_GETFL) })
+    unsafe { call(n, [fd as usize, libc::F_GETFL as usize, 0, 0, 0, 0]) }.map(|f| f as i32)
+}
+
+/// What [`fstat`] reports that the engine uses.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stat {
+    pub dev: u64,
+    pub ino: u64,
+    pub mode: u32,
+    pub uid: u32,
+    pub size: i64,
+    pub blksize: i64,
+    /// 512-byte units.
+    pub blocks: i64,
+}
+
+impl Stat {
+    pub fn is_regular(&self) -> bool {
+        self.mode & libc::S_IFMT == libc::S_IFREG
+    }
+}
+
+fn u32_at<const N: usize>(b: &[u8; N], at: usize) -> u32 {
+    let mut w = [0u8; 4];
+    for (i, x) in w.iter_mut().enumerate() {
+        *x = b.get(at + i).copied().unwrap_or(0);
+    }
+    u32::from_ne_bytes(w)
+}
+
+fn u64_at<const N: usize>(b: &[u8; N], at: usize) -> u64 {
+    u64::from(u32_at(b, at)) | (u64::from(u32_at(b, at + 4)) << 32)
 }
 
 /// `fstat(fd)` — type, size and allocated blocks.
 /// <https://man7.org/linux/man-pages/man2/fstat.2.html>
-pub fn fstat(fd: c_int) -> Result<libc::stat64> {
-    let mut st = MaybeUninit::<libc::stat64>::uninit();
-    // SAFETY: st points to writable memory of the right type.
-    cvt("fstat", unsafe { libc::fstat64(fd, st.as_mut_ptr()) })?;
-    // SAFETY: fstat64 succeeded, so it filled st.
-    Ok(unsafe { st.assume_init() })
+pub fn fstat(fd: i32) -> Result<Stat> {
+    // x86_64 `struct stat` (144 bytes) and i386 `struct stat64` (96 bytes), read by offset.
+    let mut b = [0u8; 144];
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: b has room for the kernel's struct stat.
+        unsafe { call(nr::FSTAT, [fd as usize, b.as_mut_ptr() as usize, 0, 0, 0, 0]) }?;
+        Ok(Stat {
+            dev: u64_at(&b, 0),
+            ino: u64_at(&b, 8),
+            mode: u32_at(&b, 24),
+            uid: u32_at(&b, 28),
+            size: u64_at(&b, 48) as i64,
+            blksize: u64_at(&b, 56) as i64,
+            blocks: u64_at(&b, 64) as i64,
+        })
+    }
+    #[cfg(target_arch = "x86")]
+    {
+        // SAFETY: b has room for the kernel's struct stat64.
+        unsafe { call(nr::FSTAT64, [fd as usize, b.as_mut_ptr() as usize, 0, 0, 0, 0]) }?;
+        Ok(Stat {
+            dev: u64_at(&b, 0),
+            ino: u64_at(&b, 88),
+            mode: u32_at(&b, 16),
+            uid: u32_at(&b, 24),
+            size: u64_at(&b, 44) as i64,
+            blksize: i64::from(u32_at(&b, 52)),
+            blocks: u64_at(&b, 56) as i64,
+        })
+    }
 }
 
-/// `fstatfs(fd)` — the filesystem's type and geometry.
+/// What [`fstatfs`] reports that the engine uses.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StatFs {
+    /// The filesystem's magic number.
+    pub kind: u32,
+    pub bsize: u64,
+    /// Free blocks, root's reserve included.
+    pub bfree: u64,
+    /// Free blocks for unprivileged users.
+    pub bavail: u64,
+}
+
+impl StatFs {
+    /// Free bytes this process may allocate (root may use the reserve).
+    pub fn free_bytes(&self, root: bool) -> u64 {
+        let blocks = if root { self.bfree } else { self.bavail };
+        blocks.saturating_mul(self.bsize)
+    }
+}
+
+/// `fstatfs(fd)` — the filesystem's type and free space.
 /// <https://man7.org/linux/man-pages/man2/fstatfs.2.html>
-pub fn fstatfs(fd: c_int) -> Result<libc::statfs64> {
-    let mut st = MaybeUninit::<libc::statfs64>::uninit();
-    // SAFETY: st points to writable memory of the right type.
-    cvt("fstatfs", unsafe { libc::fstatfs64(fd, st.as_mut_ptr()) })?;
-    // SAFETY: fstatfs64 succeeded, so it filled st.
-    Ok(unsafe { st.assume_init() })
+pub fn fstatfs(fd: i32) -> Result<StatFs> {
+    let mut b = [0u8; 128];
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: b has room for the kernel's struct statfs (120 bytes).
+        unsafe { call(nr::FSTATFS, [fd as usize, b.as_mut_ptr() as usize, 0, 0, 0, 0]) }?;
+        Ok(StatFs { kind: u32_at(&b, 0), bsize: u64_at(&b, 8), bfree: u64_at(&b, 24), bavail: u64_at(&b, 32) })
+    }
+    #[cfg(target_arch = "x86")]
+    {
+        const STATFS64_SIZE: usize = 84;
+        // SAFETY: b has room for the kernel's packed struct statfs64 (84 bytes).
+        unsafe { call(nr::FSTATFS64, [fd as usize, STATFS64_SIZE, b.as_mut_ptr() as usize, 0, 0, 0]) }?;
+        Ok(StatFs {
+            kind: u32_at(&b, 0),
+            bsize: u64::from(u32_at(&b, 4)),
+            bfree: u64_at(&b, 16),
+            bavail: u64_at(&b, 24),
+        })
+    }
 }
 
-/// Free bytes on the filesystem of `fd` for this process (root may use the reserve).
-/// <https://man7.org/linux/man-pages/man2/statfs.2.html>
-pub fn free_bytes(fd: c_int) -> Result<u64> {
-    let st = fstatfs(fd)?;
-    // SAFETY: geteuid cannot fail.
-    let blocks = if unsafe { libc::geteuid() } == 0 { st.f_bfree } else { st.f_bavail };
-    Ok(blocks.saturating_mul(st.f_bsize as u64))
-}
-
-/// `fallocate(fd, mode, offset, len)` — allocates blocks for a byte range.
+/// `fallocate(fd, mode, offset, len)` — allocates (or with PUNCH_HOLE frees) a range.
 /// <https://man7.org/linux/man-pages/man2/fallocate.2.html>
-pub fn fallocate(fd: c_int, mode: c_int, offset: i64, len: i64) -> Result<()> {
-    // SAFETY: plain integer arguments.
-    cvt("fallocate", unsafe { libc::fallocate64(fd, mode, offset, len) }).map(drop)
+pub fn fallocate(fd: i32, mode: i32, offset: i64, len: i64) -> Result<()> {
+    #[cfg(target_arch = "x86_64")]
+    let a = [fd as usize, mode as usize, offset as usize, len as usize, 0, 0];
+    #[cfg(target_arch = "x86")]
+    let a = {
+        let ((ol, oh), (ll, lh)) = (split(offset), split(len));
+        [fd as usize, mode as usize, ol, oh, ll, lh]
+    };
+    // SAFETY: integer arguments only.
+    unsafe { call(nr::FALLOCATE, a) }.map(drop)
 }
 
 /// `ftruncate(fd, len)` — sets the file's size.
 /// <https://man7.org/linux/man-pages/man2/ftruncate.2.html>
-pub fn ftruncate(fd: c_int, len: i64) -> Result<()> {
-    // SAFETY: plain integer arguments; the real function, not the hook of that name.
-    cvt("ftruncate", unsafe { crate::real::ftruncate64()(fd, len) }).map(drop)
+pub fn ftruncate(fd: i32, len: i64) -> Result<()> {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: integer arguments only.
+    let r = unsafe { call(nr::FTRUNCATE, [fd as usize, len as usize, 0, 0, 0, 0]) };
+    #[cfg(target_arch = "x86")]
+    let r = {
+        let (lo, hi) = split(len);
+        // SAFETY: integer arguments only.
+        unsafe { call(nr::FTRUNCATE64, [fd as usize, lo, hi, 0, 0, 0]) }
+    };
+    r.map(drop)
 }
 
-/// `lseek(fd, offset, whence)` — moves the file offset (also SEEK_DATA / SEEK_HOLE).
+/// `lseek(fd, offset, whence)` — moves (or with `SEEK_CUR` and 0, reads) the offset;
+/// SEEK_DATA / SEEK_HOLE find data. The engine seeks only its own descriptors, and
+/// reads the caller's offset with `SEEK_CUR`, 0, which does not move it.
 /// <https://man7.org/linux/man-pages/man2/lseek.2.html>
-pub fn lseek(fd: c_int, offset: i64, whence: c_int) -> Result<i64> {
-    // SAFETY: plain integer arguments.
-    cvt("lseek", unsafe { libc::lseek64(fd, offset, whence) })
-}
-
-/// `getrlimit(RLIMIT_FSIZE)` — the largest file this process may write, soft limit.
-/// <https://man7.org/linux/man-pages/man2/getrlimit.2.html>
-pub fn fsize_limit() -> u64 {
-    let mut lim = libc::rlimit64 { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: lim is a valid rlimit64 to fill.
-    match cvt("getrlimit", unsafe { libc::getrlimit64(libc::RLIMIT_FSIZE, &mut lim) }) {
-        Ok(_) => lim.rlim_cur,
-        Err(_) => u64::MAX,
+pub fn lseek(fd: i32, offset: i64, whence: i32) -> Result<i64> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: integer arguments only.
+        unsafe { call(nr::LSEEK, [fd as usize, offset as usize, whence as usize, 0, 0, 0]) }.map(|o| o as i64)
+    }
+    #[cfg(target_arch = "x86")]
+    {
+        let (lo, hi) = split(offset);
+        let mut result: i64 = 0;
+        // SAFETY: _llseek(fd, high, low, &result, whence) writes an loff_t to result.
+        unsafe {
+            call(nr::LLSEEK, [fd as usize, hi, lo, core::ptr::addr_of_mut!(result) as usize, whence as usize, 0])
+        }?;
+        Ok(result)
     }
 }
 
+/// `pwritev(fd, iov, count, offset)` — writes at an offset without moving the file
+/// offset. <https://man7.org/linux/man-pages/man2/pwritev.2.html>
+pub fn pwritev(fd: i32, iov: &[libc::iovec], offset: i64) -> Result<usize> {
+    #[cfg(target_arch = "x86_64")]
+    let (lo, hi) = (offset as usize, 0);
+    #[cfg(target_arch = "x86")]
+    let (lo, hi) = split(offset);
+    // SAFETY: the iovecs describe memory the caller owns; count is the slice's length.
+    unsafe { call(nr::PWRITEV, [fd as usize, iov.as_ptr() as usize, iov.len(), lo, hi, 0]) }
+}
+
+/// `pread64(fd, buf, offset)` — reads at an offset without moving the file offset.
+/// <https://man7.org/linux/man-pages/man2/pread.2.html>
+pub fn pread(fd: i32, buf: &mut [u8], offset: i64) -> Result<usize> {
+    #[cfg(target_arch = "x86_64")]
+    let a = [fd as usize, buf.as_mut_ptr() as usize, buf.len(), offset as usize, 0, 0];
+    #[cfg(target_arch = "x86")]
+    let a = {
+        let (lo, hi) = split(offset);
+        [fd as usize, buf.as_mut_ptr() as usize, buf.len(), lo, hi, 0]
+    };
+    // SAFETY: buf is writable for its length.
+    unsafe { call(nr::PREAD64, a) }
+}
+
+/// `read(fd, buf)`. <https://man7.org/linux/man-pages/man2/read.2.html>
+pub fn read(fd: i32, buf: &mut [u8]) -> Result<usize> {
+    // SAFETY: buf is writable for its length.
+    unsafe { call(nr::READ, [fd as usize, buf.as_mut_ptr() as usize, buf.len(), 0, 0, 0]) }
+}
+
+/// `write(fd, buf)` until all is written, retrying EINTR and short writes (for log
+/// lines: the engine never writes to the caller's files with it).
+/// <https://man7.org/linux/man-pages/man2/write.2.html>
+pub fn write_all(fd: i32, mut buf: &[u8]) -> Result<()> {
+    while !buf.is_empty() {
+        // SAFETY: buf is readable for its length.
+        match unsafe { call(nr::WRITE, [fd as usize, buf.as_ptr() as usize, buf.len(), 0, 0, 0]) } {
+            Ok(0) => return Err(Errno(libc::EIO)),
+            Ok(n) => buf = buf.get(n..).unwrap_or(&[]),
+            Err(e) if e.0 == libc::EINTR => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// `openat(AT_FDCWD, path, flags | O_CLOEXEC)`; `path` ends with a NUL.
+/// <https://man7.org/linux/man-pages/man2/open.2.html>
+pub fn open(path: &[u8], flags: i32) -> Result<Fd> {
+    if path.last() != Some(&0) {
+        return Err(Errno(libc::EINVAL));
+    }
+    let flags = flags | libc::O_CLOEXEC | libc::O_NOCTTY | libc::O_LARGEFILE;
+    // SAFETY: path is NUL-terminated.
+    let fd = unsafe { call(nr::OPENAT, [libc::AT_FDCWD as usize, path.as_ptr() as usize, flags as usize, 0, 0, 0]) }?;
+    Ok(Fd(fd as i32))
+}
+
+/// A descriptor the engine opened itself, closed when dropped: the library keeps none.
+pub struct Fd(pub i32);
+
+impl Drop for Fd {
+    fn drop(&mut self) {
+        // SAFETY: the descriptor is ours; close(2) touches no memory.
+        let _ = unsafe { call(nr::CLOSE, [self.0 as usize, 0, 0, 0, 0, 0]) };
+    }
+}
+
+/// `readlinkat(AT_FDCWD, link, buf)`; `link` ends with a NUL. Returns the length read.
+/// <https://man7.org/linux/man-pages/man2/readlink.2.html>
+pub fn readlink(link: &[u8], buf: &mut [u8]) -> Result<usize> {
+    if link.last() != Some(&0) {
+        return Err(Errno(libc::EINVAL));
+    }
+    // SAFETY: link is NUL-terminated; buf is writable for its length.
+    unsafe {
+        call(
+            nr::READLINKAT,
+            [libc::AT_FDCWD as usize, link.as_ptr() as usize, buf.as_mut_ptr() as usize, buf.len(), 0, 0],
+        )
+    }
+}
+
+/// `ioctl(fd, request, arg)` with a pointer argument.
+///
+/// # Safety
+/// `arg` must point to what `request` reads or writes.
+pub unsafe fn ioctl(fd: i32, request: u32, arg: *mut core::ffi::c_void) -> Result<usize> {
+    // SAFETY: the caller's promise.
+    unsafe { call(nr::IOCTL, [fd as usize, request as usize, arg as usize, 0, 0, 0]) }
+}
+
+/// `FS_IOC_GETFLAGS` / `FS_IOC_SETFLAGS`: `_IOR('f', 1, long)` and `_IOW('f', 2, long)`,
+/// so they differ with the size of a long; the kernel reads and writes an int either way.
+#[cfg(target_arch = "x86_64")]
+const FS_IOC_GETFLAGS: u32 = 0x8008_6601;
+#[cfg(target_arch = "x86_64")]
+const FS_IOC_SETFLAGS: u32 = 0x4008_6602;
+#[cfg(target_arch = "x86")]
+const FS_IOC_GETFLAGS: u32 = 0x8004_6601;
+#[cfg(target_arch = "x86")]
+const FS_IOC_SETFLAGS: u32 = 0x4004_6602;
+
+/// `FS_NOCOW_FL` from `<linux/fs.h>`: btrfs overwrites such a file in place.
+pub const FS_NOCOW_FL: i32 = 0x0080_0000;
+/// `FS_APPEND_FL`: writes may only append (`chattr +a`).
+pub const FS_APPEND_FL: i32 = 0x0000_0020;
+/// `FS_IMMUTABLE_FL`: no change at all (`chattr +i`).
+pub const FS_IMMUTABLE_FL: i32 = 0x0000_0010;
+
 /// `ioctl(fd, FS_IOC_GETFLAGS)` — the inode flags (chattr's attributes).
 /// <https://man7.org/linux/man-pages/man2/ioctl_iflags.2.html>
-pub fn inode_flags(fd: c_int) -> Result<c_int> {
-    let mut flags: c_int = 0;
-    // SAFETY: the kernel writes an int through the pointer, as the man page says,
-    // whatever the ioctl number's nominal size.
-    cvt("ioctl(FS_IOC_GETFLAGS)", unsafe { libc::ioctl(fd, libc::FS_IOC_GETFLAGS, &mut flags) })?;
+pub fn inode_flags(fd: i32) -> Result<i32> {
+    let mut flags: i32 = 0;
+    // SAFETY: the kernel writes an int through the pointer.
+    unsafe { ioctl(fd, FS_IOC_GETFLAGS, core::ptr::addr_of_mut!(flags).cast()) }?;
     Ok(flags)
 }
 
 /// `ioctl(fd, FS_IOC_SETFLAGS)` — sets the inode flags.
-pub fn set_inode_flags(fd: c_int, flags: c_int) -> Result<()> {
+pub fn set_inode_flags(fd: i32, flags: i32) -> Result<()> {
+    let mut flags = flags;
     // SAFETY: the kernel reads an int through the pointer.
-    cvt("ioctl(FS_IOC_SETFLAGS)", unsafe { libc::ioctl(fd, libc::FS_IOC_SETFLAGS, &flags) }).map(drop)
+    unsafe { ioctl(fd, FS_IOC_SETFLAGS, core::ptr::addr_of_mut!(flags).cast()) }.map(drop)
 }
 
-/// `readlink("/proc/self/fd/N")` into `buf` — the path the fd was opened with, as the
-/// kernel knows it now. Returns the bytes, without NUL; `buf` keeps a NUL after them.
-pub fn fd_path(fd: c_int, buf: &mut [u8; PATH_BUF]) -> Result<&[u8]> {
-    let mut link = [0u8; 32];
-    let mut w = crate::log::StackBuf::new(&mut link);
-    // The buffer is large enough for any int; a failed write would only shorten it.
-    let _ = std::fmt::Write::write_fmt(&mut w, format_args!("/proc/self/fd/{fd}\0"));
-    readlink(&link, buf)
+/// The soft `RLIMIT_FSIZE`: the largest file this process may write.
+/// <https://man7.org/linux/man-pages/man2/getrlimit.2.html>
+pub fn fsize_limit() -> u64 {
+    let mut lim = [0u64; 2];
+    // SAFETY: prlimit64(0, RLIMIT_FSIZE, NULL, &old) writes two u64s.
+    let r = unsafe { call(nr::PRLIMIT64, [0, libc::RLIMIT_FSIZE as usize, 0, lim.as_mut_ptr() as usize, 0, 0]) };
+    match r {
+        Ok(_) => lim[0],
+        Err(_) => u64::MAX,
+    }
 }
 
-/// `readlink("/proc/self/exe")` into `buf` — the running program's path. As [`fd_path`].
-pub fn exe_path(buf: &mut [u8; PATH_BUF]) -> Result<&[u8]> {
-    readlink(b"/proc/self/exe\0", buf)
+/// The process id. <https://man7.org/linux/man-pages/man2/getpid.2.html>
+pub fn getpid() -> u32 {
+    // SAFETY: no arguments.
+    unsafe { syscall6(nr::GETPID, [0; 6]) as u32 }
 }
 
-/// `readlink(link, buf)`, NUL-terminating what it reads. `link` holds a NUL.
-/// <https://man7.org/linux/man-pages/man2/readlink.2.html>
-fn readlink<'a>(link: &[u8], buf: &'a mut [u8; PATH_BUF]) -> Result<&'a [u8]> {
-    assert!(link.contains(&0), "link is NUL-terminated");
-    // SAFETY: link holds a NUL-terminated path; buf has room for PATH_BUF - 1 bytes.
-    let n = cvt("readlink", unsafe { libc::readlink(link.as_ptr().cast(), buf.as_mut_ptr().cast(), PATH_BUF - 1) })?;
-    let n = n as usize;
-    buf[n] = 0;
-    Ok(&buf[..n])
+/// Whether the effective user is root. <https://man7.org/linux/man-pages/man2/geteuid.2.html>
+pub fn is_root() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    let n = nr::GETEUID;
+    #[cfg(target_arch = "x86")]
+    let n = nr::GETEUID32;
+    // SAFETY: no arguments.
+    unsafe { syscall6(n, [0; 6]) == 0 }
+}
+
+/// CLOCK_MONOTONIC in nanoseconds (0 if unavailable).
+/// <https://man7.org/linux/man-pages/man2/clock_gettime.2.html>
+pub fn monotonic_ns() -> u64 {
+    // The kernel's struct timespec: two longs.
+    let mut ts = [0usize; 2];
+    // SAFETY: ts has room for a struct timespec of this architecture.
+    match unsafe { call(nr::CLOCK_GETTIME, [libc::CLOCK_MONOTONIC as usize, ts.as_mut_ptr() as usize, 0, 0, 0, 0]) } {
+        Ok(_) => (ts[0] as u64).saturating_mul(1_000_000_000).saturating_add(ts[1] as u64),
+        Err(_) => 0,
+    }
+}
+
+/// Anonymous private memory of `len` bytes, zero-filled: the slow path's scratch space,
+/// so that it fits in a small stack. <https://man7.org/linux/man-pages/man2/mmap.2.html>
+pub fn map_anonymous(len: usize) -> Result<*mut u8> {
+    let prot = (libc::PROT_READ | libc::PROT_WRITE) as usize;
+    let flags = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as usize;
+    #[cfg(target_arch = "x86_64")]
+    let n = nr::MMAP;
+    #[cfg(target_arch = "x86")]
+    let n = nr::MMAP2;
+    // SAFETY: a new anonymous mapping touches no existing memory.
+    unsafe { call(n, [0, len, prot, flags, usize::MAX, 0]) }.map(|p| p as *mut u8)
+}
+
+/// Unmaps what [`map_anonymous`] returned.
+///
+/// # Safety
+/// `p` and `len` are a mapping from `map_anonymous` that nothing refers to any more.
+pub unsafe fn unmap(p: *mut u8, len: usize) {
+    // SAFETY: the caller's promise.
+    let _ = unsafe { call(nr::MUNMAP, [p as usize, len, 0, 0, 0, 0]) };
+}
+
+/// One datagram to the AF_UNIX socket at `path` (e.g. `/dev/log`), from a socket opened
+/// for it and closed at once. Never blocks: a full or absent log socket drops the line.
+pub fn send_datagram(path: &[u8], msg: &[u8]) -> Result<()> {
+    // struct sockaddr_un: sa_family_t, then up to 108 bytes of path.
+    let mut addr = [0u8; 110];
+    let family = (libc::AF_UNIX as u16).to_ne_bytes();
+    addr[0] = family[0];
+    addr[1] = family[1];
+    let n = path.len().min(addr.len() - 3);
+    for (d, s) in addr[2..].iter_mut().zip(path.iter().take(n)) {
+        *d = *s;
+    }
+    let addr_len = 2 + n + 1;
+    let kind = (libc::SOCK_DGRAM | libc::SOCK_CLOEXEC) as usize;
+    let flags = (libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) as usize;
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: integer arguments.
+        let fd = Fd(unsafe { call(nr::SOCKET, [libc::AF_UNIX as usize, kind, 0, 0, 0, 0]) }? as i32);
+        // SAFETY: msg and addr are readable for the lengths given.
+        unsafe {
+            call(nr::SENDTO, [fd.0 as usize, msg.as_ptr() as usize, msg.len(), flags, addr.as_ptr() as usize, addr_len])
+        }
+        .map(drop)
+    }
+    #[cfg(target_arch = "x86")]
+    {
+        // socketcall(2): i386 kernels before 4.3 have no separate socket system calls.
+        const SYS_SOCKET: usize = 1;
+        const SYS_SENDTO: usize = 11;
+        let args = [libc::AF_UNIX as usize, kind, 0];
+        // SAFETY: socketcall reads three words of arguments.
+        let fd = Fd(unsafe { call(nr::SOCKETCALL, [SYS_SOCKET, args.as_ptr() as usize, 0, 0, 0, 0]) }? as i32);
+        let args = [fd.0 as usize, msg.as_ptr() as usize, msg.len(), flags, addr.as_ptr() as usize, addr_len];
+        // SAFETY: socketcall reads six words; msg and addr are readable for their lengths.
+        unsafe { call(nr::SOCKETCALL, [SYS_SENDTO, args.as_ptr() as usize, 0, 0, 0, 0]) }.map(drop)
+    }
 }
 
 /// Whether the kernel started this process in secure-execution mode (setuid, setgid,
-/// file capabilities): then the environment is not to be trusted.
+/// file capabilities): then the environment is not to be trusted. Reads the auxiliary
+/// vector; no system call.
 /// <https://man7.org/linux/man-pages/man3/getauxval.3.html>
 pub fn secure_execution() -> bool {
-    // SAFETY: getauxval only reads the auxiliary vector.
+    // SAFETY: getauxval only reads the auxiliary vector (GLIBC_2.16).
     unsafe { libc::getauxval(libc::AT_SECURE) != 0 }
 }
