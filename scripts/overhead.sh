@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # What the library costs a call it lets through: extra user-space instructions per
-# pass-through pwrite64, and per pass-through write (hooked for the opt-in write trigger) (valgrind --tool=callgrind, which counts instructions and is
-# not disturbed by a busy machine) and extra syscalls (strace -c), for x86_64 and i686.
+# pass-through pwrite64, pwrite (on i686, with its 32-bit off_t) and write (hooked for
+# the opt-in write trigger), counted by valgrind --tool=callgrind (instructions, not
+# disturbed by a busy machine), and extra syscalls (strace -c), for x86_64 and i686.
 #
 # Each count is taken for two loop lengths, so start-up cost cancels out:
 #   per call = (count(N2) - count(N1)) / (N2 - N1)
@@ -18,8 +19,8 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 cat > "$work/loop.c" <<'C'
-/* N small pwrite64 (or, built with -DUSE_WRITE, write) calls: the kind of call
-   nosparse must let through untouched. */
+/* N small pwrite64 (or, built with -DUSE_WRITE, write; with -DUSE_PWRITE, pwrite)
+   calls: the kind of call nosparse must let through untouched. */
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <stdlib.h>
@@ -29,9 +30,11 @@ int main(int argc, char **argv) {
     int fd = open(argv[2], O_RDWR | O_CREAT | O_TRUNC, 0600);
     char buf[16] = "0123456789abcdef";
     for (long i = 0; i < n; i++) {
-#ifdef USE_WRITE
+#if defined(USE_WRITE)
         if ((i & 255) == 0) lseek(fd, 0, SEEK_SET);
         if (write(fd, buf, sizeof buf) != sizeof buf) return 1;
+#elif defined(USE_PWRITE)
+        if (pwrite(fd, buf, sizeof buf, (i & 255) * 16) != sizeof buf) return 1;
 #else
         if (pwrite64(fd, buf, sizeof buf, (i & 255) * 16) != sizeof buf) return 1;
 #endif
@@ -80,10 +83,11 @@ for arch in x86_64 i686; do
         cc_flags=(-m32)
     fi
     gcc -O2 -shared -fPIC "${cc_flags[@]}" -o "$work/chook-$arch.so" "$work/chook.c" -ldl
-    for call in pwrite64 write; do
+    for call in pwrite64 pwrite write; do
         bin="$work/loop-$arch-$call"
         define=()
         [ "$call" = write ] && define=(-DUSE_WRITE)
+        [ "$call" = pwrite ] && define=(-DUSE_PWRITE)
         gcc -O2 "${cc_flags[@]}" "${define[@]}" -o "$bin" "$work/loop.c"
         # The lseek every 256 writes is in both runs, so it cancels out too.
         base=$(( $(instructions "$bin" $N2) - $(instructions "$bin" $N1) ))

@@ -109,13 +109,16 @@ mod real_programs {
         let last = (SIZE - 1).to_string();
         let ftruncate = [("NOSPARSE_TRIGGERS", "ftruncate")];
         let write = [("NOSPARSE_TRIGGERS", "write")];
+        let both = [("NOSPARSE_TRIGGERS", "write,ftruncate")];
 
         compare_tool(&s, "truncate.img", &ftruncate, |p, pre, set| {
             run_tool("truncate", &["-s", &size, &p.display().to_string()], pre, set);
         });
-        // dd truncates the output to seek= first (ftruncate to size - 1), then writes the byte.
-        for (name, extra) in [("dd.img", None), ("dd-notrunc.img", Some("conv=notrunc"))] {
-            compare_tool(&s, name, &write, |p, pre, set| {
+        // dd truncates the output to seek= first (ftruncate to size - 1), which makes the
+        // hole, then writes the byte: the ftruncate trigger sees it. With conv=notrunc the
+        // one-byte write past the end makes the hole itself.
+        for (name, extra, set) in [("dd.img", None, &both[..]), ("dd-notrunc.img", Some("conv=notrunc"), &write[..])] {
+            compare_tool(&s, name, set, |p, pre, set| {
                 let of = format!("of={}", p.display());
                 let seek = format!("seek={last}");
                 let mut args = vec!["if=/dev/zero", &of, "bs=1", "count=1", &seek, "status=none"];

@@ -227,7 +227,11 @@ fn prepare(fd: c_int, trigger: Trigger, offset: i64, s: &mut ScratchSpace) -> Pr
             if cfg.debug && why != Skip::Disabled {
                 let mut l = Line::new(line, cfg.log, Level::Debug);
                 l.s("fd ").n(fd as u64).s(" (").s(trigger.name()).s(" at ").n(offset as u64).s("): left alone: ");
-                l.s(why.reason()).emit();
+                match why {
+                    Skip::Filesystem(fs) => l.s(fs.name()).s(" is in NOSPARSE_SKIP_FS"),
+                    _ => l.s(why.reason()),
+                };
+                l.emit();
             }
             return Prepared::Untouched;
         }
@@ -239,7 +243,11 @@ fn prepare(fd: c_int, trigger: Trigger, offset: i64, s: &mut ScratchSpace) -> Pr
         }
         Decision::NoRoom { needed, free } => {
             let mut l = Line::new(line, cfg.log, Level::Warning);
-            l.s("could not preallocate ").text(fd_path(fd, path)).s(": needs ").bytes(needed).s(", ");
+            l.s("could not preallocate ")
+                .text(fd_path(fd, path))
+                .s(": not enough room (ENOSPC): needs ")
+                .bytes(needed)
+                .s(", ");
             l.bytes(free).s(" free; ").s(outcome(cfg)).emit();
             return failed(cfg, Errno(libc::ENOSPC));
         }

@@ -90,13 +90,18 @@ real_fn!(
     Ftruncate64 = fn(fd: c_int, len: off64_t) -> c_int, "ftruncate64"
 );
 
-/// Resolves every pointer now, so that no later call (in a signal handler, say) has to
-/// walk the loader's list.
+/// Resolves every pointer now, in one walk over the loaded objects, so that no later
+/// call (in a signal handler, say) has to walk the loader's list.
 pub fn resolve_all() {
-    let _ = resolve_pwrite64();
-    let _ = resolve_pwrite();
-    let _ = resolve_write();
-    let _ = resolve_ftruncate64();
+    let names: [&[u8]; 4] = [b"pwrite64", b"pwrite", b"write", b"ftruncate64"];
+    let slots = [&PWRITE64, &PWRITE, &WRITE, &FTRUNCATE64];
+    let mut found = [None; 4];
+    next_all(&names, &mut found);
+    for (slot, p) in slots.iter().zip(found) {
+        if let Some(p) = p {
+            slot.store(p, Ordering::Relaxed);
+        }
+    }
 }
 
 #[cfg(target_pointer_width = "64")]
@@ -148,28 +153,42 @@ const VERSYM_HIDDEN: u16 = 0x8000;
 
 /// What the walk looks for, and what it found.
 struct Search<'a> {
-    name: &'a [u8],
+    /// Function names, without NUL.
+    names: &'a [&'a [u8]],
+    found: &'a mut [Option<*mut c_void>],
     /// Some address inside this library, to know which object is ours.
     own: usize,
     /// Our object has been passed: later definitions are "next".
     passed_own: bool,
-    found: Option<*mut c_void>,
-    /// The first definition in an object before ours, used only if none comes after.
-    before: Option<*mut c_void>,
+    /// Look in every object but ours, not only in those after it.
+    everywhere: bool,
+}
+
+/// Finds the next definition of each of `names` (without NUL) in one walk over the
+/// loaded objects; a name defined only before this library (unusual) is then taken from
+/// there, as a second walk.
+fn next_all(names: &[&[u8]], found: &mut [Option<*mut c_void>]) {
+    for everywhere in [false, true] {
+        if found.iter().take(names.len()).all(Option::is_some) {
+            return;
+        }
+        let own = next_all as *const () as usize;
+        let mut s = Search { names, found: &mut *found, own, passed_own: false, everywhere };
+        // SAFETY: the callback only reads the loader's structures during the call.
+        unsafe { libc::dl_iterate_phdr(Some(visit), core::ptr::addr_of_mut!(s).cast()) };
+    }
 }
 
 /// The address of the next definition of the function `name` (NUL-terminated).
 fn next(name: &[u8]) -> Option<*mut c_void> {
-    let name = name.strip_suffix(&[0]).unwrap_or(name);
-    let mut s = Search { name, own: next as *const () as usize, passed_own: false, found: None, before: None };
-    // SAFETY: the callback only reads the loader's structures for the duration of the call.
-    unsafe { libc::dl_iterate_phdr(Some(visit), core::ptr::addr_of_mut!(s).cast()) };
-    s.found.or(s.before)
+    let mut found = [None];
+    next_all(&[name.strip_suffix(&[0]).unwrap_or(name)], &mut found);
+    found[0]
 }
 
 /// `dl_iterate_phdr`'s callback: returns non-zero to stop the walk.
 unsafe extern "C" fn visit(info: *mut libc::dl_phdr_info, _size: size_t, data: *mut c_void) -> c_int {
-    // SAFETY: data is the Search that `next` passed, and info the loader's entry.
+    // SAFETY: data is the Search that `next_all` passed, and info the loader's entry.
     let (s, info) = unsafe { (&mut *data.cast::<Search>(), &*info) };
     let base = info.dlpi_addr as usize;
     // SAFETY: the loader's program headers for this object, dlpi_phnum of them.
@@ -182,61 +201,20 @@ unsafe extern "C" fn visit(info: *mut libc::dl_phdr_info, _size: size_t, data: *
         s.passed_own = true;
         return 0;
     }
+    if !s.passed_own && !s.everywhere {
+        return 0;
+    }
     let Some(dynamic) = phdrs.iter().find(|p| p.p_type == PT_DYNAMIC) else { return 0 };
+    let dynamic = base.wrapping_add(dynamic.p_vaddr as usize) as *const elf::Word;
     // SAFETY: the object's dynamic section, as mapped by the loader.
-    let found = unsafe { lookup(base, base.wrapping_add(dynamic.p_vaddr as usize) as *const elf::Word, s.name) };
-    match (found, s.passed_own) {
-        (Some(p), true) => {
-            s.found = Some(p);
-            1
+    let Some(t) = (unsafe { Tables::of(base, dynamic) }) else { return 0 };
+    for (name, slot) in s.names.iter().zip(s.found.iter_mut()) {
+        if slot.is_none() {
+            // SAFETY: t describes this loaded object's tables.
+            *slot = unsafe { t.find(name) };
         }
-        (Some(p), false) => {
-            s.before = s.before.or(Some(p));
-            0
-        }
-        (None, _) => 0,
     }
-}
-
-/// The symbol `name` defined (as a function, default version) by the object loaded at
-/// `base` whose dynamic section is at `dynamic`.
-///
-/// # Safety
-/// `dynamic` points to a loaded object's dynamic section.
-unsafe fn lookup(base: usize, dynamic: *const elf::Word, name: &[u8]) -> Option<*mut c_void> {
-    let (mut symtab, mut strtab, mut gnu_hash, mut hash, mut versym) = (0, 0, 0, 0, 0);
-    let mut d = dynamic;
-    loop {
-        // SAFETY: a dynamic section is an array of (tag, value) words ending with DT_NULL.
-        let (tag, val) = unsafe { (*d as usize, *d.add(1) as usize) };
-        // The loader rewrites most objects' entries to addresses; the vDSO's stay offsets.
-        let addr = if val < base { val.wrapping_add(base) } else { val };
-        match tag {
-            DT_NULL => break,
-            DT_SYMTAB => symtab = addr,
-            DT_STRTAB => strtab = addr,
-            DT_GNU_HASH => gnu_hash = addr,
-            DT_HASH => hash = addr,
-            DT_VERSYM => versym = addr,
-            _ => {}
-        }
-        // SAFETY: still within the array, which ends with DT_NULL.
-        d = unsafe { d.add(2) };
-    }
-    if symtab == 0 || strtab == 0 {
-        return None;
-    }
-    let t =
-        Tables { base, symtab: symtab as *const elf::Sym, strtab: strtab as *const u8, versym: versym as *const u16 };
-    if gnu_hash != 0 {
-        // SAFETY: the object's own GNU hash table.
-        unsafe { t.find_gnu(gnu_hash as *const u32, name) }
-    } else if hash != 0 {
-        // SAFETY: the object's own SysV hash table.
-        unsafe { t.find_sysv(hash as *const u32, name) }
-    } else {
-        None
-    }
+    i32::from(s.found.iter().take(s.names.len()).all(Option::is_some))
 }
 
 /// One object's dynamic symbol tables.
@@ -245,9 +223,62 @@ struct Tables {
     symtab: *const elf::Sym,
     strtab: *const u8,
     versym: *const u16,
+    gnu_hash: *const u32,
+    hash: *const u32,
 }
 
 impl Tables {
+    /// The tables of the object loaded at `base` whose dynamic section is at `dynamic`.
+    ///
+    /// # Safety
+    /// `dynamic` points to a loaded object's dynamic section.
+    unsafe fn of(base: usize, dynamic: *const elf::Word) -> Option<Tables> {
+        let (mut symtab, mut strtab, mut gnu_hash, mut hash, mut versym) = (0, 0, 0, 0, 0);
+        let mut d = dynamic;
+        loop {
+            // SAFETY: a dynamic section is an array of (tag, value) words ending with DT_NULL.
+            let (tag, val) = unsafe { (*d as usize, *d.add(1) as usize) };
+            // The loader rewrites most objects' entries to addresses; the vDSO's stay offsets.
+            let addr = if val < base { val.wrapping_add(base) } else { val };
+            match tag {
+                DT_NULL => break,
+                DT_SYMTAB => symtab = addr,
+                DT_STRTAB => strtab = addr,
+                DT_GNU_HASH => gnu_hash = addr,
+                DT_HASH => hash = addr,
+                DT_VERSYM => versym = addr,
+                _ => {}
+            }
+            // SAFETY: still within the array, which ends with DT_NULL.
+            d = unsafe { d.add(2) };
+        }
+        if symtab == 0 || strtab == 0 || (gnu_hash == 0 && hash == 0) {
+            return None;
+        }
+        Some(Tables {
+            base,
+            symtab: symtab as *const elf::Sym,
+            strtab: strtab as *const u8,
+            versym: versym as *const u16,
+            gnu_hash: gnu_hash as *const u32,
+            hash: hash as *const u32,
+        })
+    }
+
+    /// The symbol `name` defined here as a function, default version.
+    ///
+    /// # Safety
+    /// The tables are a loaded object's.
+    unsafe fn find(&self, name: &[u8]) -> Option<*mut c_void> {
+        if !self.gnu_hash.is_null() {
+            // SAFETY: the object's own GNU hash table.
+            unsafe { self.find_gnu(self.gnu_hash, name) }
+        } else {
+            // SAFETY: the object's own SysV hash table.
+            unsafe { self.find_sysv(self.hash, name) }
+        }
+    }
+
     /// The address of symbol `i` if it is a defined function called `name`.
     ///
     /// # Safety
