@@ -11,10 +11,13 @@ fn main() {
     println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libnosparse.so");
     println!("cargo:rustc-cdylib-link-arg=-Wl,--version-script={}", script.display());
     // Every symbol must resolve at link time: with the release panic handler this is the
-    // proof that no panic is reachable (see src/lib.rs). -z now: the few libc functions
-    // are bound at load, so no lazy binding runs later inside a signal handler.
+    // proof that no panic is reachable (see src/lib.rs).
     println!("cargo:rustc-cdylib-link-arg=-Wl,-z,defs");
-    println!("cargo:rustc-cdylib-link-arg=-Wl,-z,now");
+    // Start-up cost in every process: leave out the C start files, whose weak references
+    // (__cxa_finalize, __gmon_start__, the TM clone tables) cost the loader a failed
+    // search of every loaded object at each exec. Constructors still run: the loader
+    // reads .init_array itself.
+    println!("cargo:rustc-cdylib-link-arg=-nostartfiles");
     println!("cargo:rustc-cdylib-link-arg=-Wl,--gc-sections");
     // A no_std library names its C library itself (and nothing else: no libgcc_s).
     println!("cargo:rustc-cdylib-link-arg=-lc");
