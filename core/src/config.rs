@@ -305,8 +305,7 @@ pub fn read_file(buf: &mut [u8]) -> (FileState, &[u8]) {
         }
     }
     let mut len = 0;
-    loop {
-        let Some(rest) = buf.get_mut(len..) else { break };
+    while let Some(rest) = buf.get_mut(len..) {
         if rest.is_empty() {
             return (FileState::Untrusted("larger than 64 KiB"), &[]);
         }

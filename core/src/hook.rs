@@ -163,10 +163,21 @@ enum Prepared {
 /// Prepares the file for a call that may create it sparse, makes the call, and undoes
 /// the preparation if the call fails. The caller's errno is the real call's own.
 fn around(fd: c_int, trigger: Trigger, offset: i64, call: impl FnOnce() -> i64) -> i64 {
+    // The facts the call itself gives: two system calls, which settle most calls (a file
+    // growing block by block) before anything else is done.
+    let (Ok(open_flags), Ok(st)) = (sys::getfl(fd), sys::fstat(fd)) else {
+        return call();
+    };
+    let facts = Call { trigger, offset, open_flags, regular: st.is_regular(), size: st.size, blksize: st.blksize };
+    if let Some(cfg) = settings_if_read() {
+        if !cfg.debug && policy::screen(cfg, &facts).is_err() {
+            return call();
+        }
+    }
     let prepared = {
         let _quiet = NoCancel::new();
         match Scratch::map() {
-            Some(mut s) => prepare(fd, trigger, offset, &mut s),
+            Some(mut s) => prepare(fd, &facts, st.blocks, &mut s),
             None => Prepared::Untouched,
         }
     };
@@ -194,16 +205,13 @@ fn around(fd: c_int, trigger: Trigger, offset: i64, call: impl FnOnce() -> i64) 
     }
 }
 
-/// Gather → judge → act → log.
-fn prepare(fd: c_int, trigger: Trigger, offset: i64, s: &mut ScratchSpace) -> Prepared {
+/// Gather the rest of the facts → judge → act → log. `blocks` is the file's
+/// `st_blocks` before.
+fn prepare(fd: c_int, call: &Call, blocks: i64, s: &mut ScratchSpace) -> Prepared {
     let ScratchSpace { path, exe, line, io, fiemap, cfg } = s;
     let cfg = config(cfg, io, exe);
-    // The facts the call itself gives: two system calls, which decide most calls.
-    let (Ok(open_flags), Ok(st)) = (sys::getfl(fd), sys::fstat(fd)) else {
-        return Prepared::Untouched;
-    };
-    let call = Call { trigger, offset, open_flags, regular: st.is_regular(), size: st.size, blksize: st.blksize };
-    let decision = match policy::screen(cfg, &call) {
+    let (trigger, offset) = (call.trigger, call.offset);
+    let decision = match policy::screen(cfg, call) {
         Err(skip) => Decision::Skip(skip),
         Ok(()) => {
             let (fs, statfs) = match fs::data_fs(fd, io) {
@@ -218,7 +226,7 @@ fn prepare(fd: c_int, trigger: Trigger, offset: i64, s: &mut ScratchSpace) -> Pr
                 path_matches: cfg.matcher.matches(fd_path(fd, path)),
                 fsize_limit: sys::fsize_limit(),
             };
-            policy::judge(cfg, &call, &file)
+            policy::judge(cfg, call, &file)
         }
     };
     let plan = match decision {
@@ -253,7 +261,7 @@ fn prepare(fd: c_int, trigger: Trigger, offset: i64, s: &mut ScratchSpace) -> Pr
         }
     };
     let started = sys::monotonic_ns();
-    match prealloc::allocate(fd, plan, st.blocks) {
+    match prealloc::allocate(fd, plan, blocks) {
         Ok(done) => {
             if cfg.log != Sink::None {
                 let ms = sys::monotonic_ns().saturating_sub(started) / 1_000_000;
@@ -418,6 +426,14 @@ const UNREAD: u8 = 0;
 const READING: u8 = 1;
 const READY: u8 = 2;
 
+/// The settings, if they have been read.
+fn settings_if_read() -> Option<&'static Config> {
+    (STATE.load(Ordering::Acquire) == READY).then(|| {
+        // SAFETY: READY means the cell was fully written (release store in `config`).
+        unsafe { (*SETTINGS.0.get()).assume_init_ref() }
+    })
+}
+
 /// The settings, read on first use. No lock: a caller that finds them being read by
 /// another thread (or by the code its signal handler interrupted) reads its own copy
 /// into `spare`, silently.
@@ -470,6 +486,8 @@ fn load(cfg: &mut Config, io: &mut [u8], exe: &mut PathBuf, report: bool) {
     }
     cfg.apply_file(text, &mut bad);
     if !secure {
+        // A closure, not the function: it lets the 'static values shorten to the file's.
+        #[allow(clippy::redundant_closure)]
         cfg.apply_env(|name| config::env_var(name), &mut bad);
     }
     if cfg.programs != config::Programs::Every {

@@ -3,7 +3,7 @@
 //!
 //! - `fallocate(FALLOC_FL_KEEP_SIZE)` over `[start, end)`: blocks past the end of the
 //!   file, which no one else can have written (a write there would have moved the end),
-//!   and the size left to the real call. Undo punches out what is still past the end.
+//!   and the size left to the real call. Undo gives back what is still past the end.
 //! - Zeros, where the filesystem has no fallocate: written into `[size, end - 1)` in
 //!   chunks of at most 1 MiB, each written only where it is still a hole at that moment
 //!   (checked with SEEK_DATA through a private open file description, so the caller's
@@ -127,7 +127,7 @@ pub fn allocate(fd: i32, plan: Plan, blocks_before: i64) -> core::result::Result
 pub fn undo(fd: i32, done: &Done, io: &mut [u8]) -> core::result::Result<(), Left> {
     let mut left = Left { bytes: 0, errno: None, nocow: false };
     let result = match done.how {
-        How::Fallocate => punch_past_end(fd, &done.plan),
+        How::Fallocate => give_back_past_end(fd, &done.plan, done.blocks_before),
         How::Zeros(_) => truncate_zeros(fd, &done.plan, io),
     };
     left.errno = result.err();
@@ -146,6 +146,21 @@ pub fn undo(fd: i32, done: &Done, io: &mut [u8]) -> core::result::Result<(), Lef
     } else {
         Err(left)
     }
+}
+
+/// Gives back the part of `[start, end)` that is still past the end of the file: punched
+/// out where the filesystem punches there (xfs, btrfs); ext4 ignores a punch past the
+/// end, and frees blocks past it on a truncate to the size it already has, so when
+/// blocks are still over, the file is truncated to the size just read. That truncate
+/// is no change of size, but it does update the file's times, and a write that extends
+/// the file between the read and the truncate (microseconds) would be cut back.
+fn give_back_past_end(fd: i32, plan: &Plan, blocks_before: i64) -> Result<()> {
+    punch_past_end(fd, plan)?;
+    let st = sys::fstat(fd)?;
+    if st.blocks > blocks_before && st.size <= plan.start {
+        sys::ftruncate(fd, st.size)?;
+    }
+    Ok(())
 }
 
 /// Punches out the part of `[start, end)` that is still past the end of the file.
