@@ -45,7 +45,7 @@ pub static SETTINGS: [Setting; 10] = [
         metavar: "",
         default: "0",
         values: "1 or 0",
-        help: "1 makes the library inert",
+        help: "make the library inert",
         check: |v| parse_bool(v).map(drop),
     },
     Setting {
@@ -125,7 +125,7 @@ pub static SETTINGS: [Setting; 10] = [
         metavar: "",
         default: "0",
         values: "1 or 0",
-        help: "1 logs every decision",
+        help: "log every decision, including calls left alone and why",
         check: |v| parse_bool(v).map(drop),
     },
     Setting {
@@ -235,16 +235,8 @@ pub fn parse_bool(v: &[u8]) -> Result<bool, &'static str> {
 /// A byte count: digits, optionally followed by K, M, G, T or KiB, MiB, GiB, TiB (all
 /// powers of 1024), at most `i64::MAX`.
 pub fn parse_size(v: &[u8]) -> Result<u64, &'static str> {
-    const UNITS: [(&[u8], u32); 8] = [
-        (b"KiB", 10),
-        (b"MiB", 20),
-        (b"GiB", 30),
-        (b"TiB", 40),
-        (b"K", 10),
-        (b"M", 20),
-        (b"G", 30),
-        (b"T", 40),
-    ];
+    const UNITS: [(&[u8], u32); 8] =
+        [(b"KiB", 10), (b"MiB", 20), (b"GiB", 30), (b"TiB", 40), (b"K", 10), (b"M", 20), (b"G", 30), (b"T", 40)];
     let digits_end = v.iter().position(|c| !c.is_ascii_digit()).unwrap_or(v.len());
     let (digits, unit) = v.split_at(digits_end);
     if digits.is_empty() {
