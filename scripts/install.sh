@@ -67,7 +67,7 @@ put() { # put MODE SOURCE DEST
 
 put 755 target/release/nosparse "$prefix/bin/nosparse"
 put 755 deploy/nosparse-vmware "$prefix/sbin/nosparse-vmware"
-put 644 deploy/vmware-vmx-wrapper "$manifest_dir/vmware-vmx-wrapper"
+put 755 deploy/vmware-vmx-wrapper "$manifest_dir/vmware-vmx-wrapper"
 put 644 deploy/nosparse.conf.example "$manifest_dir/nosparse.conf.example"
 put 644 target/release/libnosparse.so "$prefix/$(dst_lib "$LOADER64")/libnosparse.so"
 if [ "$have32" = 1 ]; then
