@@ -51,10 +51,25 @@ glibc_floor() {
     objdump -T "$1" | grep -o 'GLIBC_[0-9][0-9.]*' | sed 's/GLIBC_//' | sort -V | tail -n 1
 }
 
-# libdeb PACKAGE ARCH LIBDIR BUILT_LIBRARY LIBC_PACKAGE MULTIARCH DESCRIPTION
+# The Depends of a library, from what it NEEDs: BIARCH is "" for the packages of its own
+# architecture, "lib32" for amd64's biarch ones (libc6-i386, lib32gcc-s1).
+library_depends() {
+    local lib=$1 biarch=$2 need deps=()
+    for need in $(readelf -d "$lib" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p'); do
+        case $need in
+            libc.so.6 | ld-linux*.so.2)
+                deps+=("$([ -n "$biarch" ] && echo libc6-i386 || echo libc6) (>= $(glibc_floor "$lib"))") ;;
+            libgcc_s.so.1) deps+=("${biarch}libgcc-s1 (>= 3.0)") ;;
+            *) say "$lib needs $need: which package has it?"; exit 1 ;;
+        esac
+    done
+    printf '%s\n' "${deps[@]}" | sort -u | paste -sd, | sed 's/,/, /g'
+}
+
+# libdeb PACKAGE ARCH LIBDIR BUILT_LIBRARY BIARCH MULTIARCH DESCRIPTION
 libdeb() {
-    local pkg=$1 arch=$2 dir=$3 lib=$4 libc=$5 multiarch=$6 desc=$7
-    local root=$stage/$pkg-$arch soname floor doc
+    local pkg=$1 arch=$2 dir=$3 lib=$4 biarch=$5 multiarch=$6 desc=$7
+    local root=$stage/$pkg-$arch soname doc
     mkdir -p "$root/DEBIAN" "$root/$dir"
     # The library's file is named for its SONAME; until build.rs sets it, it is set here.
     soname=$(readelf -d "$lib" | sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p')
@@ -74,7 +89,6 @@ libdeb() {
     echo "libnosparse 0 $pkg (>= ${version%-*})" >"$root/DEBIAN/shlibs"
     chmod 644 "$root/DEBIAN/shlibs"
     install -D -m 644 "deploy/debian/overrides/$pkg" "$root/usr/share/lintian/overrides/$pkg"
-    floor=$(glibc_floor "$root/$dir/$SONAME")
     {
         echo "Package: $pkg"
         echo "Source: nosparse"
@@ -83,7 +97,7 @@ libdeb() {
         [ -z "$multiarch" ] || echo "Multi-Arch: $multiarch"
         echo "Maintainer: $(sed -n 's/^maintainer = "\(.*\)"$/\1/p' cli/Cargo.toml)"
         echo "Installed-Size: $(du -sk --exclude=DEBIAN "$root" | cut -f1)"
-        echo "Depends: $libc (>= $floor)"
+        echo "Depends: $(library_depends "$root/$dir/$SONAME" "$biarch")"
         echo "Section: libs"
         echo "Priority: optional"
         echo "Homepage: https://github.com/nosparse/nosparse"
@@ -98,11 +112,11 @@ libdeb() {
     dpkg-deb --root-owner-group -Zxz --build "$root" "$out/${pkg}_${version}_$arch.deb" >/dev/null
 }
 
-libdeb libnosparse0 amd64 usr/lib/x86_64-linux-gnu "$build/release/libnosparse.so" libc6 same \
+libdeb libnosparse0 amd64 usr/lib/x86_64-linux-gnu "$build/release/libnosparse.so" "" same \
     "preload library that preallocates files programs create sparse"
-libdeb libnosparse0 i386 usr/lib/i386-linux-gnu "$build/$I686/release/libnosparse.so" libc6 same \
+libdeb libnosparse0 i386 usr/lib/i386-linux-gnu "$build/$I686/release/libnosparse.so" "" same \
     "preload library that preallocates files programs create sparse"
-libdeb lib32nosparse0 amd64 usr/lib32 "$build/$I686/release/libnosparse.so" libc6-i386 "" \
+libdeb lib32nosparse0 amd64 usr/lib32 "$build/$I686/release/libnosparse.so" lib32 "" \
     "preload library that preallocates files programs create sparse (32-bit)"
 
 deb() { cargo deb --no-build --quiet --dbgsym --multiarch foreign -p nosparse-cli -o "$out" "$@" >/dev/null; }
