@@ -59,7 +59,7 @@ library_depends() {
         case $need in
             libc.so.6 | ld-linux*.so.2)
                 deps+=("$([ -n "$biarch" ] && echo libc6-i386 || echo libc6) (>= $(glibc_floor "$lib"))") ;;
-            libgcc_s.so.1) deps+=("${biarch}libgcc-s1 (>= 3.0)") ;;
+            libgcc_s.so.1) deps+=("$([ -n "$biarch" ] && echo lib32gcc-s1 || echo libgcc-s1) (>= 3.0)") ;;
             *) say "$lib needs $need: which package has it?"; exit 1 ;;
         esac
     done
@@ -122,10 +122,14 @@ libdeb lib32nosparse0 amd64 usr/lib32 "$build/$I686/release/libnosparse.so" lib3
 deb() { cargo deb --no-build --quiet --dbgsym --multiarch foreign -p nosparse-cli -o "$out" "$@" >/dev/null; }
 deb
 deb --target "$I686" --variant tools-i386
-# cargo-deb writes no md5sums (dpkg --verify and debsums read them): added here.
+# cargo-deb writes no md5sums (dpkg --verify and debsums read them), and for the i386
+# build it resolves dependencies against this amd64 host's /usr/lib32 (libc6-i386):
+# both are put right here, the Depends computed as for the library.
 for tools in "$out"/nosparse_*.deb; do
     root=$stage/tools-$(basename "$tools" .deb)
     dpkg-deb -R "$tools" "$root"
+    depends="$(library_depends "$root/usr/bin/nosparse" ""), libnosparse0 (= $version)"
+    sed -i "s/^Depends: .*/Depends: $depends/" "$root/DEBIAN/control"
     (cd "$root" && find . -path ./DEBIAN -prune -o -type f -printf '%P\0' | sort -z | xargs -0 md5sum) >"$root/DEBIAN/md5sums"
     chmod 644 "$root/DEBIAN/md5sums"
     dpkg-deb --root-owner-group -Zxz --build "$root" "$tools" >/dev/null
