@@ -36,7 +36,7 @@ fi'
 # rpm_for ARCH BUILD_DIR LIBDIR: the two packages of one architecture, from stripped
 # copies of the build.
 rpm_for() {
-    local arch=$1 libdir=$3 a dir=$PWD/target/rpm-stage/$1
+    local arch=$1 libdir=$3 dir=$PWD/target/rpm-stage/$1
     rm -rf "$dir"
     mkdir -p "$dir"
     strip --strip-unneeded -R .comment -o "$dir/libnosparse.so" "$2/libnosparse.so"

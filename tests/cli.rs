@@ -379,6 +379,19 @@ fn rewrite_leaves_whole_files_alone_and_makes_the_rest_whole() {
     }
     let pieces = s.path("pieces.img");
     fragmented(&pieces, 64 * MIB);
+    // Refused while another process (this one) has it open for writing, or with a
+    // second hard link; the file stays as it was.
+    let ino = fs::metadata(&pieces).unwrap().ino();
+    let writer = fs::OpenOptions::new().write(true).open(&pieces).unwrap();
+    let out = rewrite(&["--force"], &pieces);
+    drop(writer);
+    assert!(out.status.code() == Some(1) && text(&out.stderr).contains("open for writing"), "{}", text(&out.stderr));
+    let link = s.path("link");
+    fs::hard_link(&pieces, &link).unwrap();
+    let out = rewrite(&["--force"], &pieces);
+    fs::remove_file(&link).unwrap();
+    assert!(out.status.code() == Some(1) && text(&out.stderr).contains("hard links"), "{}", text(&out.stderr));
+    assert_eq!(fs::metadata(&pieces).unwrap().ino(), ino);
     let copy = s.path("pieces.orig");
     fs::copy(&pieces, &copy).unwrap();
     fs::set_permissions(&pieces, fs::Permissions::from_mode(0o640)).unwrap();
