@@ -197,7 +197,7 @@ fn walk(dir: &Path, pattern: Option<&str>, out: &mut Vec<Item>) {
         let Ok(m) = p.symlink_metadata() else { continue };
         if m.is_dir() {
             walk(&p, pattern, out);
-        } else if m.is_file() && pattern.is_none_or(|g| matches(g, &p)) {
+        } else if m.is_file() && pattern.map_or(true, |g| matches(g, &p)) {
             out.push(Ok(p));
         }
     }

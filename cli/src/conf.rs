@@ -68,7 +68,7 @@ pub fn parse(text: &[u8]) -> (Vec<Entry>, Vec<BadLine>) {
     let mut entries = Vec::new();
     let mut bad = Vec::new();
     for (i, raw) in text.split(|&b| b == b'\n').enumerate() {
-        let line = raw.trim_ascii();
+        let line = trim(raw);
         if line.is_empty() || line.starts_with(b"#") {
             continue;
         }
@@ -77,8 +77,8 @@ pub fn parse(text: &[u8]) -> (Vec<Entry>, Vec<BadLine>) {
             bad.push(BadLine { line: number, setting: None, why: "expected NAME=value".into() });
             continue;
         };
-        let name = String::from_utf8_lossy(line[..eq].trim_ascii()).into_owned();
-        let mut value = line[eq + 1..].trim_ascii();
+        let name = String::from_utf8_lossy(trim(&line[..eq])).into_owned();
+        let mut value = trim(&line[eq + 1..]);
         if let [q @ (b'"' | b'\''), inner @ .., last] = value {
             if last == q {
                 value = inner;
@@ -101,6 +101,13 @@ pub fn parse(text: &[u8]) -> (Vec<Entry>, Vec<BadLine>) {
 /// Whether some line sets `name`, with a good value or a bad one.
 pub fn sets(entries: &[Entry], bad: &[BadLine], name: &str) -> bool {
     entries.iter().any(|e| e.setting.name == name) || bad.iter().any(|b| b.setting.is_some_and(|s| s.name == name))
+}
+
+/// `b` without ASCII whitespace at either end.
+fn trim(b: &[u8]) -> &[u8] {
+    let start = b.iter().position(|c| !c.is_ascii_whitespace()).unwrap_or(b.len());
+    let end = b.iter().rposition(|c| !c.is_ascii_whitespace()).map_or(start, |e| e + 1);
+    &b[start..end]
 }
 
 /// The value the library uses for `name`: the last line that sets it.

@@ -333,7 +333,7 @@ impl Progress {
         } else {
             Duration::ZERO
         };
-        let pct = if self.total == 0 { 100 } else { pos * 100 / self.total };
+        let pct = (pos * 100).checked_div(self.total).unwrap_or(100);
         let _ = write!(
             io::stderr(),
             "\r{pct:3}%  {} of {}  {}/s  {} left   ",
