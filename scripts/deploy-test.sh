@@ -48,24 +48,25 @@ V=/opt/nosparse-deploy-test
 LEFT=$ROOT/target/deploy-test.leftovers
 
 # Puts back what the VMware test changes: diversions of its fake programs, its tree.
+# Also run before each such test, so that one failing half-way does not fail the next.
 undo_vmware() {
     dpkg-divert --list 2>/dev/null | sed -n "s|^local diversion of \($V/[^ ]*\) to .*|\1|p" |
         while read -r f; do rm -f "$f"; dpkg-divert --quiet --local --rename --remove "$f"; done
-    rm -rf "$V" "$S/vmware.state"
+    dpkg-statoverride --list 2>/dev/null | awk '$4 ~ /libnosparse/ { print $4 }' |
+        while read -r f; do dpkg-statoverride --quiet --remove "$f"; done
+    find /usr/lib* -maxdepth 2 -name 'libnosparse.so*' -type f -perm -4000 -exec chmod u-s {} + 2>/dev/null
+    rm -rf "$V" "$S/vmware.state" "$S"/etc-vmware*
 }
 
 undo_leftovers() {
     undo_vmware
     if grep -qx usr "$LEFT" 2>/dev/null; then
-        find /usr/lib* -maxdepth 2 -name libnosparse.so -exec chmod u-s {} + 2>/dev/null
         scripts/uninstall.sh >/dev/null 2>&1 || true
     fi
     if grep -qx deb "$LEFT" 2>/dev/null; then
         rm -f /var/lib/nosparse/vmware
         dpkg --purge nosparse libnosparse0 lib32nosparse0 >/dev/null 2>&1 || true
     fi
-    dpkg-statoverride --list 2>/dev/null | awk '$4 ~ /libnosparse/ { print $4 }' |
-        while read -r f; do dpkg-statoverride --quiet --remove "$f"; done
     rm -f "$LEFT"
 }
 undo_leftovers
@@ -108,14 +109,14 @@ t_install_under_a_prefix() {
     for f in bin/nosparse sbin/nosparse-vmware "$LIB64/libnosparse.so" "$LIB32/libnosparse.so"; do
         [ -f "$P/$f" ] || fail "$P/$f was not installed"
     done
-    readelf -h "$P/$LIB64/libnosparse.so" | grep -q 'Class:.*ELF64' || fail "64-bit library is not ELF64"
-    readelf -h "$P/$LIB32/libnosparse.so" | grep -q 'Class:.*ELF32' || fail "32-bit library is not ELF32"
+    grep -q 'Class:.*ELF64' <<<"$(readelf -h "$P/$LIB64/libnosparse.so")" || fail "64-bit library is not ELF64"
+    grep -q 'Class:.*ELF32' <<<"$(readelf -h "$P/$LIB32/libnosparse.so")" || fail "32-bit library is not ELF32"
     for page in man1/nosparse.1 man5/nosparse.conf.5 man8/nosparse-vmware.8; do
         [ -f "$P/share/man/$page" ] || fail "$page was not installed"
     done
     [ -f "$P/share/bash-completion/completions/nosparse" ] || fail "no bash completion"
     [ "$(wc -l <"$P/share/nosparse/installed-files")" -eq 11 ] || fail "manifest: $(cat "$P/share/nosparse/installed-files")"
-    "$P/bin/nosparse" --dry-run -- "$VMX32" | grep -qxF "library=$P/$LIB32/libnosparse.so" || fail "dry run"
+    grep -qxF "library=$P/$LIB32/libnosparse.so" <<<"$("$P/bin/nosparse" --dry-run -- "$VMX32")" || fail "dry run"
 }
 
 t_uninstall_under_a_prefix() {
@@ -131,12 +132,12 @@ t_install_under_usr() {
     echo usr >>"$LEFT"
     scripts/install.sh --no-build
     [ -f "/usr/$LIB64/libnosparse.so" ] && [ -f "/usr/$LIB32/libnosparse.so" ] || fail "libraries missing"
-    /usr/bin/nosparse --dry-run -- "$VMX32" | grep -qx 'trusted_dir=1' || fail "/usr/$LIB32 is not trusted by the loader"
+    grep -qx 'trusted_dir=1' <<<"$(/usr/bin/nosparse --dry-run -- "$VMX32")" || fail "/usr/$LIB32 is not trusted by the loader"
 }
 
 # A set-user-ID root fake vmx of each class, in its own VMware-like tree.
 make_vmx() {
-    rm -rf "$V"
+    undo_vmware
     mkdir -p "$V/bin32" "$V/bin64" "$V/vm"
     install -m 4755 -o root "$VMX32" "$V/bin32/vmware-vmx"
     install -m 4755 -o root "$VMX64" "$V/bin64/vmware-vmx"
@@ -200,7 +201,7 @@ vmware_end_to_end() {
         nosparse-vmware install --vmx "$vmx" --wrapper-dir "$S/etc-vmware$bits" --state "$state"
         [ -L "$vmx" ] && [ -u "$real" ] || fail "not diverted to $real"
         [ -u "/usr/$([ $bits = 32 ] && echo "$LIB32" || echo "$LIB64")/libnosparse.so" ] || fail "library not set-user-ID"
-        dpkg-statoverride --list | grep -q "libnosparse" || fail "no statoverride"
+        grep -q libnosparse <<<"$(dpkg-statoverride --list)" || fail "no statoverride"
         # Unprivileged user, wrapper, set-user-ID root program: whole, with ftruncate too.
         as_nobody "$vmx" --path "$V/vm/guest$bits.vmem" --size $((256 * MIB)) --writes 16 >/dev/null
         whole "$V/vm/guest$bits.vmem"
@@ -224,9 +225,9 @@ vmware_end_to_end() {
         sparse "$V/vm/after$bits.vmem"
     done
     [ ! -u "/usr/$LIB32/libnosparse.so" ] && [ ! -u "/usr/$LIB64/libnosparse.so" ] || fail "set-user-ID bit left on a library"
-    ! dpkg-statoverride --list | grep -q libnosparse || fail "statoverride left"
+    ! grep -q libnosparse <<<"$(dpkg-statoverride --list)" || fail "statoverride left"
     [ ! -e "$state" ] || fail "state left: $(cat "$state")"
-    ! dpkg-divert --list | grep -q "$V" || fail "diversion left"
+    ! grep -q "$V" <<<"$(dpkg-divert --list)" || fail "diversion left"
     as_nobody /usr/bin/nosparse -- "$V/bin32/vmware-vmx" --path "$V/vm/x.vmem" --size $MIB >/dev/null 2>"$S/err"
     grep -q 'set-user-ID bit' "$S/err" || fail "no warning for a set-user-ID program: $(cat "$S/err")"
 }
@@ -367,7 +368,10 @@ t_debian_packages_are_sound() {
     [ "$(dpkg-deb -f "$d"/libnosparse0_*_amd64.deb Multi-Arch)" = same ] || fail "libnosparse0's Multi-Arch"
     [ "$(dpkg-deb -f "$d"/libnosparse0_*_amd64.deb Section)" = libs ] || fail "libnosparse0's Section"
     [ "$(dpkg-deb -f "$d"/nosparse_*_amd64.deb Multi-Arch)" = foreign ] || fail "nosparse's Multi-Arch"
-    dpkg-deb -f "$d"/nosparse_*_amd64.deb Depends | grep -q "libnosparse0 (= $(dpkg-deb -f "$d"/libnosparse0_*_amd64.deb Version))" || fail "tools do not depend on the same library version"
+    local depends version
+    depends=$(dpkg-deb -f "$d"/nosparse_*_amd64.deb Depends)
+    version=$(dpkg-deb -f "$d"/libnosparse0_*_amd64.deb Version)
+    [[ $depends == *"libnosparse0 (= $version)"* ]] || fail "tools do not depend on the same library version: $depends"
     for deb in "$d"/*.deb; do
         dpkg-deb -I "$deb" md5sums >/dev/null || fail "$deb has no md5sums"
     done
@@ -375,7 +379,7 @@ t_debian_packages_are_sound() {
     ls "$d"/nosparse-dbgsym_*_amd64.ddeb >/dev/null || fail "no dbgsym"
     mkdir -p "$S/i386"
     dpkg-deb -x "$d"/nosparse_*_i386.deb "$S/i386"
-    readelf -h "$S/i386/usr/bin/nosparse" | grep -q 'Class:.*ELF32' || fail "i386 launcher is not 32-bit"
+    grep -q 'Class:.*ELF32' <<<"$(readelf -h "$S/i386/usr/bin/nosparse")" || fail "i386 launcher is not 32-bit"
     lintian --fail-on error,warning "$d"/*.deb >"$S/lintian" 2>&1 || fail "lintian: $(cat "$S/lintian")"
     cat "$S/lintian"
 }
@@ -415,7 +419,7 @@ debian_upgrade_keeps_the_wrapper() {
     : >"$S/ld.so.preload"
     dpkg -r nosparse libnosparse0 lib32nosparse0
     [ ! -e /usr/bin/nosparse ] && [ ! -e "/usr/$LIB64/libnosparse.so.0" ] && [ ! -e "/usr/$LIB32/libnosparse.so" ] || fail "dpkg -r left files"
-    ! dpkg-statoverride --list | grep -q libnosparse || fail "statoverride left"
+    ! grep -q libnosparse <<<"$(dpkg-statoverride --list)" || fail "statoverride left"
     mkdir -p /var/lib/nosparse
     dpkg --purge nosparse libnosparse0 lib32nosparse0
     [ ! -e /var/lib/nosparse ] || fail "purge left /var/lib/nosparse"
@@ -446,8 +450,8 @@ t_rpm_packages() {
     rpm --root "$root" --initdb
     # A scratch root has no C library to satisfy the requirements, nor a shell for scripts.
     rpm --root "$root" -i --nodeps --noscripts "$r/nosparse-libs-$v.x86_64.rpm" "$r/nosparse-libs-$v.i686.rpm" "$r/nosparse-$v.x86_64.rpm"
-    readelf -h "$root/usr/lib64/libnosparse.so" | grep -q 'Class:.*ELF64' || fail "lib64"
-    readelf -h "$root/usr/lib/libnosparse.so" | grep -q 'Class:.*ELF32' || fail "lib"
+    grep -q 'Class:.*ELF64' <<<"$(readelf -h "$root/usr/lib64/libnosparse.so")" || fail "lib64"
+    grep -q 'Class:.*ELF32' <<<"$(readelf -h "$root/usr/lib/libnosparse.so")" || fail "lib"
     [ -x "$root/usr/bin/nosparse" ] && [ -x "$root/usr/sbin/nosparse-vmware" ] || fail "tools"
     [ "$(rpm --root "$root" -qa | grep -c '^nosparse')" -eq 3 ] || fail "$(rpm --root "$root" -qa)"
     rpm --root "$root" -e --nodeps --noscripts nosparse nosparse-libs.x86_64 nosparse-libs.i686
