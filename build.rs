@@ -8,7 +8,7 @@ fn main() {
     let script = dir.join("src").join("exports.map");
     println!("cargo:rerun-if-changed={}", script.display());
     println!("cargo:rerun-if-changed=build.rs");
-    println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libnosparse.so");
+    println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libnosparse.so.0");
     println!("cargo:rustc-cdylib-link-arg=-Wl,--version-script={}", script.display());
     // Every symbol must resolve at link time: with the release panic handler this is the
     // proof that no panic is reachable (see src/lib.rs).

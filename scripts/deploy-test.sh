@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# Deployment tests, judged from outside: the launcher on 32- and 64-bit programs,
-# `nosparse check` against filefrag, `nosparse rewrite`, scripts/install.sh and
-# uninstall.sh (under a scratch prefix, then /usr), the VMware wrapper in front of a
-# set-user-ID root fake vmx started by `nobody`, system-wide mode through
-# /etc/ld.so.preload and /etc/nosparse.conf (bind-mounted in a private mount namespace,
-# so no other process on the host sees them), and the Debian packages (built with
-# cargo-deb, installed with dpkg -i, used, removed). Needs root; under CI=true a missing
-# tool or privilege is a failure. Prints `deploy: N passed, N failed`.
+# Deployment tests, judged from outside: scripts/install.sh and uninstall.sh (under a
+# scratch prefix, then /usr), the VMware wrapper in front of a set-user-ID root fake vmx
+# started by `nobody` (status, repair after a VMware upgrade, the name it runs under),
+# system-wide mode through /etc/ld.so.preload and /etc/nosparse.conf, nosparse doctor
+# on a sound and a broken setup, the Debian packages (lintian, dpkg -i, the wrapper,
+# dpkg -i again: the .vmem still comes out whole; removal refused while in use; purge)
+# and the RPM packages (rpm -qlp, installed into a scratch root). /etc/ld.so.preload and
+# /etc/nosparse.conf are only ever bind-mounted in a private mount namespace, so no other
+# process on the host sees them. The launcher, check and rewrite are tested without root
+# by tests/cli.rs. Needs root; under CI=true a missing tool or privilege is a failure.
+# Deterministic: no sleeps. Prints `deploy: N passed, N failed`. Arguments: run only
+# the tests named.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -44,20 +48,24 @@ V=/opt/nosparse-deploy-test
 LEFT=$ROOT/target/deploy-test.leftovers
 
 # Puts back what the VMware test changes: diversions of its fake programs, its tree.
+# Also run before each such test, so that one failing half-way does not fail the next.
 undo_vmware() {
     dpkg-divert --list 2>/dev/null | sed -n "s|^local diversion of \($V/[^ ]*\) to .*|\1|p" |
         while read -r f; do rm -f "$f"; dpkg-divert --quiet --local --rename --remove "$f"; done
-    rm -rf "$V"
+    dpkg-statoverride --list 2>/dev/null | awk '$4 ~ /libnosparse/ { print $4 }' |
+        while read -r f; do dpkg-statoverride --quiet --remove "$f"; done
+    find /usr/lib* -maxdepth 2 -name 'libnosparse.so*' -type f -perm -4000 -exec chmod u-s {} + 2>/dev/null
+    rm -rf "$V" "$S/vmware.state" "$S"/etc-vmware*
 }
 
 undo_leftovers() {
     undo_vmware
     if grep -qx usr "$LEFT" 2>/dev/null; then
-        find /usr/lib* -maxdepth 2 -name libnosparse.so -exec chmod u-s {} + 2>/dev/null
         scripts/uninstall.sh >/dev/null 2>&1 || true
     fi
     if grep -qx deb "$LEFT" 2>/dev/null; then
-        dpkg -r nosparse >/dev/null 2>&1 || true
+        rm -f /var/lib/nosparse/vmware
+        dpkg --purge nosparse libnosparse0 lib32nosparse0 >/dev/null 2>&1 || true
     fi
     rm -f "$LEFT"
 }
@@ -95,148 +103,20 @@ dst_lib() { "$1" --list-diagnostics | sed -n 's/^dl_dst_lib="\(.*\)"$/\1/p'; }
 LIB64=$(dst_lib /lib64/ld-linux-x86-64.so.2)
 LIB32=$(dst_lib /lib/ld-linux.so.2)
 P=$S/prefix
-N=$P/bin/nosparse
 
 t_install_under_a_prefix() {
     scripts/install.sh --prefix "$P" --no-build
     for f in bin/nosparse sbin/nosparse-vmware "$LIB64/libnosparse.so" "$LIB32/libnosparse.so"; do
         [ -f "$P/$f" ] || fail "$P/$f was not installed"
     done
-    readelf -h "$P/$LIB64/libnosparse.so" | grep -q 'Class:.*ELF64' || fail "64-bit library is not ELF64"
-    readelf -h "$P/$LIB32/libnosparse.so" | grep -q 'Class:.*ELF32' || fail "32-bit library is not ELF32"
-    [ "$(wc -l <"$P/share/nosparse/installed-files")" -eq 7 ] || fail "manifest: $(cat "$P/share/nosparse/installed-files")"
-}
-
-t_launcher_runs_both_classes() {
-    local out
-    for bits in 64 32; do
-        local vmx=VMX$bits
-        "$N" --log stderr -- "${!vmx}" --path "$S/l$bits.vmem" --size $((256 * MIB)) --writes 8 >"$S/out" 2>"$S/err"
-        grep -q 'nosparse: preallocated' "$S/err" || fail "no log line ($bits-bit): $(cat "$S/err")"
-        whole "$S/l$bits.vmem"
-        "${!vmx}" --path "$S/bare$bits.vmem" --size $((256 * MIB)) --writes 8 >/dev/null
-        sparse "$S/bare$bits.vmem"
-        cmp "$S/l$bits.vmem" "$S/bare$bits.vmem" || fail "contents differ ($bits-bit)"
+    grep -q 'Class:.*ELF64' <<<"$(readelf -h "$P/$LIB64/libnosparse.so")" || fail "64-bit library is not ELF64"
+    grep -q 'Class:.*ELF32' <<<"$(readelf -h "$P/$LIB32/libnosparse.so")" || fail "32-bit library is not ELF32"
+    for page in man1/nosparse.1 man5/nosparse.conf.5 man8/nosparse-vmware.8; do
+        [ -f "$P/share/man/$page" ] || fail "$page was not installed"
     done
-    # A 64-bit shell starting a 32-bit program: $LIB gives each its own build.
-    "$N" -- sh -c "exec '$VMX32' --path '$S/via-sh.vmem' --size $((128 * MIB))" >/dev/null 2>"$S/err"
-    whole "$S/via-sh.vmem"
-    ! grep -q 'ELF class' "$S/err" || fail "loader complained: $(cat "$S/err")"
-    out=$("$N" --dry-run -- "$VMX32")
-    grep -qxF "LD_PRELOAD=$P/\$LIB/libnosparse.so" <<<"$out" || fail "dry run: $out"
-    grep -qxF "library=$P/$LIB32/libnosparse.so" <<<"$out" || fail "dry run: $out"
-    # The program's exit status is the launcher's.
-    set +e
-    "$N" -- sh -c 'exit 7'
-    [ $? -eq 7 ] || fail "exit status not passed through"
-    set -e
-}
-
-# The i686 launcher (the i386 package's) does the same from the same prefix.
-t_launcher_built_for_i686() {
-    local q=$S/prefix32
-    mkdir -p "$q/bin" "$q/$LIB64" "$q/$LIB32"
-    cp "$P/$LIB64/libnosparse.so" "$q/$LIB64/"
-    cp "$P/$LIB32/libnosparse.so" "$q/$LIB32/"
-    cp "$ROOT/target/$I686/release/nosparse" "$q/bin/"
-    readelf -h "$q/bin/nosparse" | grep -q 'Class:.*ELF32' || fail "not a 32-bit launcher"
-    for bits in 64 32; do
-        local vmx=VMX$bits
-        "$q/bin/nosparse" -- "${!vmx}" --path "$S/q$bits.vmem" --size $((128 * MIB)) >/dev/null
-        whole "$S/q$bits.vmem"
-    done
-    "$q/bin/nosparse" check "$S/q32.vmem" | grep -q ': whole: ' || fail "32-bit check"
-    rm -rf "$q"
-}
-
-t_launcher_options_and_errors() {
-    local rc
-    "$N" --method off --log stderr -- "$VMX64" --path "$S/off.vmem" --size $((128 * MIB)) >/dev/null 2>"$S/err"
-    grep -q 'would preallocate' "$S/err" || fail "--method off: $(cat "$S/err")"
-    sparse "$S/off.vmem"
-    "$N" --min-size 1G -- "$VMX64" --path "$S/small.vmem" --size $((128 * MIB)) >/dev/null
-    sparse "$S/small.vmem"
-    set +e
-    "$N" --min-size 1X -- true 2>"$S/err"; rc=$?
-    [ $rc -eq 125 ] && grep -q -- '--min-size' "$S/err" || fail "bad option: rc $rc: $(cat "$S/err")"
-    "$N" --frobnicate -- true 2>/dev/null; [ $? -eq 125 ] || fail "unknown option accepted"
-    "$N" -- no-such-program-here 2>/dev/null; [ $? -eq 127 ] || fail "missing program: not 127"
-    "$N" -- /etc/passwd 2>/dev/null; [ $? -eq 126 ] || fail "non-executable: not 126"
-    # A prefix holding only the 64-bit build: a 32-bit program is refused, with the path.
-    mkdir -p "$S/only64/bin" "$S/only64/$LIB64"
-    cp "$N" "$S/only64/bin/"
-    cp "$P/$LIB64/libnosparse.so" "$S/only64/$LIB64/"
-    "$S/only64/bin/nosparse" -- "$VMX32" --path "$S/x.vmem" 2>"$S/err"; rc=$?
-    [ $rc -eq 125 ] && grep -q "32-bit" "$S/err" && grep -q "$LIB32" "$S/err" || fail "missing build: rc $rc: $(cat "$S/err")"
-    [ ! -e "$S/x.vmem" ] || fail "ran the program anyway"
-    set -e
-    "$N" --help | grep -q 'nosparse check' || fail "--help"
-}
-
-t_check_reports_like_filefrag() {
-    local rc
-    "$N" check "$S/l64.vmem" >"$S/out"
-    grep -q ': whole: ' "$S/out" || fail "$(cat "$S/out")"
-    grep -q " $(frags "$S/l64.vmem") fragments" "$S/out" || fail "fragments differ from filefrag ($(frags "$S/l64.vmem")): $(cat "$S/out")"
-    set +e
-    "$N" check "$S/bare64.vmem" >"$S/out"; rc=$?
-    [ $rc -eq 1 ] && grep -q ': sparse: ' "$S/out" || fail "sparse file: rc $rc: $(cat "$S/out")"
-    "$N" check "$S/l64.vmem" "$S/missing" >/dev/null 2>&1; [ $? -eq 2 ] || fail "missing file: not 2"
-    "$N" check --max-fragments 0 "$S/l64.vmem" >"$S/out"; rc=$?
-    [ $rc -eq 1 ] && grep -q ': fragmented: ' "$S/out" || fail "--max-fragments 0: rc $rc"
-    "$N" check --quiet --max-fragments 100000 "$S/l64.vmem" >"$S/out"; rc=$?
-    [ $rc -eq 0 ] && [ ! -s "$S/out" ] || fail "--quiet: rc $rc, $(cat "$S/out")"
-    set -e
-}
-
-t_rewrite_makes_a_fragmented_file_whole() {
-    local f=$S/mnt1/guest.vmem before after sum rc
-    mkdir -p "$S/mnt1"
-    truncate -s $((1536 * MIB)) "$S/fs1.img"
-    mkfs.ext4 -q -F "$S/fs1.img"
-    mount -o loop "$S/fs1.img" "$S/mnt1"
-    # A guest's life without the library, beside a competing writer: fragmented.
-    "$VMX64" --path "$f" --size $((512 * MIB)) --writes 256 --competitor "$S/mnt1/other" --sync-every 8 >/dev/null
-    before=$(frags "$f")
-    [ "$before" -gt 20 ] || fail "the test file has only $before fragments"
-    chown 1234:5678 "$f"
-    chmod 640 "$f"
-    touch -m -d '2020-01-02 03:04:05.123456789' "$f"
-    python3 -c "import os; os.setxattr('$f', 'user.nosparse', b'kept')"
-    sum=$(sha256sum <"$f")
-    local ino_before; ino_before=$(stat -c %i "$f")
-    # Refused while another process has it open for writing; the file is untouched.
-    (exec 3<>"$f"; sleep 30) & local holder=$!
-    sleep 0.5
-    set +e
-    "$N" rewrite "$f" 2>"$S/err"; rc=$?
-    set -e
-    kill $holder; wait $holder 2>/dev/null || true
-    [ $rc -eq 1 ] && grep -q 'open for writing' "$S/err" || fail "writer not refused: rc $rc: $(cat "$S/err")"
-    [ "$(stat -c %i "$f")" = "$ino_before" ] || fail "replaced despite the writer"
-    # A hard link is refused too.
-    ln "$f" "$S/mnt1/link"
-    set +e
-    "$N" rewrite "$f" 2>"$S/err"; rc=$?
-    set -e
-    rm "$S/mnt1/link"
-    [ $rc -eq 1 ] && grep -q 'hard links' "$S/err" || fail "hard link not refused: rc $rc"
-    # A reader does not stop it.
-    (exec 3<"$f"; sleep 30) & holder=$!
-    sleep 0.5
-    "$N" rewrite "$f" >"$S/out"
-    kill $holder; wait $holder 2>/dev/null || true
-    after=$(frags "$f")
-    echo "fragments: $before -> $after"
-    [ "$after" -le 8 ] || fail "still $after fragments (was $before)"
-    whole "$f"
-    [ "$(sha256sum <"$f")" = "$sum" ] || fail "contents changed"
-    [ "$(stat -c '%u:%g %a %y' "$f")" = "1234:5678 640 2020-01-02 03:04:05.123456789 +0000" ] ||
-        fail "metadata not kept: $(stat -c '%u:%g %a %y' "$f")"
-    [ "$(python3 -c "import os; print(os.getxattr('$f', 'user.nosparse').decode())")" = kept ] || fail "xattr lost"
-    [ -z "$(find "$S/mnt1" -name '.guest.vmem.nosparse-*')" ] || fail "temporary file left"
-    grep -q "$before fragments" "$S/out" || fail "report: $(cat "$S/out")"
-    umount "$S/mnt1"
+    [ -f "$P/share/bash-completion/completions/nosparse" ] || fail "no bash completion"
+    [ "$(wc -l <"$P/share/nosparse/installed-files")" -eq 11 ] || fail "manifest: $(cat "$P/share/nosparse/installed-files")"
+    grep -qxF "library=$P/$LIB32/libnosparse.so" <<<"$("$P/bin/nosparse" --dry-run -- "$VMX32")" || fail "dry run"
 }
 
 t_uninstall_under_a_prefix() {
@@ -252,53 +132,18 @@ t_install_under_usr() {
     echo usr >>"$LEFT"
     scripts/install.sh --no-build
     [ -f "/usr/$LIB64/libnosparse.so" ] && [ -f "/usr/$LIB32/libnosparse.so" ] || fail "libraries missing"
-    /usr/bin/nosparse --dry-run -- "$VMX32" | grep -qx 'trusted_dir=1' || fail "/usr/$LIB32 is not trusted by the loader"
+    grep -qx 'trusted_dir=1' <<<"$(/usr/bin/nosparse --dry-run -- "$VMX32")" || fail "/usr/$LIB32 is not trusted by the loader"
 }
 
 # A set-user-ID root fake vmx of each class, in its own VMware-like tree.
 make_vmx() {
-    rm -rf "$V"
+    undo_vmware
     mkdir -p "$V/bin32" "$V/bin64" "$V/vm"
     install -m 4755 -o root "$VMX32" "$V/bin32/vmware-vmx"
     install -m 4755 -o root "$VMX64" "$V/bin64/vmware-vmx"
     chmod 1777 "$V/vm"
 }
 as_nobody() { setpriv --reuid=nobody --regid=nogroup --clear-groups "$@"; }
-
-t_vmware_wrapper_end_to_end() {
-    make_vmx
-    local state=$S/vmware.state
-    for bits in 32 64; do
-        local vmx=$V/bin$bits/vmware-vmx
-        # Control: the set-user-ID program started by nobody, no wrapper: sparse.
-        as_nobody "$vmx" --path "$V/vm/bare$bits.vmem" --size $((256 * MIB)) >/dev/null
-        sparse "$V/vm/bare$bits.vmem"
-        [ "$(stat -c %U "$V/vm/bare$bits.vmem")" = root ] || fail "fake vmx did not run set-user-ID root"
-        nosparse-vmware install --vmx "$vmx" --wrapper-dir "$S/etc-vmware$bits" --state "$state"
-        [ -L "$vmx" ] && [ -u "$vmx.real" ] || fail "not diverted"
-        [ -u "/usr/$([ $bits = 32 ] && echo "$LIB32" || echo "$LIB64")/libnosparse.so" ] || fail "library not set-user-ID"
-        # Unprivileged user, wrapper, set-user-ID root program: whole.
-        as_nobody "$vmx" --path "$V/vm/guest$bits.vmem" --size $((256 * MIB)) --writes 16 >/dev/null
-        whole "$V/vm/guest$bits.vmem"
-        nosparse-vmware status --state "$state" | grep -q "$vmx.*: ok" || fail "status: $(nosparse-vmware status --state "$state")"
-    done
-    # The launcher says why a set-user-ID program would not get a library without the bit.
-    for bits in 32 64; do
-        local vmx=$V/bin$bits/vmware-vmx
-        nosparse-vmware uninstall --vmx "$vmx" --state "$state"
-        [ ! -L "$vmx" ] && [ ! -e "$vmx.real" ] && [ -u "$vmx" ] || fail "not restored"
-        local src=VMX$bits
-        cmp "$vmx" "${!src}" || fail "the restored program differs"
-        as_nobody "$vmx" --path "$V/vm/after$bits.vmem" --size $((256 * MIB)) >/dev/null
-        sparse "$V/vm/after$bits.vmem"
-    done
-    [ ! -u "/usr/$LIB32/libnosparse.so" ] && [ ! -u "/usr/$LIB64/libnosparse.so" ] || fail "set-user-ID bit left on a library"
-    [ ! -e "$state" ] || fail "state left: $(cat "$state")"
-    dpkg-divert --list | grep -q "$V" && fail "diversion left"
-    as_nobody /usr/bin/nosparse -- "$V/bin32/vmware-vmx" --path "$V/vm/x.vmem" --size $MIB >/dev/null 2>"$S/err"
-    grep -q 'set-user-ID bit' "$S/err" || fail "no warning for a set-user-ID program: $(cat "$S/err")"
-    rm -rf "$V"
-}
 
 # Runs "$@" in a private mount namespace where /etc/ld.so.preload and /etc/nosparse.conf
 # are $S/ld.so.preload and $S/nosparse.conf. Placeholders are made for the bind mounts
@@ -309,11 +154,137 @@ with_system_files() {
         [ -e "$f" ] || { : >"$f"; made+=("$f"); }
     done
     local rc=0
-    unshare --mount --propagation private sh -c '
+    unshare --mount --propagation private bash -c '
         mount --bind "$1/ld.so.preload" /etc/ld.so.preload &&
-        mount --bind "$1/nosparse.conf" /etc/nosparse.conf && shift && exec "$@"' sh "$S" "$@" || rc=$?
+        mount --bind "$1/nosparse.conf" /etc/nosparse.conf && shift && exec "$@"' bash "$S" "$@" || rc=$?
     for f in "${made[@]}"; do rm -f "$f"; done
     return $rc
+}
+
+# The settings a wrapped vmx reads: the example nosparse-vmware installs.
+vmx_conf() {
+    cp deploy/nosparse.conf.example "$S/nosparse.conf"
+    chmod 644 "$S/nosparse.conf"
+    : >"$S/ld.so.preload"
+}
+# Runs a test function in the private mount namespace of with_system_files, so that
+# nosparse-vmware, vmx and the library read $S/nosparse.conf as /etc/nosparse.conf.
+in_namespace() {
+    # shellcheck disable=SC2163 # the test functions named in "$@" are exported
+    export -f "$@" fail whole sparse size_of alloc_of as_nobody make_vmx wait_loaded
+    export S V VMX32 VMX64 LIB32 LIB64 MIB ROOT
+    with_system_files bash -c 'set -euo pipefail; for f in "$@"; do "$f"; done' bash "$@"
+}
+
+# Waits until process $1 runs program $2 and is asleep in it: its loader is done.
+wait_loaded() {
+    local i
+    local stat
+    for ((i = 0; i < 10000; i++)); do
+        read -r stat <"/proc/$1/stat" || break
+        stat=${stat##*) }
+        if [ "${stat%% *}" = S ] && [ "$(readlink "/proc/$1/exe")" = "$2" ]; then
+            return 0
+        fi
+    done
+    fail "process $1 never settled in $2"
+}
+
+vmware_end_to_end() {
+    local state=$S/vmware.state
+    for bits in 32 64; do
+        local vmx=$V/bin$bits/vmware-vmx real=$V/bin$bits/nosparse-real/vmware-vmx
+        # Control: the set-user-ID program started by nobody, no wrapper: sparse.
+        as_nobody "$vmx" --path "$V/vm/bare$bits.vmem" --size $((256 * MIB)) >/dev/null
+        sparse "$V/vm/bare$bits.vmem"
+        [ "$(stat -c %U "$V/vm/bare$bits.vmem")" = root ] || fail "fake vmx did not run set-user-ID root"
+        nosparse-vmware install --vmx "$vmx" --wrapper-dir "$S/etc-vmware$bits" --state "$state"
+        [ -L "$vmx" ] && [ -u "$real" ] || fail "not diverted to $real"
+        [ -u "/usr/$([ $bits = 32 ] && echo "$LIB32" || echo "$LIB64")/libnosparse.so" ] || fail "library not set-user-ID"
+        grep -q libnosparse <<<"$(dpkg-statoverride --list)" || fail "no statoverride"
+        # Unprivileged user, wrapper, set-user-ID root program: whole, with ftruncate too.
+        as_nobody "$vmx" --path "$V/vm/guest$bits.vmem" --size $((256 * MIB)) --writes 16 >/dev/null
+        whole "$V/vm/guest$bits.vmem"
+        as_nobody "$vmx" --path "$V/vm/trunc$bits.vmem" --size $((256 * MIB)) --call ftruncate >/dev/null
+        whole "$V/vm/trunc$bits.vmem"
+        # Only vmx: the same program under another name is left alone.
+        cp "$real" "$V/other$bits"
+        as_nobody env LD_PRELOAD=libnosparse.so "$V/other$bits" --path "$V/vm/other$bits.vmem" --size $((256 * MIB)) >/dev/null
+        sparse "$V/vm/other$bits.vmem"
+        nosparse-vmware status --vmx "$vmx" --state "$state" >"$S/status" || fail "status: $(cat "$S/status")"
+    done
+    nosparse-vmware status --state "$state" >"$S/status" || fail "status: $(cat "$S/status")"
+    cat "$S/status"
+    for bits in 32 64; do
+        local vmx=$V/bin$bits/vmware-vmx
+        nosparse-vmware uninstall --vmx "$vmx" --state "$state"
+        [ ! -L "$vmx" ] && [ ! -e "$V/bin$bits/nosparse-real" ] && [ -u "$vmx" ] || fail "not restored"
+        local src=VMX$bits
+        cmp "$vmx" "${!src}" || fail "the restored program differs"
+        as_nobody "$vmx" --path "$V/vm/after$bits.vmem" --size $((256 * MIB)) >/dev/null
+        sparse "$V/vm/after$bits.vmem"
+    done
+    [ ! -u "/usr/$LIB32/libnosparse.so" ] && [ ! -u "/usr/$LIB64/libnosparse.so" ] || fail "set-user-ID bit left on a library"
+    ! grep -q libnosparse <<<"$(dpkg-statoverride --list)" || fail "statoverride left"
+    [ ! -e "$state" ] || fail "state left: $(cat "$state")"
+    ! grep -q "$V" <<<"$(dpkg-divert --list)" || fail "diversion left"
+    as_nobody /usr/bin/nosparse -- "$V/bin32/vmware-vmx" --path "$V/vm/x.vmem" --size $MIB >/dev/null 2>"$S/err"
+    grep -q 'set-user-ID bit' "$S/err" || fail "no warning for a set-user-ID program: $(cat "$S/err")"
+}
+
+t_vmware_wrapper_end_to_end() {
+    make_vmx
+    vmx_conf
+    in_namespace vmware_end_to_end
+    rm -rf "$V"
+}
+
+# A long-running set-user-ID stand-in (sleep) behind the wrapper: the name it runs
+# under, which processes status sees with the library, the library losing its bit, and
+# a VMware upgrade replacing vmware-vmx; repair puts each right.
+vmware_status_and_repair() {
+    local state=$S/vmware.state vmx=$V/bin64/vmware-vmx real=$V/bin64/nosparse-real/vmware-vmx pid lib
+    lib=$(readlink -f "/usr/$LIB64/libnosparse.so")
+    install -m 4755 -o root /usr/bin/sleep "$vmx"
+    nosparse-vmware install --vmx "$vmx" --wrapper-dir "$S/etc-vmware" --state "$state"
+    # setpriv, then the wrapper, then vmx: one process, $!.
+    setpriv --reuid=nobody --regid=nogroup --clear-groups "$vmx" 600 &
+    pid=$!
+    wait_loaded "$pid" "$real"
+    [ "$(cat "/proc/$pid/comm")" = vmware-vmx ] || fail "runs as $(cat "/proc/$pid/comm")"
+    [ "$(tr '\0' '\n' <"/proc/$pid/cmdline" | head -n 1)" = "$vmx" ] || fail "argv[0]: $(tr '\0' ' ' <"/proc/$pid/cmdline")"
+    nosparse-vmware status --state "$state" >"$S/status" || fail "status: $(cat "$S/status")"
+    grep -q "^ok: running vmx $pid has the library" "$S/status" || fail "status: $(cat "$S/status")"
+    kill "$pid"; wait "$pid" || true
+    # The bit lost (as a reinstall without dpkg would): status says so, repair restores it.
+    chmod u-s "$lib"
+    ! nosparse-vmware status --state "$state" >"$S/status" || fail "status passed without the bit: $(cat "$S/status")"
+    grep -q "^BROKEN: $lib has lost its set-user-ID bit" "$S/status" || fail "status: $(cat "$S/status")"
+    setpriv --reuid=nobody --regid=nogroup --clear-groups "$vmx" 600 &
+    pid=$!
+    wait_loaded "$pid" "$real"
+    ! nosparse-vmware status --state "$state" >"$S/status" || fail "status passed"
+    grep -q "^BROKEN: running vmx $pid does not have the library" "$S/status" || fail "status: $(cat "$S/status")"
+    kill "$pid"; wait "$pid" || true
+    nosparse-vmware repair --state "$state"
+    nosparse-vmware status --state "$state" >"$S/status" || fail "status after repair: $(cat "$S/status")"
+    # A VMware upgrade: a new vmware-vmx replaces the link.
+    rm "$vmx"
+    install -m 4755 -o root /usr/bin/sleep "$vmx"
+    ! nosparse-vmware status --state "$state" >"$S/status" || fail "status passed after the upgrade"
+    grep -q "^BROKEN: $vmx is a program again" "$S/status" || fail "status: $(cat "$S/status")"
+    nosparse-vmware repair --state "$state"
+    nosparse-vmware status --state "$state" >"$S/status" || fail "status after repair: $(cat "$S/status")"
+    [ -L "$vmx" ] && [ -u "$real" ] || fail "repair did not wrap the new program"
+    nosparse-vmware uninstall --vmx "$vmx" --state "$state"
+    [ -f "$vmx" ] && [ ! -L "$vmx" ] && [ ! -e "$real" ] && [ ! -u "$lib" ] || fail "uninstall after repair"
+}
+
+t_vmware_status_and_repair() {
+    make_vmx
+    vmx_conf
+    in_namespace vmware_status_and_repair
+    rm -rf "$V"
 }
 
 t_system_wide_mode() {
@@ -350,6 +321,26 @@ t_system_wide_mode() {
     rm -rf "$V"
 }
 
+doctor_sound_and_broken() {
+    echo '/usr/$LIB/libnosparse.so' >"$S/ld.so.preload"
+    nosparse doctor >"$S/doctor.ok" || fail "doctor on a sound setup: $(cat "$S/doctor.ok")"
+    cat "$S/doctor.ok"
+    # A preload entry without $LIB, a settings file others can write.
+    echo "/usr/$LIB64/libnosparse.so" >"$S/ld.so.preload"
+    chmod 666 "$S/nosparse.conf"
+    ! nosparse doctor >"$S/doctor.bad" || fail "doctor passed a broken setup: $(cat "$S/doctor.bad")"
+    cat "$S/doctor.bad"
+    grep -q '^PROBLEM: /etc/ld.so.preload: .* for 32-bit programs: .* is not a 32-bit library' "$S/doctor.bad" || fail "preload not named"
+    grep -q "^PROBLEM: /etc/nosparse.conf: not trusted (writable by group or others.*fix: sudo chown root:root" "$S/doctor.bad" || fail "settings not named"
+    chmod 644 "$S/nosparse.conf"
+    : >"$S/ld.so.preload"
+}
+
+t_doctor_sound_and_broken() {
+    vmx_conf
+    in_namespace doctor_sound_and_broken
+}
+
 t_uninstall_under_usr() {
     scripts/uninstall.sh
     sed -i '/^usr$/d' "$LEFT"
@@ -358,37 +349,121 @@ t_uninstall_under_usr() {
     done
 }
 
-t_debian_packages() {
+# What the packages must hold, and lintian's verdict.
+t_debian_packages_are_sound() {
     bash scripts/package.sh "$S/debs"
-    local amd64 i386
-    amd64=$(ls "$S"/debs/nosparse_*_amd64.deb)
-    i386=$(ls "$S"/debs/nosparse_*_i386.deb)
-    dpkg-deb -c "$amd64" >"$S/amd64.list"
-    for f in ./usr/bin/nosparse ./usr/sbin/nosparse-vmware "./usr/lib/x86_64-linux-gnu/libnosparse.so" ./usr/lib32/libnosparse.so; do
-        grep -q " $f\$" "$S/amd64.list" || fail "$f not in $amd64"
+    local d
+    d=$S/debs
+    dpkg-deb -c "$d"/libnosparse0_*_amd64.deb >"$S/list"
+    grep -q " ./usr/lib/x86_64-linux-gnu/libnosparse.so.0\$" "$S/list" && grep -q " ./usr/lib/x86_64-linux-gnu/libnosparse.so -> libnosparse.so.0\$" "$S/list" || fail "libnosparse0: $(cat "$S/list")"
+    dpkg-deb -c "$d"/lib32nosparse0_*_amd64.deb >"$S/list"
+    grep -q ' ./usr/lib32/libnosparse.so.0$' "$S/list" || fail "lib32nosparse0 lacks its library"
+    dpkg-deb -c "$d"/libnosparse0_*_i386.deb >"$S/list"
+    grep -q ' ./usr/lib/i386-linux-gnu/libnosparse.so.0$' "$S/list" || fail "i386 library"
+    dpkg-deb -c "$d"/nosparse_*_amd64.deb >"$S/list"
+    for f in ./usr/bin/nosparse ./usr/sbin/nosparse-vmware ./usr/share/man/man1/nosparse.1.gz ./usr/share/man/man5/nosparse.conf.5.gz ./usr/share/man/man8/nosparse-vmware.8.gz ./usr/share/bash-completion/completions/nosparse; do
+        grep -q " $f\$" "$S/list" || fail "$f not in the tools package"
     done
-    dpkg-deb -c "$i386" >"$S/i386.list"
-    grep -q ' ./usr/lib/i386-linux-gnu/libnosparse.so$' "$S/i386.list" || fail "i386 package lacks its library"
+    ! grep -q libnosparse "$S/list" || fail "the tools package carries the library"
+    [ "$(dpkg-deb -f "$d"/libnosparse0_*_amd64.deb Multi-Arch)" = same ] || fail "libnosparse0's Multi-Arch"
+    [ "$(dpkg-deb -f "$d"/libnosparse0_*_amd64.deb Section)" = libs ] || fail "libnosparse0's Section"
+    [ "$(dpkg-deb -f "$d"/nosparse_*_amd64.deb Multi-Arch)" = foreign ] || fail "nosparse's Multi-Arch"
+    local depends version
+    depends=$(dpkg-deb -f "$d"/nosparse_*_amd64.deb Depends)
+    version=$(dpkg-deb -f "$d"/libnosparse0_*_amd64.deb Version)
+    [[ $depends == *"libnosparse0 (= $version)"* ]] || fail "tools do not depend on the same library version: $depends"
+    for deb in "$d"/*.deb; do
+        dpkg-deb -I "$deb" md5sums >/dev/null || fail "$deb has no md5sums"
+    done
+    [ "$(dpkg-deb -I "$d"/libnosparse0_*_amd64.deb triggers)" = 'activate-noawait ldconfig' ] || fail "no ldconfig trigger"
+    ls "$d"/nosparse-dbgsym_*_amd64.ddeb >/dev/null || fail "no dbgsym"
     mkdir -p "$S/i386"
-    dpkg-deb -x "$i386" "$S/i386"
-    readelf -h "$S/i386/usr/bin/nosparse" | grep -q 'Class:.*ELF32' || fail "i386 launcher is not 32-bit"
-    readelf -h "$S/i386/usr/lib/i386-linux-gnu/libnosparse.so" | grep -q 'Class:.*ELF32' || fail "i386 library is not 32-bit"
-    echo deb >>"$LEFT"
-    dpkg -i "$amd64"
-    for bits in 64 32; do
-        local vmx=VMX$bits
-        /usr/bin/nosparse -- "${!vmx}" --path "$S/deb$bits.vmem" --size $((128 * MIB)) >/dev/null
-        whole "$S/deb$bits.vmem"
-    done
-    dpkg -r nosparse
-    sed -i '/^deb$/d' "$LEFT"
-    [ ! -e /usr/bin/nosparse ] && [ ! -e "/usr/$LIB64/libnosparse.so" ] || fail "dpkg -r left files"
+    dpkg-deb -x "$d"/nosparse_*_i386.deb "$S/i386"
+    grep -q 'Class:.*ELF32' <<<"$(readelf -h "$S/i386/usr/bin/nosparse")" || fail "i386 launcher is not 32-bit"
+    lintian --fail-on error,warning "$d"/*.deb >"$S/lintian" 2>&1 || fail "lintian: $(cat "$S/lintian")"
+    cat "$S/lintian"
 }
 
-for t in t_install_under_a_prefix t_launcher_runs_both_classes t_launcher_built_for_i686 t_launcher_options_and_errors \
-    t_check_reports_like_filefrag t_rewrite_makes_a_fragmented_file_whole t_uninstall_under_a_prefix \
-    t_install_under_usr t_vmware_wrapper_end_to_end t_system_wide_mode t_uninstall_under_usr \
-    t_debian_packages; do
+# Install the packages, wrap a set-user-ID vmx, install the packages again (what an
+# upgrade does to the library's mode), and the .vmem still comes out whole.
+debian_upgrade_keeps_the_wrapper() {
+    local debs=("$S"/debs/libnosparse0_*_amd64.deb "$S"/debs/lib32nosparse0_*_amd64.deb "$S"/debs/nosparse_*_amd64.deb)
+    dpkg -i "${debs[@]}"
+    for bits in 32 64; do
+        nosparse-vmware install --vmx "$V/bin$bits/vmware-vmx" --wrapper-dir "$S/etc-vmware$bits"
+        as_nobody "$V/bin$bits/vmware-vmx" --path "$V/vm/deb$bits.vmem" --size $((256 * MIB)) >/dev/null
+        whole "$V/vm/deb$bits.vmem"
+    done
+    dpkg -i "${debs[@]}"
+    for lib in "/usr/$LIB64/libnosparse.so.0" "/usr/$LIB32/libnosparse.so.0"; do
+        [ -u "$lib" ] || fail "the upgrade cleared the set-user-ID bit of $lib"
+    done
+    for bits in 32 64; do
+        as_nobody "$V/bin$bits/vmware-vmx" --path "$V/vm/again$bits.vmem" --size $((256 * MIB)) >/dev/null
+        whole "$V/vm/again$bits.vmem"
+    done
+    nosparse-vmware status >"$S/status" || fail "status after the upgrade: $(cat "$S/status")"
+    # Removal is refused while the wrapper uses the library, saying how to undo it.
+    # (--force-depends: it is the library's own prerm that must refuse, not dpkg.)
+    ! dpkg -r --force-depends libnosparse0 >"$S/out" 2>&1 || fail "libnosparse0 removed under the wrapper"
+    grep -q "the VMware wrapper is installed: run 'nosparse-vmware uninstall' first" "$S/out" || fail "$(cat "$S/out")"
+    ! dpkg -r nosparse >"$S/out" 2>&1 || fail "nosparse removed under the wrapper"
+    grep -q "nosparse-vmware uninstall" "$S/out" || fail "$(cat "$S/out")"
+    for bits in 32 64; do
+        nosparse-vmware uninstall --vmx "$V/bin$bits/vmware-vmx"
+    done
+    # ... and while /etc/ld.so.preload names it.
+    echo '/usr/$LIB/libnosparse.so' >"$S/ld.so.preload"
+    ! dpkg -r --force-depends libnosparse0 >"$S/out" 2>&1 || fail "removed while preloaded"
+    grep -q "ld.so.preload names the library" "$S/out" || fail "$(cat "$S/out")"
+    : >"$S/ld.so.preload"
+    dpkg -r nosparse libnosparse0 lib32nosparse0
+    [ ! -e /usr/bin/nosparse ] && [ ! -e "/usr/$LIB64/libnosparse.so.0" ] && [ ! -e "/usr/$LIB32/libnosparse.so" ] || fail "dpkg -r left files"
+    ! grep -q libnosparse <<<"$(dpkg-statoverride --list)" || fail "statoverride left"
+    mkdir -p /var/lib/nosparse
+    dpkg --purge nosparse libnosparse0 lib32nosparse0
+    [ ! -e /var/lib/nosparse ] || fail "purge left /var/lib/nosparse"
+}
+
+t_debian_upgrade_keeps_the_wrapper() {
+    [ ! -e /var/lib/nosparse/vmware ] || fail "a wrapper is installed on this host: not touching it"
+    make_vmx
+    vmx_conf
+    echo deb >>"$LEFT"
+    in_namespace debian_upgrade_keeps_the_wrapper
+    sed -i '/^deb$/d' "$LEFT"
+    rm -rf "$V"
+}
+
+t_rpm_packages() {
+    bash scripts/package-rpm.sh "$S/rpms"
+    local r=$S/rpms v root=$S/rpmroot
+    v=$(rpm -qp --qf '%{VERSION}-%{RELEASE}' "$r"/nosparse-libs-*.x86_64.rpm)
+    [ "$(rpm -qlp "$r/nosparse-libs-$v.x86_64.rpm" | grep libnosparse)" = /usr/lib64/libnosparse.so ] || fail "x86_64 library"
+    [ "$(rpm -qlp "$r/nosparse-libs-$v.i686.rpm" | grep libnosparse)" = /usr/lib/libnosparse.so ] || fail "i686 library"
+    rpm -qlp "$r/nosparse-$v.x86_64.rpm" >"$S/list"
+    for f in /usr/bin/nosparse /usr/sbin/nosparse-vmware /usr/share/man/man1/nosparse.1.gz /usr/share/man/man8/nosparse-vmware.8.gz; do
+        grep -qx "$f" "$S/list" || fail "$f not in the tools package"
+    done
+    rpm -qp --requires "$r/nosparse-$v.x86_64.rpm" >"$S/requires"
+    grep -qx "nosparse-libs = $v" "$S/requires" || fail "tools do not require the same library"
+    rpm --root "$root" --initdb
+    # A scratch root has no C library to satisfy the requirements, nor a shell for scripts.
+    rpm --root "$root" -i --nodeps --noscripts "$r/nosparse-libs-$v.x86_64.rpm" "$r/nosparse-libs-$v.i686.rpm" "$r/nosparse-$v.x86_64.rpm"
+    grep -q 'Class:.*ELF64' <<<"$(readelf -h "$root/usr/lib64/libnosparse.so")" || fail "lib64"
+    grep -q 'Class:.*ELF32' <<<"$(readelf -h "$root/usr/lib/libnosparse.so")" || fail "lib"
+    [ -x "$root/usr/bin/nosparse" ] && [ -x "$root/usr/sbin/nosparse-vmware" ] || fail "tools"
+    [ "$(rpm --root "$root" -qa | grep -c '^nosparse')" -eq 3 ] || fail "$(rpm --root "$root" -qa)"
+    rpm --root "$root" -e --nodeps --noscripts nosparse nosparse-libs.x86_64 nosparse-libs.i686
+    [ ! -e "$root/usr/lib64/libnosparse.so" ] && [ ! -e "$root/usr/bin/nosparse" ] || fail "rpm -e left files"
+}
+
+all=(t_install_under_a_prefix t_uninstall_under_a_prefix t_install_under_usr t_vmware_wrapper_end_to_end
+    t_vmware_status_and_repair t_system_wide_mode t_doctor_sound_and_broken t_uninstall_under_usr
+    t_debian_packages_are_sound t_debian_upgrade_keeps_the_wrapper t_rpm_packages)
+# Some tests, by name, in the order given (those under /usr need t_install_under_usr).
+[ $# -eq 0 ] || all=("$@")
+for t in "${all[@]}"; do
     run "$t"
 done
 umount_all

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs nosparse: the launcher as PREFIX/bin/nosparse, the VMware helper as
-# PREFIX/sbin/nosparse-vmware, and each build of libnosparse.so where its loader looks
+# PREFIX/sbin/nosparse-vmware, the man pages under PREFIX/share/man, the bash completion,
+# and each build of libnosparse.so where its loader looks
 # for it under PREFIX: PREFIX/$LIB, with $LIB as the 64-bit and the 32-bit loader
 # expand it on this machine (asked of each loader, `ld.so --list-diagnostics`).
 # scripts/uninstall.sh removes exactly what this installed.
@@ -67,8 +68,12 @@ put() { # put MODE SOURCE DEST
 
 put 755 target/release/nosparse "$prefix/bin/nosparse"
 put 755 deploy/nosparse-vmware "$prefix/sbin/nosparse-vmware"
-put 644 deploy/vmware-vmx-wrapper "$manifest_dir/vmware-vmx-wrapper"
+put 755 deploy/vmware-vmx-wrapper "$manifest_dir/vmware-vmx-wrapper"
 put 644 deploy/nosparse.conf.example "$manifest_dir/nosparse.conf.example"
+put 644 docs/man/nosparse.1 "$prefix/share/man/man1/nosparse.1"
+put 644 docs/man/nosparse.conf.5 "$prefix/share/man/man5/nosparse.conf.5"
+put 644 docs/man/nosparse-vmware.8 "$prefix/share/man/man8/nosparse-vmware.8"
+put 644 deploy/bash-completion/nosparse "$prefix/share/bash-completion/completions/nosparse"
 put 644 target/release/libnosparse.so "$prefix/$(dst_lib "$LOADER64")/libnosparse.so"
 if [ "$have32" = 1 ]; then
     put 644 "target/$I686/release/libnosparse.so" "$prefix/$(dst_lib "$LOADER32")/libnosparse.so"

@@ -20,8 +20,11 @@ done
 # Debian packages: gcc-multilib links the i686 build; e2fsprogs, xfsprogs, btrfs-progs
 # and util-linux make, mount and inspect the test filesystems; binutils (nm, readelf)
 # checks the exports; strace and valgrind measure the pass-through overhead; qemu-utils
-# (qemu-img) and python3 are programs the trigger tests run under the library.
-packages=(gcc-multilib e2fsprogs xfsprogs btrfs-progs util-linux strace valgrind binutils qemu-utils python3)
+# (qemu-img) and python3 are programs the trigger tests run under the library; lintian
+# checks the Debian packages, rpm builds and installs the RPM ones into a scratch root,
+# man-db renders the man pages in the tests.
+packages=(gcc-multilib e2fsprogs xfsprogs btrfs-progs util-linux strace valgrind binutils qemu-utils python3
+    lintian rpm man-db)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -37,3 +40,12 @@ if [ "${#missing[@]}" -gt 0 ]; then
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+
+# The packagers, pinned: scripts/package.sh and package-rpm.sh would install them too,
+# but inside the deployment tests' time.
+for tool in cargo-deb@3.8.0 cargo-generate-rpm@0.21.1; do
+    if ! "${tool%@*}" --version 2>/dev/null | grep -q "${tool#*@}"; then
+        say "installing $tool"
+        cargo install --quiet --locked "${tool%@*}" --version "${tool#*@}"
+    fi
+done

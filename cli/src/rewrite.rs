@@ -2,34 +2,82 @@
 //! suspended guest's `.vmem`): a preallocated copy, made beside it and renamed over it,
 //! with its owner, mode, times and extended attributes. It refuses while another process
 //! has the file open for writing or mapped writable, and when the file changes during
-//! the copy; the original is untouched until the rename, which is atomic.
+//! the copy; the original is untouched until the rename, which is atomic. A signal
+//! removes the copy at once, whatever the copy is doing (see [`Cleanup`]).
 
-use crate::check;
+use crate::args::Rewrite;
+use crate::check::{self, Verdict};
+use crate::exit_codes::{REFUSED, SUCCESS, TROUBLE};
+use crate::human;
 use nosparse_core::fs::FsKind;
-use nosparse_core::log::Bytes;
-use nosparse_core::prealloc;
-use nosparse_core::sys;
-use std::ffi::CString;
+use std::ffi::{CString, OsStr};
 use std::fs::{self, File, OpenOptions};
-use std::io;
+use std::io::{self, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::sync::atomic::{AtomicPtr, Ordering};
+use std::time::{Duration, Instant};
 
-/// Exit statuses: rewritten; refused (in use, hard links, no room, changed); failed.
-pub const EXIT_DONE: i32 = 0;
-pub const EXIT_REFUSED: i32 = 1;
-pub const EXIT_FAILED: i32 = 2;
-
-/// Bytes copied per read and write.
+/// Bytes copied per read and write, and per page-cache drop.
 const CHUNK: usize = 8 << 20;
+/// How often the progress line is redrawn.
+const PROGRESS_EVERY: Duration = Duration::from_millis(250);
+/// `FS_NOCOW_FL`: btrfs writes this file in place (`chattr +C`).
+const NOCOW_FL: libc::c_int = 0x0080_0000;
 
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+/// The signals that stop a rewrite.
+const STOP_SIGNALS: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
 
-extern "C" fn on_signal(_: libc::c_int) {
-    INTERRUPTED.store(true, Ordering::Relaxed);
+/// The copy's path, as a C string, while it may exist; null otherwise.
+static COPY: AtomicPtr<libc::c_char> = AtomicPtr::new(std::ptr::null_mut());
+
+extern "C" fn on_signal(sig: libc::c_int) {
+    let p = COPY.load(Ordering::SeqCst);
+    if !p.is_null() {
+        // SAFETY: p is a NUL-terminated path that is never freed while armed; unlink is
+        // async-signal-safe.
+        unsafe { libc::unlink(p) };
+    }
+    // SA_RESETHAND put the default action back; the signal is blocked until this
+    // handler returns, and then ends the process as it would have without a handler.
+    // SAFETY: raise is async-signal-safe.
+    unsafe { libc::raise(sig) };
+}
+
+/// While alive, a stopping signal removes the copy before ending the process, so the
+/// copy never outlives an interrupted rewrite, even in the middle of a long fsync.
+struct Cleanup {
+    path: *mut libc::c_char,
+}
+
+impl Cleanup {
+    fn arm(copy: &Path) -> Cleanup {
+        let path = CString::new(copy.as_os_str().as_bytes()).expect("a path has no NUL").into_raw();
+        COPY.store(path, Ordering::SeqCst);
+        // SAFETY: a zeroed sigaction is valid; the handler only calls unlink and raise.
+        let mut sa: libc::sigaction = unsafe { std::mem::zeroed() };
+        sa.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+        sa.sa_flags = libc::SA_RESETHAND;
+        for sig in STOP_SIGNALS {
+            // SAFETY: sa is a valid sigaction; the old action is not needed.
+            unsafe { libc::sigaction(sig, &sa, std::ptr::null_mut()) };
+        }
+        Cleanup { path }
+    }
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for sig in STOP_SIGNALS {
+            // SAFETY: restoring the default action.
+            unsafe { libc::signal(sig, libc::SIG_DFL) };
+        }
+        COPY.store(std::ptr::null_mut(), Ordering::SeqCst);
+        // SAFETY: from into_raw above; no handler can see it any more.
+        drop(unsafe { CString::from_raw(self.path) });
+    }
 }
 
 /// Why the file was not rewritten.
@@ -42,31 +90,48 @@ fn failed(what: &str, e: impl std::fmt::Display) -> Stop {
     Stop::Failed(format!("{what}: {e}"))
 }
 
-/// Rewrites `file`; prints what it did and returns the exit status.
-pub fn run(file: &Path) -> i32 {
-    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
-        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-        unsafe { libc::signal(sig, on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t) };
-    }
-    match rewrite(file) {
-        Ok(()) => EXIT_DONE,
+fn os_error(what: &str) -> Stop {
+    failed(what, io::Error::last_os_error())
+}
+
+/// Rewrites the file; prints what it did and returns the exit status.
+pub fn run(r: &Rewrite) -> u8 {
+    match rewrite(r) {
+        Ok(()) => SUCCESS,
         Err(Stop::Refused(why)) => {
-            eprintln!("nosparse rewrite: {}: refusing: {why}", file.display());
-            EXIT_REFUSED
+            eprintln!("nosparse rewrite: {}: refusing: {why}", r.file.display());
+            REFUSED
         }
         Err(Stop::Failed(why)) => {
-            eprintln!("nosparse rewrite: {}: {why}; the file is as it was", file.display());
-            EXIT_FAILED
+            eprintln!("nosparse rewrite: {}: {why}; the file is as it was", r.file.display());
+            TROUBLE
         }
     }
 }
 
-fn rewrite(file: &Path) -> Result<(), Stop> {
-    let path = fs::canonicalize(file).map_err(|e| failed("cannot resolve the path", e))?;
-    let src = File::open(&path).map_err(|e| failed("cannot open it", e))?;
-    let meta = src.metadata().map_err(|e| failed("stat", e))?;
-    if !meta.is_file() {
-        return Err(Stop::Refused("not a regular file".into()));
+/// Bytes free for an unprivileged writer on the filesystem holding `fd`.
+fn free_bytes(fd: libc::c_int) -> Result<u64, Stop> {
+    // SAFETY: a zeroed statfs64 is a valid out-buffer.
+    let mut st: libc::statfs64 = unsafe { std::mem::zeroed() };
+    // SAFETY: fd is open; st is writable.
+    if unsafe { libc::fstatfs64(fd, &mut st) } != 0 {
+        return Err(os_error("statfs"));
+    }
+    Ok((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
+}
+
+fn rewrite(r: &Rewrite) -> Result<(), Stop> {
+    let path = fs::canonicalize(&r.file).map_err(|e| failed("cannot resolve the path", e))?;
+    let (src, meta) = check::open_regular(&path).map_err(Stop::Refused)?;
+    let before = check::measure_file(&src, &meta).map_err(Stop::Failed)?;
+    if before.verdict(r.max_fragments) == Verdict::Whole && !r.force {
+        println!(
+            "{}: already whole: {} fragments, at most {} for this size; left alone (--force rewrites it)",
+            path.display(),
+            before.layout.fragments,
+            before.allowed(r.max_fragments)
+        );
+        return Ok(());
     }
     if meta.nlink() > 1 {
         return Err(Stop::Refused(format!(
@@ -78,14 +143,17 @@ fn rewrite(file: &Path) -> Result<(), Stop> {
         return Err(Stop::Refused(format!("{who}; stop it (suspend the guest) first")));
     }
     let dir = path.parent().ok_or_else(|| Stop::Refused("no parent directory".into()))?;
-    let free = sys::fstatfs(src.as_raw_fd()).map_err(|e| failed("statfs", e))?.free_bytes(sys::is_root());
+    let free = free_bytes(src.as_raw_fd())?;
     if free < meta.len() {
-        return Err(Stop::Refused(format!("the copy needs {} and {} is free", Bytes(meta.len()), Bytes(free))));
+        return Err(Stop::Refused(format!(
+            "the copy needs {} and {} is free",
+            human::bytes(meta.len()),
+            human::bytes(free)
+        )));
     }
-    let before = check::measure(&path).map_err(Stop::Failed)?;
     let started = Instant::now();
-
     let tmp = temp_name(&path);
+    let cleanup = Cleanup::arm(&tmp);
     let dst = OpenOptions::new()
         .read(true)
         .write(true)
@@ -94,7 +162,11 @@ fn rewrite(file: &Path) -> Result<(), Stop> {
         .custom_flags(libc::O_CLOEXEC)
         .open(&tmp)
         .map_err(|e| failed(&format!("cannot create {}", tmp.display()), e))?;
-    let result = fill(&src, &dst, &meta).and_then(|()| {
+    let progress = r.progress.unwrap_or_else(|| {
+        // SAFETY: isatty only looks at the fd.
+        unsafe { libc::isatty(libc::STDERR_FILENO) == 1 }
+    });
+    let result = fill(&src, &dst, &meta, progress).and_then(|()| {
         // The source must be the file it was at the start, unchanged, with no writer.
         let now = src.metadata().map_err(|e| failed("stat", e))?;
         if (now.len(), now.mtime(), now.mtime_nsec(), now.ctime(), now.ctime_nsec())
@@ -112,57 +184,70 @@ fn rewrite(file: &Path) -> Result<(), Stop> {
         let _ = fs::remove_file(&tmp);
         return Err(stop);
     }
+    drop(cleanup);
     if let Ok(d) = File::open(dir) {
         let _ = d.sync_all();
     }
+    let took = started.elapsed();
     let after = check::measure(&path).map_err(Stop::Failed)?;
+    let rate = meta.len() as f64 / took.as_secs_f64().max(1e-3);
     println!(
-        "{}: rewrote {} in {:.1} s: {} fragments ({} extents) before, {} after",
+        "{}: rewrote {} in {:.1} s ({}/s): {} fragments before, {} after (at most {} for this size)",
         path.display(),
-        Bytes(meta.len()),
-        started.elapsed().as_secs_f64(),
+        human::bytes(meta.len()),
+        took.as_secs_f64(),
+        human::bytes(rate as u64),
         before.layout.fragments,
-        before.layout.extents,
-        after.layout.fragments
+        after.layout.fragments,
+        after.allowed(r.max_fragments)
     );
     Ok(())
 }
 
 /// `.NAME.nosparse-PID` beside the file.
 fn temp_name(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path.file_name().map(OsStr::to_string_lossy).unwrap_or_default();
     path.with_file_name(format!(".{name}.nosparse-{}", std::process::id()))
 }
 
 /// Makes `dst` a preallocated copy of `src`, with its metadata.
-fn fill(src: &File, dst: &File, meta: &fs::Metadata) -> Result<(), Stop> {
+fn fill(src: &File, dst: &File, meta: &fs::Metadata, progress: bool) -> Result<(), Stop> {
     let dfd = dst.as_raw_fd();
     let len = meta.len() as i64;
-    if FsKind::of_fd(dfd).is_ok_and(|k| k == FsKind::Btrfs) {
+    // SAFETY: a zeroed statfs64 is a valid out-buffer.
+    let mut st: libc::statfs64 = unsafe { std::mem::zeroed() };
+    // SAFETY: dfd is open; st is writable.
+    if unsafe { libc::fstatfs64(dfd, &mut st) } == 0 && FsKind::from_magic(st.f_type as u32) == FsKind::Btrfs {
         // As the library does: while empty, so that overwrites stay in place.
-        let _ = prealloc::set_nocow(dfd);
-    }
-    if len > 0 {
-        // Same as the library's fallocate, and no fallback: a filesystem without
-        // fallocate gets the copy written as it is.
-        match sys::fallocate(dfd, 0, 0, len) {
-            Err(e) if e.0 == libc::EOPNOTSUPP => {}
-            other => other.map_err(|e| failed("cannot preallocate the copy", e))?,
+        let mut flags: libc::c_int = 0;
+        // SAFETY: FS_IOC_GETFLAGS/SETFLAGS read and write one int.
+        unsafe {
+            if libc::ioctl(dfd, libc::FS_IOC_GETFLAGS, &mut flags) == 0 {
+                flags |= NOCOW_FL;
+                libc::ioctl(dfd, libc::FS_IOC_SETFLAGS, &flags);
+            }
         }
     }
-    copy_data(src, dst, len)?;
+    // Where the filesystem cannot preallocate, every byte is written, holes included.
+    let mut preallocated = true;
+    // SAFETY: plain integer arguments on an fd we own.
+    if len > 0 && unsafe { libc::fallocate64(dfd, 0, 0, len) } != 0 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EOPNOTSUPP) {
+            return Err(failed("cannot preallocate the copy", e));
+        }
+        preallocated = false;
+    }
+    copy_data(src, dst, len, preallocated, progress)?;
     copy_xattrs(src, dst)?;
     // Owner before mode: chown clears the set-user-ID and set-group-ID bits.
     // SAFETY: plain integer arguments on an fd we own.
     if unsafe { libc::fchown(dfd, meta.uid(), meta.gid()) } != 0 {
-        return Err(failed(
-            &format!("cannot give the copy owner {}:{}", meta.uid(), meta.gid()),
-            io::Error::last_os_error(),
-        ));
+        return Err(os_error(&format!("cannot give the copy owner {}:{}", meta.uid(), meta.gid())));
     }
     // SAFETY: as above.
     if unsafe { libc::fchmod(dfd, meta.mode() & 0o7777) } != 0 {
-        return Err(failed("chmod", io::Error::last_os_error()));
+        return Err(os_error("chmod"));
     }
     let times = [
         libc::timespec { tv_sec: meta.atime() as libc::time_t, tv_nsec: meta.atime_nsec() as _ },
@@ -170,35 +255,133 @@ fn fill(src: &File, dst: &File, meta: &fs::Metadata) -> Result<(), Stop> {
     ];
     // SAFETY: times points to two timespecs.
     if unsafe { libc::futimens(dfd, times.as_ptr()) } != 0 {
-        return Err(failed("futimens", io::Error::last_os_error()));
+        return Err(os_error("futimens"));
     }
     Ok(())
 }
 
-/// Copies the data regions of `src` (holes read as zero, and the copy is preallocated).
-fn copy_data(src: &File, dst: &File, len: i64) -> Result<(), Stop> {
+/// The next data region at or after `at`: `(start, end)`, or None past the last one.
+fn next_data(fd: libc::c_int, at: i64, len: i64) -> Result<Option<(i64, i64)>, Stop> {
+    // SAFETY: lseek64 on an fd we own (a private open file description).
+    let data = unsafe { libc::lseek64(fd, at, libc::SEEK_DATA) };
+    if data < 0 {
+        let e = io::Error::last_os_error();
+        return if e.raw_os_error() == Some(libc::ENXIO) { Ok(None) } else { Err(failed("SEEK_DATA", e)) };
+    }
+    // SAFETY: as above.
+    let hole = unsafe { libc::lseek64(fd, data, libc::SEEK_HOLE) };
+    if hole < 0 {
+        return Err(os_error("SEEK_HOLE"));
+    }
+    Ok(Some((data, hole.min(len))))
+}
+
+/// Drops a copied range from the page cache: the source's pages at once (they are
+/// clean), the copy's once written back, so the copy never fills memory with pages
+/// nobody will read.
+struct CacheDropper {
+    src: libc::c_int,
+    dst: libc::c_int,
+    /// The copy's range whose write-back was started and not yet waited for.
+    pending: Option<(i64, i64)>,
+}
+
+impl CacheDropper {
+    fn copied(&mut self, at: i64, n: i64) {
+        // SAFETY: advice calls on fds we own; failures only mean the pages stay cached.
+        unsafe {
+            libc::posix_fadvise64(self.src, at, n, libc::POSIX_FADV_DONTNEED);
+            libc::sync_file_range(self.dst, at, n, libc::SYNC_FILE_RANGE_WRITE);
+        }
+        self.finish();
+        self.pending = Some((at, n));
+    }
+
+    /// Waits for the pending range's write-back and drops it.
+    fn finish(&mut self) {
+        if let Some((at, n)) = self.pending.take() {
+            let wait =
+                libc::SYNC_FILE_RANGE_WAIT_BEFORE | libc::SYNC_FILE_RANGE_WRITE | libc::SYNC_FILE_RANGE_WAIT_AFTER;
+            // SAFETY: as above.
+            unsafe {
+                libc::sync_file_range(self.dst, at, n, wait);
+                libc::posix_fadvise64(self.dst, at, n, libc::POSIX_FADV_DONTNEED);
+            }
+        }
+    }
+}
+
+/// The progress line on stderr.
+struct Progress {
+    on: bool,
+    started: Instant,
+    shown: Option<Instant>,
+    total: u64,
+    copied: u64,
+}
+
+impl Progress {
+    fn update(&mut self, pos: u64) {
+        if !self.on || self.shown.is_some_and(|t| t.elapsed() < PROGRESS_EVERY) {
+            return;
+        }
+        self.shown = Some(Instant::now());
+        let secs = self.started.elapsed().as_secs_f64().max(1e-3);
+        let rate = self.copied as f64 / secs;
+        let left = if rate > 0.0 {
+            Duration::from_secs_f64(self.total.saturating_sub(pos) as f64 / rate)
+        } else {
+            Duration::ZERO
+        };
+        let pct = (pos * 100).checked_div(self.total).unwrap_or(100);
+        let _ = write!(
+            io::stderr(),
+            "\r{pct:3}%  {} of {}  {}/s  {} left   ",
+            human::bytes(pos),
+            human::bytes(self.total),
+            human::bytes(rate as u64),
+            human::duration(left)
+        );
+    }
+
+    fn done(&self) {
+        if self.on && self.shown.is_some() {
+            let _ = write!(io::stderr(), "\r{:70}\r", "");
+        }
+    }
+}
+
+/// Copies `src` into `dst`: its data regions (holes read as zero, and the copy is
+/// preallocated), or every byte when it could not be preallocated.
+fn copy_data(src: &File, dst: &File, len: i64, preallocated: bool, progress: bool) -> Result<(), Stop> {
     let fd = src.as_raw_fd();
     let mut buf = vec![0u8; CHUNK];
+    let mut cache = CacheDropper { src: fd, dst: dst.as_raw_fd(), pending: None };
+    let mut shown = Progress { on: progress, started: Instant::now(), shown: None, total: len as u64, copied: 0 };
     let mut at = 0i64;
     while at < len {
-        let data = match sys::lseek(fd, at, libc::SEEK_DATA) {
-            Ok(d) => d,
-            Err(e) if e.0 == libc::ENXIO => break,
-            Err(e) => return Err(failed("SEEK_DATA", e)),
-        };
-        let hole = sys::lseek(fd, data, libc::SEEK_HOLE).map_err(|e| failed("SEEK_HOLE", e))?.min(len);
-        let mut pos = data;
-        while pos < hole {
-            if INTERRUPTED.load(Ordering::Relaxed) {
-                return Err(Stop::Failed("interrupted".into()));
+        let (start, end) = if preallocated {
+            match next_data(fd, at, len)? {
+                Some(region) => region,
+                None => break,
             }
-            let n = ((hole - pos) as usize).min(CHUNK);
+        } else {
+            (at, len)
+        };
+        let mut pos = start;
+        while pos < end {
+            let n = ((end - pos) as usize).min(CHUNK);
             src.read_exact_at(&mut buf[..n], pos as u64).map_err(|e| failed("read", e))?;
             dst.write_all_at(&buf[..n], pos as u64).map_err(|e| failed("write to the copy", e))?;
+            cache.copied(pos, n as i64);
             pos += n as i64;
+            shown.copied += n as u64;
+            shown.update(pos as u64);
         }
-        at = hole;
+        at = end;
     }
+    cache.finish();
+    shown.done();
     Ok(())
 }
 

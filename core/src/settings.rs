@@ -45,7 +45,7 @@ pub static SETTINGS: [Setting; 10] = [
         metavar: "",
         default: "0",
         values: "1 or 0",
-        help: "1 makes the library inert",
+        help: "make the library inert",
         check: |v| parse_bool(v).map(drop),
     },
     Setting {
@@ -125,7 +125,7 @@ pub static SETTINGS: [Setting; 10] = [
         metavar: "",
         default: "0",
         values: "1 or 0",
-        help: "1 logs every decision",
+        help: "log every decision, including calls left alone and why",
         check: |v| parse_bool(v).map(drop),
     },
     Setting {

@@ -1,0 +1,340 @@
+//! The command line, tokenized by lexopt. The launcher's options come from the settings
+//! table (`nosparse_core::settings::SETTINGS`), so a new setting is a new option with no
+//! edit here. Parsing only describes what to do; nothing here exits.
+
+use crate::docs::{self, Opt};
+use crate::exit_codes::{Failure, LAUNCHER_FAILED, TROUBLE};
+use lexopt::prelude::*;
+use nosparse_core::settings::{Setting, SETTINGS};
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+/// What the command line asks for.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Command {
+    /// Print `text` (a help text) on stdout.
+    Help(String),
+    Version,
+    Launch(Launch),
+    Check(Check),
+    Rewrite(Rewrite),
+    Doctor(Doctor),
+}
+
+/// `nosparse [OPTIONS] [--] PROGRAM [ARGS...]`.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Launch {
+    /// Settings from the options, in the order given, each value already checked.
+    pub settings: Vec<(&'static str, String)>,
+    pub dry_run: bool,
+    pub program: OsString,
+    /// PROGRAM's arguments, exactly as given.
+    pub args: Vec<OsString>,
+}
+
+/// `nosparse check [OPTIONS] PATH...`.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Check {
+    pub max_fragments: Option<u64>,
+    pub quiet: bool,
+    pub json: bool,
+    pub pattern: Option<String>,
+    pub paths: Vec<PathBuf>,
+}
+
+/// `nosparse rewrite [OPTIONS] FILE`.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Rewrite {
+    pub file: PathBuf,
+    pub force: bool,
+    pub max_fragments: Option<u64>,
+    /// `None`: progress when stderr is a terminal.
+    pub progress: Option<bool>,
+}
+
+/// `nosparse doctor [--config FILE]`.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Doctor {
+    pub config: PathBuf,
+}
+
+/// The subcommands, each named only as the first argument.
+pub const SUBCOMMANDS: [&str; 3] = ["check", "rewrite", "doctor"];
+
+/// Reads the arguments after the program's name.
+pub fn parse(args: Vec<OsString>) -> Result<Command, Failure> {
+    let first = args.first().and_then(|a| a.to_str()).unwrap_or("");
+    let sub = SUBCOMMANDS.iter().find(|s| **s == first).copied();
+    let rest = args.into_iter().skip(usize::from(sub.is_some()));
+    let mut p = lexopt::Parser::from_args(rest);
+    let result = match sub {
+        Some("check") => check(&mut p),
+        Some("rewrite") => rewrite(&mut p),
+        Some("doctor") => doctor(&mut p),
+        _ => launch(&mut p),
+    };
+    let status = if sub.is_some() { TROUBLE } else { LAUNCHER_FAILED };
+    result.map_err(|e| {
+        Failure::new(
+            status,
+            format!("{}{e}\nTry 'nosparse --help'.", sub.map(|s| format!("{s}: ")).unwrap_or_default()),
+        )
+    })
+}
+
+/// A usage error's text.
+type Usage = String;
+
+fn lexopt_error(e: lexopt::Error) -> Usage {
+    match e {
+        lexopt::Error::UnexpectedOption(o) => format!("unknown option {o}"),
+        lexopt::Error::UnexpectedValue { option, .. } => format!("{option} takes no value"),
+        lexopt::Error::MissingValue { option: Some(o) } => format!("{o} needs a value"),
+        other => other.to_string(),
+    }
+}
+
+/// The launcher's option that sets `name`, if the table has one.
+fn setting_option(name: &str) -> Option<&'static Setting> {
+    SETTINGS.iter().find(|s| s.option == Some(name))
+}
+
+fn text(v: OsString, option: &str) -> Result<String, Usage> {
+    v.into_string().map_err(|v| format!("{option}: the value {v:?} is not UTF-8"))
+}
+
+fn launch(p: &mut lexopt::Parser) -> Result<Command, Usage> {
+    let mut settings = Vec::new();
+    let mut dry_run = false;
+    loop {
+        let arg = p.next().map_err(lexopt_error)?;
+        match arg {
+            None => return Err("no PROGRAM to run".into()),
+            Some(Short('h') | Long("help")) => return Ok(Command::Help(docs::help())),
+            Some(Short('V') | Long("version")) => return Ok(Command::Version),
+            Some(Short('n') | Long("dry-run")) => dry_run = true,
+            Some(Long(name)) => {
+                let shown = format!("--{name}");
+                let s = setting_option(name).ok_or_else(|| format!("unknown option {shown}"))?;
+                let value = if s.switch { "1".to_string() } else { text(p.value().map_err(lexopt_error)?, &shown)? };
+                (s.check)(value.as_bytes()).map_err(|why| format!("{shown}: bad value {value:?}: {why}"))?;
+                settings.push((s.name, value));
+            }
+            Some(Value(program)) => {
+                // PROGRAM's own arguments are passed on untouched, options and `--` too.
+                let args = p.raw_args().map_err(lexopt_error)?.collect();
+                return Ok(Command::Launch(Launch { settings, dry_run, program, args }));
+            }
+            Some(other) => return Err(lexopt_error(other.unexpected())),
+        }
+    }
+}
+
+fn count(p: &mut lexopt::Parser, option: &str) -> Result<u64, Usage> {
+    let v = text(p.value().map_err(lexopt_error)?, option)?;
+    v.parse().map_err(|_| format!("{option}: expected a count, not {v:?}"))
+}
+
+fn check(p: &mut lexopt::Parser) -> Result<Command, Usage> {
+    let mut c = Check::default();
+    while let Some(arg) = p.next().map_err(lexopt_error)? {
+        match arg {
+            Short('h') | Long("help") => return Ok(Command::Help(docs::help())),
+            Short('q') | Long("quiet") => c.quiet = true,
+            Long("json") => c.json = true,
+            Long("max-fragments") => c.max_fragments = Some(count(p, "--max-fragments")?),
+            Long("pattern") => {
+                let glob = text(p.value().map_err(lexopt_error)?, "--pattern")?;
+                if glob.is_empty() || glob.contains('\0') {
+                    return Err("--pattern: expected a glob such as '*.vmem'".into());
+                }
+                c.pattern = Some(glob);
+            }
+            Value(path) => c.paths.push(path.into()),
+            other => return Err(lexopt_error(other.unexpected())),
+        }
+    }
+    if c.paths.is_empty() {
+        return Err("no FILE or DIRECTORY given".into());
+    }
+    if c.quiet && c.json {
+        return Err("--quiet and --json do not go together".into());
+    }
+    Ok(Command::Check(c))
+}
+
+fn rewrite(p: &mut lexopt::Parser) -> Result<Command, Usage> {
+    let mut files: Vec<PathBuf> = Vec::new();
+    let (mut force, mut max_fragments, mut progress) = (false, None, None);
+    while let Some(arg) = p.next().map_err(lexopt_error)? {
+        match arg {
+            Short('h') | Long("help") => return Ok(Command::Help(docs::help())),
+            Short('f') | Long("force") => force = true,
+            Long("max-fragments") => max_fragments = Some(count(p, "--max-fragments")?),
+            Long("progress") => progress = Some(true),
+            Long("no-progress") => progress = Some(false),
+            Value(path) => files.push(path.into()),
+            other => return Err(lexopt_error(other.unexpected())),
+        }
+    }
+    match <[PathBuf; 1]>::try_from(files) {
+        Ok([file]) => Ok(Command::Rewrite(Rewrite { file, force, max_fragments, progress })),
+        Err(_) => Err("give exactly one FILE".into()),
+    }
+}
+
+fn doctor(p: &mut lexopt::Parser) -> Result<Command, Usage> {
+    let mut config = PathBuf::from(crate::conf::PATH);
+    while let Some(arg) = p.next().map_err(lexopt_error)? {
+        match arg {
+            Short('h') | Long("help") => return Ok(Command::Help(docs::help())),
+            Long("config") => config = p.value().map_err(lexopt_error)?.into(),
+            other => return Err(lexopt_error(other.unexpected())),
+        }
+    }
+    Ok(Command::Doctor(Doctor { config }))
+}
+
+/// Every option of every subcommand, for the tests that the help and the parser agree.
+pub fn documented() -> impl Iterator<Item = (&'static str, &'static Opt)> {
+    docs::COMMANDS.iter().flat_map(|c| c.opts.iter().map(move |o| (c.name, o)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exit_codes::TROUBLE;
+
+    fn run(args: &[&str]) -> Result<Command, Failure> {
+        parse(args.iter().map(OsString::from).collect())
+    }
+
+    fn launch_of(args: &[&str]) -> Launch {
+        match run(args) {
+            Ok(Command::Launch(l)) => l,
+            other => panic!("{args:?}: {other:?}"),
+        }
+    }
+
+    fn usage_error(args: &[&str]) -> Failure {
+        match run(args) {
+            Err(f) => f,
+            Ok(c) => panic!("{args:?} was accepted: {c:?}"),
+        }
+    }
+
+    #[test]
+    fn the_launcher_passes_programs_arguments_untouched() {
+        let l = launch_of(&["--match", "*.vmem", "--min-size=1G", "--debug", "prog", "--help", "--", "-n"]);
+        assert_eq!(
+            l.settings,
+            [("NOSPARSE_MATCH", "*.vmem".into()), ("NOSPARSE_MIN_SIZE", "1G".into()), ("NOSPARSE_DEBUG", "1".into())]
+        );
+        assert_eq!(l.program, "prog");
+        assert_eq!(l.args, ["--help", "--", "-n"]);
+        let l = launch_of(&["-n", "--", "--weird-program", "-V"]);
+        assert!(l.dry_run);
+        assert_eq!((l.program.to_str(), l.args.len()), (Some("--weird-program"), 1));
+        // A program called like a subcommand, after an option or `--`.
+        assert_eq!(launch_of(&["--", "check", "x"]).program, "check");
+        assert_eq!(launch_of(&["-n", "doctor"]).program, "doctor");
+    }
+
+    #[test]
+    fn every_setting_with_an_option_is_an_option() {
+        for s in SETTINGS.iter().filter(|s| s.option.is_some()) {
+            let opt = format!("--{}", s.option.unwrap());
+            let args: Vec<&str> = if s.switch { vec![&opt, "p"] } else { vec![&opt, s.default, "p"] };
+            let default_is_a_value = (s.check)(s.default.as_bytes()).is_ok();
+            if s.switch || default_is_a_value {
+                let l = launch_of(&args);
+                assert_eq!(l.settings[0].0, s.name);
+            }
+        }
+        for s in SETTINGS.iter().filter(|s| s.option.is_none()) {
+            let name = s.name.trim_start_matches("NOSPARSE_").to_lowercase().replace('_', "-");
+            assert_eq!(usage_error(&[&format!("--{name}"), "x", "p"]).status, LAUNCHER_FAILED);
+        }
+    }
+
+    #[test]
+    fn options_match_exactly() {
+        for bad in [
+            &["--max-fragmentsXYZ", "p"][..],
+            &["--min", "1G", "p"],
+            &["--min-sizes", "1G", "p"],
+            &["--debug=1", "p"],
+            &["-x", "p"],
+        ] {
+            let f = usage_error(bad);
+            assert_eq!(f.status, LAUNCHER_FAILED, "{bad:?}");
+        }
+        assert!(usage_error(&["--frobnicate", "p"]).msg.starts_with("unknown option --frobnicate"));
+        assert!(usage_error(&["--min-size", "1X", "p"]).msg.contains("--min-size: bad value \"1X\""));
+        assert!(usage_error(&["--min-size"]).msg.contains("--min-size needs a value"));
+        assert!(usage_error(&[]).msg.contains("no PROGRAM"));
+        let f = usage_error(&["check", "--max-fragmentsXYZ", "f"]);
+        assert_eq!(f.status, TROUBLE);
+        assert!(f.msg.starts_with("check: unknown option --max-fragmentsXYZ"), "{}", f.msg);
+        assert!(usage_error(&["rewrite", "--bogus", "f"]).msg.contains("unknown option --bogus"));
+        assert!(usage_error(&["rewrite", "a", "b"]).msg.contains("exactly one FILE"));
+        assert!(usage_error(&["rewrite"]).msg.contains("exactly one FILE"));
+        assert!(usage_error(&["check"]).msg.contains("no FILE"));
+        assert!(usage_error(&["check", "--max-fragments", "ten", "f"]).msg.contains("expected a count"));
+        assert!(usage_error(&["doctor", "extra"]).msg.contains("doctor: "));
+    }
+
+    #[test]
+    fn short_options_combine() {
+        assert_eq!(run(&["-nV"]), Ok(Command::Version));
+        let l = launch_of(&["-n", "prog"]);
+        assert!(l.dry_run);
+        assert!(matches!(run(&["-Vn"]), Ok(Command::Version)));
+        assert!(matches!(run(&["-h"]), Ok(Command::Help(_))));
+        match run(&["check", "-q", "--max-fragments=3", "--pattern", "*.vmem", "--", "-f", "d"]) {
+            Ok(Command::Check(c)) => {
+                assert!(c.quiet);
+                assert_eq!(c.max_fragments, Some(3));
+                assert_eq!(c.pattern.as_deref(), Some("*.vmem"));
+                assert_eq!(c.paths, [PathBuf::from("-f"), PathBuf::from("d")]);
+            }
+            other => panic!("{other:?}"),
+        }
+        match run(&["rewrite", "-f", "--no-progress", "--", "--odd-name"]) {
+            Ok(Command::Rewrite(r)) => {
+                assert!(r.force);
+                assert_eq!(r.progress, Some(false));
+                assert_eq!(r.file, PathBuf::from("--odd-name"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_documented_option_is_accepted() {
+        for (cmd, o) in documented() {
+            let mut args: Vec<String> = Vec::new();
+            if cmd != "launch" {
+                args.push(cmd.into());
+            }
+            args.push(format!("--{}", o.long));
+            if !o.metavar.is_empty() {
+                args.push(o.example.into());
+            }
+            if cmd == "check" || cmd == "rewrite" {
+                args.push("f".into());
+            }
+            if cmd == "launch" {
+                args.push("p".into());
+            }
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            assert!(run(&args).is_ok(), "{cmd} --{}: {:?}", o.long, run(&args));
+            if let Some(short) = o.short {
+                let mut with_short = args.clone();
+                let s = format!("-{short}");
+                with_short[usize::from(cmd != "launch")] = &s;
+                assert!(run(&with_short).is_ok(), "{cmd} -{short}");
+            }
+        }
+    }
+}

@@ -1,0 +1,539 @@
+//! What `nosparse --help`, the man pages, the bash completion and the README's settings
+//! table say, written once: the subcommands' prose and options here, the settings from
+//! `nosparse_core::settings::SETTINGS`. `cargo run -p nosparse-cli --example gen-docs`
+//! writes the generated files; a test fails when the committed ones differ.
+
+use nosparse_core::settings::{Setting, SETTINGS};
+use std::fmt::Write;
+
+/// One option of a subcommand.
+#[derive(Debug)]
+pub struct Opt {
+    pub short: Option<char>,
+    pub long: &'static str,
+    /// The value's placeholder; empty for a switch.
+    pub metavar: &'static str,
+    /// A value the parser accepts (for the tests).
+    pub example: &'static str,
+    pub help: &'static str,
+}
+
+/// A subcommand (the launcher is `launch`, called without a name).
+pub struct Cmd {
+    pub name: &'static str,
+    pub synopsis: &'static str,
+    /// Paragraphs, separated by blank lines (filled to the width when shown).
+    pub about: &'static str,
+    pub opts: &'static [Opt],
+}
+
+const fn opt(
+    short: Option<char>,
+    long: &'static str,
+    metavar: &'static str,
+    example: &'static str,
+    help: &'static str,
+) -> Opt {
+    Opt { short, long, metavar, example, help }
+}
+
+const MAX_FRAGMENTS: Opt =
+    opt(None, "max-fragments", "N", "10", "a file in more than N fragments is fragmented (instead of check's rule)");
+
+pub static COMMANDS: [Cmd; 4] = [
+    Cmd {
+        name: "launch",
+        synopsis: "[OPTIONS] [--] PROGRAM [ARGS...]",
+        about: "\
+Runs PROGRAM with libnosparse.so preloaded, so that the big files it creates sparse (one
+byte written at the last offset) are allocated whole instead. The library is named as
+PREFIX/$LIB/libnosparse.so, which each process's loader expands for its own 32- or
+64-bit class; PREFIX is where this command is installed (/usr for /usr/bin/nosparse).
+Before PROGRAM starts, its loader is asked where $LIB points (or, before glibc 2.33, it
+is worked out from where the loader lives), and a missing build stops the launch with a
+message instead of the loader's 'wrong ELF class'. A set-user-ID PROGRAM gets the
+library only from a directory its loader trusts, with the set-user-ID bit set, and
+reads /etc/nosparse.conf instead of the options: see nosparse-vmware(8).
+
+PROGRAM and its arguments are passed on untouched; a program named check, rewrite or
+doctor is run as 'nosparse -- check ...'.",
+        opts: &[
+            opt(Some('n'), "dry-run", "", "", "print the environment PROGRAM would get and the library it would load; do not run it"),
+            opt(Some('h'), "help", "", "", "this text"),
+            opt(Some('V'), "version", "", "", "the version"),
+        ],
+    },
+    Cmd {
+        name: "check",
+        synopsis: "[--json | --quiet] [--max-fragments N] [--pattern GLOB] PATH...",
+        about: "\
+Prints each file's size, allocated bytes, bytes in holes, and physical fragments counted
+as filefrag counts them (FIEMAP; physically adjacent extents are one), with a verdict:
+sparse (it has holes), fragmented, or whole. A file is fragmented when it has more than
+twice the fragments its filesystem needs at least for its size: the size divided by the
+filesystem's largest extent (128 MiB on ext4 and btrfs, 8 GiB on xfs with 4 KiB blocks,
+128 MiB elsewhere), rounded up. So a 256 MiB file on ext4 may have 4 fragments, and a
+3.5 GiB one 56.
+
+A directory is searched, without following symbolic links, for regular files whose
+name matches --pattern (a glob; with a '/' it is matched against the whole path), or
+for every regular file without it. Special files (FIFOs, devices, sockets) named on the command
+line are reported as errors without being opened for reading, and skipped in a search.",
+        opts: &[
+            opt(None, "json", "", "", "one JSON array of objects (path, verdict, size, allocated, holes, fragments, extents, unwritten, allowed; or path and error)"),
+            opt(Some('q'), "quiet", "", "", "print nothing; only the exit status tells"),
+            MAX_FRAGMENTS,
+            opt(None, "pattern", "GLOB", "*.vmem", "in directories, only files whose name (or path, with a '/') matches GLOB"),
+        ],
+    },
+    Cmd {
+        name: "rewrite",
+        synopsis: "[--force] [--max-fragments N] [--progress | --no-progress] FILE",
+        about: "\
+Replaces FILE, a fragmented or sparse file such as a suspended guest's .vmem, with a
+preallocated copy of itself: written beside it, with the same owner, mode, times and
+extended attributes, and renamed over it at once; until the rename the original is
+untouched. A file that check finds whole is left alone unless --force is given. While
+it copies, progress (percent, rate, time left) is shown on a terminal; the page cache
+is dropped behind the copy, so other programs' cached data is not evicted. Interrupted
+(SIGINT, SIGTERM, SIGHUP), it removes the copy and leaves the original as it was.
+
+It refuses (exit 1) while another process has FILE open for writing or mapped for
+writing, when FILE has other hard links, when the filesystem lacks room for a second
+copy, when FILE changes during the copy, and when FILE is not a regular file; not as
+root, when it cannot look at other users' processes. I/O errors are exit 2.",
+        opts: &[
+            opt(Some('f'), "force", "", "", "rewrite even a file that is already whole"),
+            MAX_FRAGMENTS,
+            opt(None, "progress", "", "", "show progress even when stderr is not a terminal"),
+            opt(None, "no-progress", "", "", "show no progress"),
+        ],
+    },
+    Cmd {
+        name: "doctor",
+        synopsis: "[--config FILE]",
+        about: "\
+Checks this host's setup and prints one line per finding: each build of the library
+installed where its loader looks, the entries of /etc/ld.so.preload, /etc/nosparse.conf
+(trusted: a regular file owned by root, not writable by group or others, at most 64
+KiB; every line a known setting with a good value, NOSPARSE_PROGRAMS included), and the
+VMware wrapper (nosparse-vmware status). Each problem names the file and the fix.",
+        opts: &[opt(None, "config", "FILE", "/dev/null", "check FILE as the settings file, e.g. before installing it")],
+    },
+];
+
+/// The exit statuses, as (status, meaning).
+pub const EXIT_STATUS: [(&str, &str); 7] = [
+    ("0", "PROGRAM's own status when it runs; otherwise success: every file whole, the file rewritten or already whole, the setup sound"),
+    ("1", "check: some file is sparse or fragmented; rewrite: refused; doctor: something needs fixing"),
+    ("2", "check, rewrite, doctor: a file could not be read or written, or a usage error"),
+    ("125", "the launcher failed: a bad option or value, or the build PROGRAM needs is missing"),
+    ("126", "PROGRAM was found but cannot be run"),
+    ("127", "PROGRAM was not found"),
+    ("128+N", "rewrite was stopped by signal N; the copy was removed"),
+];
+
+fn cmd(name: &str) -> &'static Cmd {
+    COMMANDS.iter().find(|c| c.name == name).expect("a known command")
+}
+
+fn usage_line(c: &Cmd) -> String {
+    match c.name {
+        "launch" => format!("nosparse {}", c.synopsis),
+        name => format!("nosparse {name} {}", c.synopsis),
+    }
+}
+
+/// The words a setting's value can be, when it takes a few fixed ones.
+pub fn keywords(s: &Setting) -> Vec<&'static str> {
+    // A setting with a closed vocabulary refuses an arbitrary word (globs and sizes do not
+    // have one: a glob takes any word, a size none of the words of its description).
+    if (s.check)(b"no-such-value").is_ok() {
+        return Vec::new();
+    }
+    let words = s.values.split(|c: char| !c.is_ascii_alphanumeric() && c != '-');
+    words.filter(|w| !w.is_empty() && (s.check)(w.as_bytes()).is_ok()).collect()
+}
+
+/// The settings that have a launcher option.
+fn options() -> impl Iterator<Item = &'static Setting> {
+    SETTINGS.iter().filter(|s| s.option.is_some())
+}
+
+/// `--min-size SIZE`.
+fn option_label(s: &Setting) -> String {
+    let long = s.option.unwrap_or_default();
+    if s.switch {
+        format!("--{long}")
+    } else {
+        format!("--{long} {}", s.metavar)
+    }
+}
+
+fn opt_label(o: &Opt) -> String {
+    let short = o.short.map(|c| format!("-{c}, ")).unwrap_or_default();
+    let value = if o.metavar.is_empty() { String::new() } else { format!(" {}", o.metavar) };
+    format!("{short}--{}{value}", o.long)
+}
+
+/// Width of the option column in `--help`, and of the whole text.
+const HELP_COLUMN: usize = 24;
+const HELP_WIDTH: usize = 88;
+
+/// `text` cut into lines of at most `width` characters, at spaces.
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines = vec![String::new()];
+    for word in text.split(' ') {
+        let last = lines.last_mut().expect("one line at least");
+        if !last.is_empty() && last.len() + 1 + word.len() > width {
+            lines.push(word.to_string());
+        } else {
+            if !last.is_empty() {
+                last.push(' ');
+            }
+            last.push_str(word);
+        }
+    }
+    lines
+}
+
+fn help_row(out: &mut String, label: &str, text: &str) {
+    let lines = wrap(text, HELP_WIDTH - HELP_COLUMN);
+    if label.len() + 2 < HELP_COLUMN {
+        let _ = writeln!(out, "  {label:<w$}{}", lines[0], w = HELP_COLUMN - 2);
+    } else {
+        let _ = writeln!(out, "  {label}\n{:HELP_COLUMN$}{}", "", lines[0]);
+    }
+    for l in &lines[1..] {
+        let _ = writeln!(out, "{:HELP_COLUMN$}{l}", "");
+    }
+}
+
+/// Prose filled to the width of `--help`.
+fn paragraphs(text: &str) -> String {
+    let filled: Vec<String> = text.split("\n\n").map(|p| wrap(&p.replace('\n', " "), HELP_WIDTH).join("\n")).collect();
+    filled.join("\n\n")
+}
+
+/// What `--help` prints.
+pub fn help() -> String {
+    let mut out = String::from("usage: ");
+    for (i, c) in COMMANDS.iter().enumerate() {
+        let indent = if i == 0 { "" } else { "       " };
+        let _ = writeln!(out, "{indent}{}", usage_line(c));
+    }
+    out.push_str("       nosparse --help | --version\n\n");
+    let launch = cmd("launch");
+    let _ = writeln!(out, "{}\n", paragraphs(launch.about));
+    out.push_str("options (each sets the NOSPARSE_* setting of that name; see nosparse.conf(5)):\n");
+    for s in options() {
+        let what = if s.switch { format!("{} ({}=1)", s.help, s.name) } else { s.help.to_string() };
+        help_row(&mut out, &option_label(s), &what);
+        if !s.switch {
+            help_row(&mut out, "", &format!("{}: {}; default {}", s.metavar, s.values, s.default));
+        }
+    }
+    for o in launch.opts {
+        help_row(&mut out, &opt_label(o), o.help);
+    }
+    for c in COMMANDS.iter().skip(1) {
+        let _ = writeln!(out, "\n{}\n\n{}\n", usage_line(c), paragraphs(c.about));
+        for o in c.opts {
+            help_row(&mut out, &opt_label(o), o.help);
+        }
+    }
+    out.push_str("\nexit status:\n");
+    for (status, meaning) in EXIT_STATUS {
+        help_row(&mut out, status, meaning);
+    }
+    out.push_str("\nMore in nosparse(1), nosparse.conf(5), nosparse-vmware(8).\n");
+    out
+}
+
+/// Text for roff: backslashes, hyphens and leading dots or quotes escaped.
+fn roff(text: &str) -> String {
+    let escaped = text.replace('\\', "\\e").replace('-', "\\-");
+    escaped
+        .lines()
+        .map(|l| if l.starts_with(['.', '\'']) { format!("\\&{l}") } else { l.to_string() })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Paragraphs as roff: `.PP` between them.
+fn roff_paragraphs(text: &str) -> String {
+    text.split("\n\n").map(roff).collect::<Vec<_>>().join("\n.PP\n")
+}
+
+fn man_header(out: &mut String, name: &str, section: u8, title: &str, what: &str) {
+    let _ = writeln!(
+        out,
+        ".\\\" Generated by `cargo run -p nosparse-cli --example gen-docs`; edit cli/src/docs.rs instead."
+    );
+    let _ = writeln!(
+        out,
+        ".TH {} {section} \"\" \"nosparse {}\" \"{title}\"",
+        name.to_uppercase(),
+        env!("CARGO_PKG_VERSION")
+    );
+    let _ = writeln!(out, ".SH NAME\n{} \\- {}", roff(name), roff(what));
+}
+
+fn man_opt(out: &mut String, label: &str, text: &str) {
+    let _ = writeln!(out, ".TP\n.B {}\n{}", roff(label), roff(text));
+}
+
+/// nosparse(1).
+pub fn man_nosparse() -> String {
+    let mut out = String::new();
+    man_header(
+        &mut out,
+        "nosparse",
+        1,
+        "User Commands",
+        "run a program with libnosparse.so; check and rewrite files' layout; check the setup",
+    );
+    out.push_str(".SH SYNOPSIS\n");
+    for c in &COMMANDS {
+        let _ = writeln!(out, ".PP\n{}", roff(&usage_line(c)));
+    }
+    let _ = writeln!(out, ".SH DESCRIPTION\n{}", roff_paragraphs(cmd("launch").about));
+    out.push_str(".SH OPTIONS\nEach option sets the setting of that name for PROGRAM; see\n.BR nosparse.conf (5).\n");
+    for s in options() {
+        let text = if s.switch {
+            format!("{} ({}=1).", s.help, s.name)
+        } else {
+            format!("{} ({}). {}: {}. Default: {}.", s.help, s.name, s.metavar, s.values, s.default)
+        };
+        man_opt(&mut out, &option_label(s), &text);
+    }
+    for o in cmd("launch").opts {
+        man_opt(&mut out, &opt_label(o), o.help);
+    }
+    out.push_str(".SH COMMANDS\n");
+    for c in COMMANDS.iter().skip(1) {
+        let _ = writeln!(out, ".SS \"{}\"\n{}", roff(&usage_line(c)), roff_paragraphs(c.about));
+        for o in c.opts {
+            man_opt(&mut out, &opt_label(o), o.help);
+        }
+    }
+    out.push_str(".SH \"EXIT STATUS\"\n");
+    for (status, meaning) in EXIT_STATUS {
+        man_opt(&mut out, status, meaning);
+    }
+    out.push_str(
+        ".SH FILES\n.TP\n.B PREFIX/$LIB/libnosparse.so\nthe library, one build per class\n\
+         .TP\n.B /etc/nosparse.conf\nsystem\\-wide settings\n.TP\n.B /etc/ld.so.preload\n\
+         the loader's list of libraries for every process\n",
+    );
+    out.push_str(
+        ".SH \"SEE ALSO\"\n.BR nosparse.conf (5),\n.BR nosparse\\-vmware (8),\n.BR ld.so (8),\n.BR filefrag (8)\n",
+    );
+    out
+}
+
+/// nosparse.conf(5).
+pub fn man_conf() -> String {
+    let mut out = String::new();
+    man_header(&mut out, "nosparse.conf", 5, "File Formats", "settings of libnosparse.so");
+    let _ = writeln!(
+        out,
+        ".SH SYNOPSIS\n{}\n.PP\n{}",
+        roff("/etc/nosparse.conf"),
+        roff("NOSPARSE_NAME=value in the environment")
+    );
+    out.push_str(&format!(
+        ".SH DESCRIPTION\n{}\n",
+        roff_paragraphs(
+            "\
+libnosparse.so reads its settings once, at the first call it might act on: from
+/etc/nosparse.conf, then from the environment, which overrides the file name by name.
+A bad value is reported once in the log and the default kept; a setting never breaks
+the program. In a set-user-ID or set-group-ID program the environment is ignored and
+only the file counts.
+
+The file is read only when it is a regular file owned by root that neither group nor
+others can write, of at most 64 KiB; otherwise the library acts in no program at all,
+silently (nosparse doctor says why). It holds one NAME=value per line; blank lines and
+lines starting with # are ignored, spaces around the name and the value and one pair of
+quotes around the value are dropped, and a name given twice takes its last value. The
+launcher's options (nosparse(1)) set the same settings for one program."
+        )
+    ));
+    out.push_str(".SH SETTINGS\n");
+    for s in &SETTINGS {
+        let option = s.option.map(|o| format!(" Launcher option: --{o}.")).unwrap_or_default();
+        man_opt(
+            &mut out,
+            s.name,
+            &format!("{}. Values: {}. Default: {}.{option}", capitalized(s.help), s.values, s.default),
+        );
+    }
+    out.push_str(&format!(
+        ".SH EXAMPLE\n.EX\n{}\n.EE\n",
+        roff("# The library acts only in vmx, only on guest memory files,\n# created by pwrite or by ftruncate.\nNOSPARSE_PROGRAMS=vmware-vmx\nNOSPARSE_MATCH=*.vmem\nNOSPARSE_TRIGGERS=pwrite,ftruncate")
+    ));
+    out.push_str(".SH FILES\n.TP\n.B /etc/nosparse.conf\n.TP\n.B /usr/share/doc/nosparse/nosparse.conf.example\n");
+    out.push_str(".SH \"SEE ALSO\"\n.BR nosparse (1),\n.BR nosparse\\-vmware (8),\n.BR ld.so (8)\n");
+    out
+}
+
+fn capitalized(s: &str) -> String {
+    let mut c = s.chars();
+    c.next().map(|f| f.to_uppercase().chain(c).collect()).unwrap_or_default()
+}
+
+/// The bash completion script.
+pub fn bash_completion() -> String {
+    let launch_opts: Vec<String> = options()
+        .map(|s| format!("--{}", s.option.unwrap_or_default()))
+        .chain(cmd("launch").opts.iter().map(|o| format!("--{}", o.long)))
+        .collect();
+    let mut values = String::new();
+    for s in options().filter(|s| !s.switch) {
+        let words = keywords(s);
+        if !words.is_empty() {
+            let _ = writeln!(
+                values,
+                "        --{}) COMPREPLY=($(compgen -W '{}' -- \"$cur\")); return ;;",
+                s.option.unwrap_or_default(),
+                words.join(" ")
+            );
+        }
+    }
+    let with_value: Vec<String> =
+        options().filter(|s| !s.switch).map(|s| format!("--{}", s.option.unwrap_or_default())).collect();
+    let sub_opts = |name: &str| cmd(name).opts.iter().map(|o| format!("--{}", o.long)).collect::<Vec<_>>().join(" ");
+    format!(
+        r#"# bash completion for nosparse(1).
+# Generated by `cargo run -p nosparse-cli --example gen-docs`; edit cli/src/docs.rs instead.
+
+_nosparse() {{
+    local cur=${{COMP_WORDS[COMP_CWORD]}} prev=${{COMP_WORDS[COMP_CWORD - 1]}} i
+    COMPREPLY=()
+    case ${{COMP_WORDS[1]}} in
+        check)
+            case $prev in --pattern|--max-fragments) return ;; esac
+            if [[ $cur == -* ]]; then COMPREPLY=($(compgen -W '{check} --help' -- "$cur")); else COMPREPLY=($(compgen -f -- "$cur")); fi
+            return ;;
+        rewrite)
+            case $prev in --max-fragments) return ;; esac
+            if [[ $cur == -* ]]; then COMPREPLY=($(compgen -W '{rewrite} --help' -- "$cur")); else COMPREPLY=($(compgen -f -- "$cur")); fi
+            return ;;
+        doctor)
+            case $prev in --config) COMPREPLY=($(compgen -f -- "$cur")); return ;; esac
+            COMPREPLY=($(compgen -W '{doctor} --help' -- "$cur"))
+            return ;;
+    esac
+    # The launcher: once PROGRAM is there, the rest is PROGRAM's.
+    for ((i = 1; i < COMP_CWORD; i++)); do
+        case ${{COMP_WORDS[i]}} in
+            --) if declare -F _command_offset >/dev/null; then _command_offset $((i + 1)); else COMPREPLY=($(compgen -c -- "$cur")); fi
+                return ;;
+            {with_value}) ((i++)) ;;
+            -*) ;;
+            *) if declare -F _command_offset >/dev/null; then _command_offset "$i"; else COMPREPLY=($(compgen -f -- "$cur")); fi
+               return ;;
+        esac
+    done
+    case $prev in
+{values}        {with_value}) return ;;
+    esac
+    if [[ $cur == -* ]]; then
+        COMPREPLY=($(compgen -W '{launch} --' -- "$cur"))
+    elif ((COMP_CWORD == 1)); then
+        COMPREPLY=($(compgen -W 'check rewrite doctor' -- "$cur") $(compgen -c -- "$cur"))
+    else
+        COMPREPLY=($(compgen -c -- "$cur"))
+    fi
+}}
+complete -F _nosparse nosparse
+"#,
+        check = sub_opts("check"),
+        rewrite = sub_opts("rewrite"),
+        doctor = sub_opts("doctor"),
+        with_value = with_value.join("|"),
+        launch = launch_opts.join(" "),
+    )
+}
+
+/// The README's settings table.
+pub fn readme_table() -> String {
+    let mut out =
+        String::from("| variable | what it does | values | default | launcher option |\n|---|---|---|---|---|\n");
+    for s in &SETTINGS {
+        let code = |t: &str| if t.contains(' ') { t.to_string() } else { format!("`{t}`") };
+        let option = s.option.map(|o| format!("`--{o}`")).unwrap_or_else(|| "none".into());
+        let _ = writeln!(
+            out,
+            "| `{}` | {} | {} | {} | {option} |",
+            s.name,
+            s.help,
+            s.values.replace('|', "\\|"),
+            code(s.default)
+        );
+    }
+    out
+}
+
+/// The generated files, as (path from the repository's root, content).
+pub fn generated() -> Vec<(&'static str, String)> {
+    vec![
+        ("docs/man/nosparse.1", man_nosparse()),
+        ("docs/man/nosparse.conf.5", man_conf()),
+        ("deploy/bash-completion/nosparse", bash_completion()),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn repo() -> &'static Path {
+        Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("cli/ sits in the repository")
+    }
+
+    #[test]
+    fn the_committed_files_are_generated_from_the_table() {
+        for (path, text) in generated() {
+            let committed = std::fs::read_to_string(repo().join(path)).unwrap_or_default();
+            assert!(
+                committed == text,
+                "{path} is not what the table makes: run `cargo run -p nosparse-cli --example gen-docs`"
+            );
+        }
+    }
+
+    #[test]
+    fn the_readme_settings_table_matches_the_table() {
+        let readme = std::fs::read_to_string(repo().join("README.md")).expect("README.md");
+        assert!(
+            readme.contains(&readme_table()),
+            "README.md's settings table differs; it should read:\n{}",
+            readme_table()
+        );
+    }
+
+    #[test]
+    fn help_names_every_option_and_setting() {
+        let h = help();
+        for s in options() {
+            assert!(h.contains(&option_label(s)), "{}", s.name);
+        }
+        for c in &COMMANDS {
+            for o in c.opts {
+                assert!(h.contains(&format!("--{}", o.long)), "{}", o.long);
+            }
+        }
+        assert!(h.lines().all(|l| l.chars().count() <= HELP_WIDTH), "a line of --help is too long");
+    }
+
+    #[test]
+    fn keywords_of_closed_settings() {
+        let kw = |name| keywords(nosparse_core::settings::find(name).unwrap());
+        assert_eq!(kw("NOSPARSE_METHOD"), ["auto", "fallocate", "zero", "off"]);
+        assert_eq!(kw("NOSPARSE_TRIGGERS"), ["pwrite", "ftruncate", "write"]);
+        assert!(kw("NOSPARSE_MATCH").is_empty() && kw("NOSPARSE_MIN_SIZE").is_empty());
+    }
+}

@@ -1,0 +1,217 @@
+//! `nosparse doctor`: whether this host is set up right, one line per finding, each
+//! problem naming the file and the fix.
+
+use crate::args::Doctor;
+use crate::elf::{self, Class, Kind};
+use crate::exit_codes::{Failure, PROBLEMS, SUCCESS};
+use crate::launch::{self, LIB_NAME};
+use crate::{conf, loader};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The loaders of an x86_64 host, 64- and 32-bit.
+const LOADERS: [(&str, Class); 2] =
+    [("/lib64/ld-linux-x86-64.so.2", Class::Elf64), ("/lib/ld-linux.so.2", Class::Elf32)];
+/// The loader's list of libraries for every process.
+pub const PRELOAD: &str = "/etc/ld.so.preload";
+/// Read permission for everyone: the library is loaded by every user's processes.
+const ALL_READ: u32 = 0o444;
+
+#[derive(Default)]
+struct Report {
+    problems: usize,
+}
+
+impl Report {
+    fn ok(&self, msg: &str) {
+        println!("ok: {msg}");
+    }
+
+    fn note(&self, msg: &str) {
+        println!("note: {msg}");
+    }
+
+    fn problem(&mut self, file: &Path, what: &str, fix: &str) {
+        self.problems += 1;
+        println!("PROBLEM: {}: {what}; fix: {fix}", file.display());
+    }
+}
+
+/// A loader of this host, with where its `$LIB` points.
+struct Found {
+    class: Class,
+    loader: loader::Loader,
+}
+
+fn class_of(path: &Path) -> Option<Class> {
+    match elf::kind(path).ok()? {
+        Kind::Dynamic { class, .. } | Kind::Static { class } => Some(class),
+        _ => None,
+    }
+}
+
+pub fn run(d: &Doctor) -> Result<u8, Failure> {
+    let prefix = launch::prefix()?;
+    let mut r = Report::default();
+    let loaders = builds(&mut r, &prefix);
+    preload(&mut r, &loaders);
+    settings_file(&mut r, &d.config);
+    vmware(&mut r, &prefix);
+    if r.problems == 0 {
+        println!("nosparse doctor: all is well");
+        Ok(SUCCESS)
+    } else {
+        println!("nosparse doctor: {} problem{} found", r.problems, if r.problems == 1 { "" } else { "s" });
+        Ok(PROBLEMS)
+    }
+}
+
+/// Each loader's build of the library under this launcher's prefix.
+fn builds(r: &mut Report, prefix: &Path) -> Vec<Found> {
+    let mut found = Vec::new();
+    for (interp, class) in LOADERS {
+        let bits = class.bits();
+        if !Path::new(interp).exists() {
+            r.note(&format!("no {bits}-bit loader ({interp}): {bits}-bit programs are not served"));
+            continue;
+        }
+        let loader = match loader::find(Path::new(interp), class) {
+            Ok(l) => l,
+            Err(e) => {
+                r.problem(Path::new(interp), &e, "install the library by hand and name it in LD_PRELOAD");
+                continue;
+            }
+        };
+        let lib = prefix.join(&loader.dst_lib).join(LIB_NAME);
+        let fix = format!("install the {bits}-bit build there (scripts/install.sh installs both; or the packages)");
+        match lib.metadata() {
+            Err(e) => {
+                let what = if e.kind() == std::io::ErrorKind::NotFound { "missing".to_string() } else { e.to_string() };
+                r.problem(&lib, &format!("{what}: {bits}-bit programs get no library from the launcher"), &fix)
+            }
+            Ok(_) if class_of(&lib) != Some(class) => r.problem(&lib, &format!("not a {bits}-bit ELF library"), &fix),
+            Ok(m) if m.permissions().mode() & ALL_READ != ALL_READ => r.problem(
+                &lib,
+                &format!("mode {:o}: other users' processes cannot load it", m.permissions().mode() & 0o7777),
+                &format!("chmod a+r {}", lib.display()),
+            ),
+            Ok(_) => {
+                let how =
+                    if loader.asked { "as its loader says" } else { "worked out: the loader is older than glibc 2.33" };
+                r.ok(&format!("{bits}-bit build: {} ($LIB = {}, {how})", lib.display(), loader.dst_lib));
+            }
+        }
+        found.push(Found { class, loader });
+    }
+    found
+}
+
+/// The file an `/etc/ld.so.preload` entry names for a loader, if any: `$LIB` expanded,
+/// a bare name looked up in the loader's trusted directories.
+fn preload_target(entry: &str, l: &loader::Loader) -> Option<PathBuf> {
+    let expanded = entry.replace("${LIB}", &l.dst_lib).replace("$LIB", &l.dst_lib);
+    if expanded.contains('/') {
+        return Some(PathBuf::from(expanded));
+    }
+    l.system_dirs.iter().map(|d| d.join(&expanded)).find(|p| p.exists())
+}
+
+/// `/etc/ld.so.preload`'s entries naming the library: each must give every class a
+/// library of its own class.
+fn preload(r: &mut Report, loaders: &[Found]) {
+    let text = match std::fs::read_to_string(PRELOAD) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return r.ok(&format!("{PRELOAD} does not exist: the library is loaded only where asked for"));
+        }
+        Err(e) => return r.problem(Path::new(PRELOAD), &format!("cannot read it: {e}"), "check its permissions (644)"),
+    };
+    let entries: Vec<&str> = text.split([' ', '\t', '\n', ':']).filter(|e| e.contains("nosparse")).collect();
+    if entries.is_empty() {
+        return r.ok(&format!("{PRELOAD} does not name the library"));
+    }
+    for entry in entries {
+        let mut fine = true;
+        for f in loaders {
+            let bits = f.class.bits();
+            let target = preload_target(entry, &f.loader);
+            let trouble = match &target {
+                None => Some("no such library in the loader's directories".to_string()),
+                Some(p) if !p.exists() => Some(format!("{} does not exist", p.display())),
+                Some(p) if class_of(p) != Some(f.class) => Some(format!("{} is not a {bits}-bit library", p.display())),
+                Some(_) => None,
+            };
+            if let Some(why) = trouble {
+                fine = false;
+                r.problem(
+                    Path::new(PRELOAD),
+                    &format!("{entry:?} for {bits}-bit programs: {why}; every {bits}-bit process prints 'ERROR: ld.so: object ... cannot be preloaded'"),
+                    "name it '/usr/$LIB/libnosparse.so' and install both builds, or remove the line",
+                );
+            }
+        }
+        if fine {
+            r.ok(&format!("{PRELOAD}: {entry} gives every class its own build"));
+        }
+    }
+}
+
+/// The settings file: trusted, and every line one the library uses.
+fn settings_file(r: &mut Report, path: &Path) {
+    let text = match conf::read_trusted(path) {
+        Ok(None) => return r.ok(&format!("{} does not exist: the defaults and the environment apply", path.display())),
+        Ok(Some(t)) => t,
+        Err(why) => {
+            return r.problem(
+                path,
+                &format!("not trusted ({why}), so the library acts in no program"),
+                &format!(
+                    "sudo chown root:root {0} && sudo chmod 644 {0} (at most 64 KiB, a regular file)",
+                    path.display()
+                ),
+            );
+        }
+    };
+    let (entries, bad) = conf::parse(&text);
+    for b in &bad {
+        let file = PathBuf::from(format!("{}:{}", path.display(), b.line));
+        let effect = match b.setting {
+            Some(s) if s.name == "NOSPARSE_PROGRAMS" => "; the library acts in no program".to_string(),
+            Some(s) => format!("; the library keeps the default ({})", s.default),
+            None => "; the line is ignored".to_string(),
+        };
+        let fix = match b.setting {
+            Some(s) => format!("{}: {}", s.name, s.values),
+            None => "one NAME=value per line, NAME one of the settings in nosparse.conf(5)".to_string(),
+        };
+        r.problem(&file, &format!("{}{effect}", b.why), &fix);
+    }
+    if bad.is_empty() {
+        let programs = conf::value(&entries, "NOSPARSE_PROGRAMS").map(String::from_utf8_lossy);
+        let scope = match programs {
+            Some(p) => format!("acts only in {p}"),
+            None => "acts in every program it is loaded into".to_string(),
+        };
+        r.ok(&format!("{}: trusted, {} settings, the library {scope}", path.display(), entries.len()));
+    }
+}
+
+/// The VMware wrapper, as `nosparse-vmware status` sees it.
+fn vmware(r: &mut Report, prefix: &Path) {
+    let tool = prefix.join("sbin").join("nosparse-vmware");
+    if !tool.is_file() {
+        return r.note(&format!("{} is not installed: the VMware wrapper is not checked", tool.display()));
+    }
+    match Command::new(&tool).arg("status").output() {
+        Err(e) => r.problem(&tool, &format!("cannot run it: {e}"), "reinstall nosparse"),
+        Ok(out) => {
+            let text = String::from_utf8_lossy(&out.stdout).trim().replace('\n', "; ");
+            if out.status.success() {
+                r.ok(&format!("VMware wrapper: {text}"));
+            } else {
+                r.problem(&tool, &format!("status: {text}"), "sudo nosparse-vmware repair");
+            }
+        }
+    }
+}

@@ -1,0 +1,50 @@
+//! Sizes, rates and durations as people read them.
+
+use std::time::Duration;
+
+/// `n` bytes in the largest binary unit it fills, one decimal: `3.5 GiB`, `512 B`.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut unit = None;
+    for (i, name) in UNITS.iter().enumerate().rev() {
+        let shift = 10 * (i as u32 + 1);
+        if n >= 1u64 << shift {
+            unit = Some((shift, *name));
+            break;
+        }
+    }
+    match unit {
+        // One decimal, rounded down, in integers.
+        Some((shift, name)) => {
+            let tenths = ((u128::from(n) * 10) >> shift) as u64;
+            format!("{}.{} {name}", tenths / 10, tenths % 10)
+        }
+        None => format!("{n} B"),
+    }
+}
+
+/// `1m05s`, `12s`, `2h03m`.
+pub fn duration(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m", s / 3600, s / 60 % 60),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn units() {
+        assert_eq!(bytes(0), "0 B");
+        assert_eq!(bytes(1023), "1023 B");
+        assert_eq!(bytes(1024), "1.0 KiB");
+        assert_eq!(bytes(3 << 30 | 512 << 20), "3.5 GiB");
+        assert_eq!(bytes(u64::MAX), "16383.9 PiB");
+        assert_eq!(duration(Duration::from_secs(65)), "1m05s");
+        assert_eq!(duration(Duration::from_secs(7380)), "2h03m");
+    }
+}

@@ -1,0 +1,520 @@
+//! The `nosparse` command, run from outside as a user would, without root: the launcher
+//! on 32- and 64-bit programs (and with a loader too old to say where `$LIB` points),
+//! its options and exit statuses, `check` against filefrag, `rewrite`, and `doctor`.
+//! Judged by exit statuses, st_blocks, FIEMAP, bytes and inode numbers.
+//!
+//! `cargo test` builds no binaries of other packages for a workspace test, so the
+//! command and both classes' builds of the library are built here, as
+//! tests/common/artifacts.rs does for the library.
+
+mod common;
+
+use common::{artifacts, assert_same_content, have, is_root, require, Scratch, MIB};
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+const HOST: &str = "x86_64-unknown-linux-gnu";
+const I686: &str = "i686-unknown-linux-gnu";
+/// How long a command that must not block may take before the test calls it blocked.
+const NO_BLOCK_LIMIT: Duration = Duration::from_secs(20);
+
+/// Where cargo put this test's own build, and the other class's.
+struct Builds {
+    nosparse: PathBuf,
+    lib64: PathBuf,
+    lib32: PathBuf,
+    vmx64: PathBuf,
+    vmx32: PathBuf,
+}
+
+/// Runs `cargo build` for `target` with this test's profile; returns the profile dir.
+fn cargo_build(target: &str, what: &[&str]) -> PathBuf {
+    // The library artifacts tell where the target dir is: target/[triple/]profile/.
+    let own = artifacts().lib.parent().expect("profile dir").to_path_buf();
+    let profile = own.file_name().expect("profile name").to_string_lossy().into_owned();
+    let above = own.parent().expect("above the profile dir");
+    let target_dir = if above.file_name().is_some_and(|n| n == common::artifacts::TARGET) {
+        above.parent().expect("target dir")
+    } else {
+        above
+    };
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.arg("build").arg("--quiet").args(what).arg("--target-dir").arg(target_dir);
+    // The host build goes to target/profile (the contract's path), without --target.
+    if target != HOST {
+        cmd.args(["--target", target]);
+    }
+    match profile.as_str() {
+        "debug" => {}
+        "release" => {
+            cmd.arg("--release");
+        }
+        other => {
+            cmd.args(["--profile", other]);
+        }
+    }
+    let out = cmd.current_dir(env!("CARGO_MANIFEST_DIR")).output().expect("run cargo");
+    assert!(out.status.success(), "{cmd:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    let mut dir = target_dir.to_path_buf();
+    if target != HOST {
+        dir.push(target);
+    }
+    dir.join(profile)
+}
+
+fn builds() -> &'static Builds {
+    static B: OnceLock<Builds> = OnceLock::new();
+    B.get_or_init(|| {
+        let own = common::artifacts::TARGET;
+        let nosparse = cargo_build(own, &["-p", "nosparse-cli", "--bin", "nosparse"]).join("nosparse");
+        let lib = ["-p", "nosparse", "--lib", "--example", "fake_vmx"];
+        let (d64, d32) = (cargo_build(HOST, &lib), cargo_build(I686, &lib));
+        Builds {
+            nosparse,
+            lib64: d64.join("libnosparse.so"),
+            lib32: d32.join("libnosparse.so"),
+            vmx64: d64.join("examples/fake_vmx"),
+            vmx32: d32.join("examples/fake_vmx"),
+        }
+    })
+}
+
+/// `$LIB` for each class, as this host's loaders expand it.
+fn dst_lib(loader: &str) -> String {
+    let out = Command::new(loader).arg("--list-diagnostics").output().expect("run the loader");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().find_map(|l| l.strip_prefix("dl_dst_lib=")).expect("dl_dst_lib");
+    line.trim_matches('"').to_string()
+}
+
+/// An install prefix in the scratch dir: bin/nosparse and the builds under $LIB.
+struct Prefix {
+    dir: PathBuf,
+    bin: PathBuf,
+}
+
+fn prefix(s: &Scratch, name: &str, with32: bool) -> Prefix {
+    let b = builds();
+    let dir = s.path(name);
+    let put = |from: &Path, to: PathBuf| {
+        fs::create_dir_all(to.parent().unwrap()).unwrap();
+        fs::copy(from, &to).unwrap_or_else(|e| panic!("copy {} to {}: {e}", from.display(), to.display()));
+    };
+    put(&b.nosparse, dir.join("bin/nosparse"));
+    put(&b.lib64, dir.join(dst_lib("/lib64/ld-linux-x86-64.so.2")).join("libnosparse.so"));
+    if with32 {
+        put(&b.lib32, dir.join(dst_lib("/lib/ld-linux.so.2")).join("libnosparse.so"));
+    }
+    let bin = dir.join("bin/nosparse");
+    Prefix { dir, bin }
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"))
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Runs `cmd` and fails the test if it has not ended within [`NO_BLOCK_LIMIT`].
+fn run_unblocked(cmd: &mut Command) -> Output {
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
+    let started = Instant::now();
+    while child.try_wait().expect("wait").is_none() {
+        if started.elapsed() > NO_BLOCK_LIMIT {
+            let _ = child.kill();
+            panic!("{cmd:?} blocked");
+        }
+        std::thread::yield_now();
+    }
+    child.wait_with_output().expect("output")
+}
+
+fn whole(path: &Path) -> bool {
+    let m = fs::metadata(path).unwrap();
+    m.blocks() * 512 >= m.len()
+}
+
+fn fifo(path: &Path) {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: c is NUL-terminated.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+}
+
+/// Physical fragments as filefrag counts them ("N extents found").
+fn filefrag(path: &Path) -> u64 {
+    let out = run(Command::new("filefrag").arg(path));
+    let t = text(&out.stdout);
+    let n = t.rsplit(": ").next().and_then(|s| s.split_whitespace().next()).expect("filefrag output");
+    n.parse().unwrap_or_else(|_| panic!("filefrag said {t}"))
+}
+
+/// A file of `size` bytes, all written, in many pieces: its 1 MiB chunks are written
+/// in turn with another file's, each made durable before the next.
+fn fragmented(path: &Path, size: u64) {
+    let other = path.with_extension("other");
+    let (mut a, mut b) = (fs::File::create(path).unwrap(), fs::File::create(&other).unwrap());
+    let chunk: Vec<u8> = (0..MIB).map(|i| (i * 7 % 251) as u8).collect();
+    for _ in 0..size / MIB {
+        a.write_all(&chunk).unwrap();
+        a.sync_data().unwrap();
+        b.write_all(&chunk).unwrap();
+        b.sync_data().unwrap();
+    }
+    fs::remove_file(other).unwrap();
+}
+
+#[test]
+fn the_launcher_gives_each_class_its_build() {
+    let s = Scratch::new("cli-launch");
+    let p = prefix(&s, "prefix", true);
+    let b = builds();
+    for (bits, vmx) in [(64, &b.vmx64), (32, &b.vmx32)] {
+        let file = s.path(&format!("l{bits}.vmem"));
+        let out = run(Command::new(&p.bin).args(["--log", "stderr", "--"]).arg(vmx).arg("--path").arg(&file));
+        assert!(out.status.success(), "{bits}-bit: {}", text(&out.stderr));
+        assert!(text(&out.stderr).contains("nosparse: preallocated"), "{bits}-bit: {}", text(&out.stderr));
+        assert!(whole(&file), "{bits}-bit file is not whole");
+    }
+    // A 64-bit shell starting a 32-bit program: $LIB gives each its own build.
+    let file = s.path("via-sh.vmem");
+    let script = format!("exec '{}' --path '{}' --size {}", b.vmx32.display(), file.display(), 128 * MIB);
+    let out = run(Command::new(&p.bin).args(["--", "sh", "-c", &script]));
+    assert!(whole(&file) && !text(&out.stderr).contains("ELF class"), "{}", text(&out.stderr));
+    let out = run(Command::new(&p.bin).arg("--dry-run").arg("--").arg(&b.vmx32));
+    let dry = text(&out.stdout);
+    assert!(dry.lines().any(|l| l == format!("LD_PRELOAD={}/$LIB/libnosparse.so", p.dir.display())), "{dry}");
+    let lib32 = p.dir.join(dst_lib("/lib/ld-linux.so.2")).join("libnosparse.so");
+    assert!(dry.lines().any(|l| l == format!("library={}", lib32.display())), "{dry}");
+    assert!(dry.contains("lib_dir_from=loader"), "{dry}");
+    // PROGRAM's status is the launcher's; its arguments are its own, options and all.
+    let out = run(Command::new(&p.bin).args(["--", "sh", "-c", "exit 7"]));
+    assert_eq!(out.status.code(), Some(7));
+    let out = run(Command::new(&p.bin).args(["echo", "--help", "--", "-n"]));
+    assert_eq!(text(&out.stdout), "--help -- -n\n");
+}
+
+#[test]
+fn the_launchers_errors_have_envs_statuses() {
+    let s = Scratch::new("cli-errors");
+    let p = prefix(&s, "prefix", true);
+    let status = |args: &[&str]| {
+        let out = run(Command::new(&p.bin).args(args));
+        (out.status.code().unwrap_or(-1), text(&out.stderr))
+    };
+    let (code, err) = status(&["--min-size", "1X", "--", "true"]);
+    assert!(code == 125 && err.contains("--min-size: bad value"), "{code}: {err}");
+    for bad in [
+        &["--frobnicate", "true"][..],
+        &["--max-fragmentsXYZ", "3", "true"],
+        &["--debug=1", "true"],
+        &["--min", "1G", "true"],
+    ] {
+        let (code, err) = status(bad);
+        assert!(code == 125 && err.contains("Try 'nosparse --help'"), "{bad:?}: {code}: {err}");
+    }
+    assert_eq!(status(&["--", "no-such-program-here"]).0, 127);
+    assert_eq!(status(&["--", "/nonexistent"]).0, 127);
+    assert_eq!(status(&["--", "/etc/passwd"]).0, 126);
+    let out = run(Command::new(&p.bin).arg("-nV"));
+    assert_eq!(text(&out.stdout), format!("nosparse {}\n", env!("CARGO_PKG_VERSION")));
+    let out = run(Command::new(&p.bin).arg("--help"));
+    assert!(out.status.success() && text(&out.stdout).contains("nosparse check"));
+    // A prefix with only the 64-bit build: a 32-bit program is refused, with the path.
+    let only64 = prefix(&s, "only64", false);
+    let file = s.path("x.vmem");
+    let out = run(Command::new(&only64.bin).arg("--").arg(&builds().vmx32).arg("--path").arg(&file));
+    let err = text(&out.stderr);
+    assert!(
+        out.status.code() == Some(125) && err.contains("32-bit") && err.contains(&dst_lib("/lib/ld-linux.so.2")),
+        "{err}"
+    );
+    assert!(!file.exists(), "the program ran anyway");
+}
+
+/// A loader older than glibc 2.33 does not know `--list-diagnostics`: the launcher works
+/// out `$LIB` from the program's class and the directories that hold a C library.
+#[test]
+fn the_launcher_works_with_a_loader_that_cannot_say_where_lib_points() {
+    let s = Scratch::new("cli-oldld");
+    let p = prefix(&s, "prefix", true);
+    let b = builds();
+    // PT_INTERP can only be patched in place: the stand-in's path must fit.
+    let old_ld = PathBuf::from(format!("/tmp/nsp-ld-{}", std::process::id()));
+    fs::write(&old_ld, "#!/bin/sh\necho \"$0: unrecognized option '$1'\" >&2\nexit 127\n").unwrap();
+    fs::set_permissions(&old_ld, fs::Permissions::from_mode(0o755)).unwrap();
+    for (vmx, loader, real_ld) in [
+        (&b.vmx64, "/lib64/ld-linux-x86-64.so.2", "/lib64/ld-linux-x86-64.so.2"),
+        (&b.vmx32, "/lib/ld-linux.so.2", "/lib/ld-linux.so.2"),
+    ] {
+        let mut elf = fs::read(vmx).unwrap();
+        let at =
+            elf.windows(real_ld.len() + 1).position(|w| w == format!("{real_ld}\0").as_bytes()).expect("PT_INTERP");
+        let new = old_ld.as_os_str().as_encoded_bytes();
+        assert!(new.len() <= real_ld.len());
+        elf[at..at + real_ld.len()].fill(0);
+        elf[at..at + new.len()].copy_from_slice(new);
+        let program = s.path("old-vmx");
+        fs::write(&program, &elf).unwrap();
+        fs::set_permissions(&program, fs::Permissions::from_mode(0o755)).unwrap();
+        let out = run(Command::new(&p.bin).arg("--dry-run").arg("--").arg(&program));
+        let dry = text(&out.stdout);
+        let lib = p.dir.join(dst_lib(loader)).join("libnosparse.so");
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert!(dry.contains("lib_dir_from=guess") && dry.contains(&format!("library={}", lib.display())), "{dry}");
+    }
+    let _ = fs::remove_file(&old_ld);
+}
+
+#[test]
+fn check_counts_like_filefrag_and_judges_by_the_filesystems_best() {
+    if !require(have("filefrag"), "filefrag (e2fsprogs) is not installed") {
+        return;
+    }
+    let s = Scratch::new("cli-check");
+    let p = prefix(&s, "prefix", false);
+    let whole_file = s.path("whole.vmem");
+    let out =
+        run(Command::new(&p.bin).arg("--").arg(&builds().vmx64).arg("--path").arg(&whole_file).args(["--writes", "8"]));
+    assert!(out.status.success());
+    let check =
+        |args: &[&str], paths: &[&Path]| run_unblocked(Command::new(&p.bin).arg("check").args(args).args(paths));
+    let out = check(&[], &[&whole_file]);
+    let line = text(&out.stdout);
+    assert!(out.status.code() == Some(0) && line.contains(": whole: "), "{line}");
+    assert!(
+        line.contains(&format!(" {} fragments", filefrag(&whole_file))),
+        "filefrag says {}: {line}",
+        filefrag(&whole_file)
+    );
+    // A file in pieces: the verdict follows the count and the filesystem's best.
+    let pieces = s.path("pieces.img");
+    fragmented(&pieces, 64 * MIB);
+    let out = check(&["--json"], &[&pieces]);
+    let json = text(&out.stdout);
+    let field = |name: &str| -> u64 {
+        let rest = &json[json.find(&format!("\"{name}\": ")).expect(name) + name.len() + 4..];
+        rest[..rest.find([',', '}']).unwrap()].parse().unwrap()
+    };
+    assert_eq!(field("fragments"), filefrag(&pieces), "{json}");
+    let verdict = if field("fragments") > field("allowed") { "fragmented" } else { "whole" };
+    assert!(json.contains(&format!("\"verdict\": \"{verdict}\"")), "{json}");
+    assert_eq!(out.status.code(), Some(if verdict == "whole" { 0 } else { 1 }), "{json}");
+    eprintln!(
+        "a 64 MiB file written in turns with another: {} fragments, {} allowed",
+        field("fragments"),
+        field("allowed")
+    );
+    let out = check(&["--max-fragments", "0"], &[&whole_file]);
+    assert!(out.status.code() == Some(1) && text(&out.stdout).contains(": fragmented: "));
+    // Sparse, missing, quiet, special files, directories.
+    let sparse = s.path("sparse.vmem");
+    fs::File::create(&sparse).unwrap().set_len(300 * MIB).unwrap();
+    let out = check(&[], &[&sparse]);
+    assert!(out.status.code() == Some(1) && text(&out.stdout).contains(": sparse: "));
+    assert_eq!(check(&[], &[&whole_file, &s.path("missing")]).status.code(), Some(2));
+    let out = check(&["--quiet", "--max-fragments", "100000"], &[&whole_file]);
+    assert!(out.status.code() == Some(0) && out.stdout.is_empty());
+    let f = s.path("fifo");
+    fifo(&f);
+    let out = check(&[], &[&f]);
+    assert!(out.status.code() == Some(2) && text(&out.stderr).contains("a FIFO, not a regular file"));
+    let out = check(&["--json", "--pattern", "*.vmem"], &[&s.dir]);
+    let json = text(&out.stdout);
+    assert!(json.starts_with("[\n") && json.ends_with("\n]\n"), "{json}");
+    assert_eq!(json.matches("\"path\"").count(), 2, "{json}");
+    assert!(json.contains("whole.vmem") && json.contains("sparse.vmem") && !json.contains("fifo"), "{json}");
+    assert_eq!(out.status.code(), Some(1));
+}
+
+/// The page cache pages of `path` that are resident.
+fn cached_pages(path: &Path) -> (usize, usize) {
+    let f = fs::File::open(path).unwrap();
+    let len = f.metadata().unwrap().len() as usize;
+    use std::os::unix::io::AsRawFd;
+    // SAFETY: a read-only shared mapping of a file we opened; unmapped below.
+    let map = unsafe { libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ, libc::MAP_SHARED, f.as_raw_fd(), 0) };
+    assert_ne!(map, libc::MAP_FAILED);
+    let pages = len.div_ceil(4096);
+    let mut vec = vec![0u8; pages];
+    // SAFETY: vec has one byte per page of the mapping.
+    assert_eq!(unsafe { libc::mincore(map, len, vec.as_mut_ptr()) }, 0);
+    // SAFETY: map is the mapping made above.
+    unsafe { libc::munmap(map, len) };
+    (vec.iter().filter(|&&b| b & 1 != 0).count(), pages)
+}
+
+#[test]
+fn rewrite_leaves_whole_files_alone_and_makes_the_rest_whole() {
+    let s = Scratch::new("cli-rewrite");
+    let p = prefix(&s, "prefix", false);
+    let rewrite = |args: &[&str], file: &Path| run_unblocked(Command::new(&p.bin).arg("rewrite").args(args).arg(file));
+    // Already whole: left alone (same inode) unless --force.
+    let whole_file = s.path("whole.img");
+    let f = fs::File::create(&whole_file).unwrap();
+    // SAFETY: fallocate on an fd we own.
+    assert_eq!(unsafe { libc::fallocate64(std::os::unix::io::AsRawFd::as_raw_fd(&f), 0, 0, 64 << 20) }, 0);
+    drop(f);
+    let ino = fs::metadata(&whole_file).unwrap().ino();
+    let out = rewrite(&[], &whole_file);
+    assert!(out.status.success() && text(&out.stdout).contains("already whole"), "{}", text(&out.stderr));
+    assert_eq!(fs::metadata(&whole_file).unwrap().ino(), ino);
+    // Special files are refused at once.
+    let f = s.path("fifo");
+    fifo(&f);
+    let out = rewrite(&[], &f);
+    assert!(out.status.code() == Some(1) && text(&out.stderr).contains("a FIFO"), "{}", text(&out.stderr));
+    if !require(is_root(), "rewrite looks at every process's open files: it needs root") {
+        let out = rewrite(&["--force"], &whole_file);
+        assert!(out.status.code() == Some(1) && text(&out.stderr).contains("run as root"));
+        return;
+    }
+    let pieces = s.path("pieces.img");
+    fragmented(&pieces, 64 * MIB);
+    // Refused while another process (this one) has it open for writing, or with a
+    // second hard link; the file stays as it was.
+    let ino = fs::metadata(&pieces).unwrap().ino();
+    let writer = fs::OpenOptions::new().write(true).open(&pieces).unwrap();
+    let out = rewrite(&["--force"], &pieces);
+    drop(writer);
+    assert!(out.status.code() == Some(1) && text(&out.stderr).contains("open for writing"), "{}", text(&out.stderr));
+    let link = s.path("link");
+    fs::hard_link(&pieces, &link).unwrap();
+    let out = rewrite(&["--force"], &pieces);
+    fs::remove_file(&link).unwrap();
+    assert!(out.status.code() == Some(1) && text(&out.stderr).contains("hard links"), "{}", text(&out.stderr));
+    assert_eq!(fs::metadata(&pieces).unwrap().ino(), ino);
+    let copy = s.path("pieces.orig");
+    fs::copy(&pieces, &copy).unwrap();
+    fs::set_permissions(&pieces, fs::Permissions::from_mode(0o640)).unwrap();
+    let before = fs::metadata(&pieces).unwrap();
+    let out = rewrite(&["--force", "--progress"], &pieces);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains(": rewrote 64.0 MiB in ") && stdout.contains("fragments before"), "{stdout}");
+    assert!(stderr.contains('%') && stderr.contains("left"), "no progress shown: {stderr:?}");
+    let after = fs::metadata(&pieces).unwrap();
+    assert_ne!(after.ino(), before.ino());
+    assert_eq!((after.mode(), after.mtime(), after.mtime_nsec()), (before.mode(), before.mtime(), before.mtime_nsec()));
+    // Before anything reads it: the copy's pages were dropped as it was written.
+    let (cached, pages) = cached_pages(&pieces);
+    assert!(cached * 4 < pages, "the copy stayed in the page cache: {cached} of {pages} pages");
+    assert!(whole(&pieces));
+    assert_same_content(&pieces, &copy);
+    assert!(fs::read_dir(&s.dir).unwrap().flatten().all(|e| !e.file_name().to_string_lossy().contains(".nosparse-")));
+}
+
+#[test]
+fn an_interrupted_rewrite_removes_its_copy() {
+    let s = Scratch::new("cli-interrupt");
+    if !require(is_root(), "rewrite looks at every process's open files: it needs root") {
+        return;
+    }
+    let p = prefix(&s, "prefix", false);
+    let file = s.path("big.img");
+    // Data, not preallocated space: the copy has every byte to read and write.
+    let chunk = vec![0x5au8; MIB as usize];
+    let mut f = fs::File::create(&file).unwrap();
+    for _ in 0..512 {
+        f.write_all(&chunk).unwrap();
+    }
+    f.sync_all().unwrap();
+    drop(f);
+    let ino = fs::metadata(&file).unwrap().ino();
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        let mut child = Command::new(&p.bin).args(["rewrite", "--force", "--no-progress"]).arg(&file).spawn().unwrap();
+        let tmp = s.path(&format!(".big.img.nosparse-{}", child.id()));
+        // As soon as the copy exists, stop the rewrite.
+        let started = Instant::now();
+        while !tmp.exists() {
+            assert!(child.try_wait().unwrap().is_none(), "rewrite ended before it made its copy");
+            assert!(started.elapsed() < NO_BLOCK_LIMIT, "no copy appeared");
+            std::thread::yield_now();
+        }
+        // SAFETY: a signal to our own child.
+        assert_eq!(unsafe { libc::kill(child.id() as i32, sig) }, 0);
+        let status = child.wait().unwrap();
+        assert_eq!(status.signal(), Some(sig), "{status:?}");
+        assert!(!tmp.exists(), "the copy was left behind after signal {sig}");
+        assert_eq!(fs::metadata(&file).unwrap().ino(), ino, "the original was replaced");
+    }
+}
+
+#[test]
+fn doctor_names_the_file_and_the_fix() {
+    let s = Scratch::new("cli-doctor");
+    let p = prefix(&s, "prefix", true);
+    let doctor = |config: &Path| run(Command::new(&p.bin).arg("doctor").arg("--config").arg(config));
+    let conf = s.path("nosparse.conf");
+    fs::write(&conf, "# vmx only\nNOSPARSE_PROGRAMS=vmware-vmx\nNOSPARSE_TRIGGERS=pwrite,ftruncate\n").unwrap();
+    fs::set_permissions(&conf, fs::Permissions::from_mode(0o644)).unwrap();
+    let out = doctor(&conf);
+    let report = text(&out.stdout);
+    assert!(report.contains("ok: 64-bit build: ") && report.contains("ok: 32-bit build: "), "{report}");
+    if is_root() {
+        assert!(report.contains("trusted, 2 settings, the library acts only in vmware-vmx"), "{report}");
+        let preload = fs::read_to_string("/etc/ld.so.preload").unwrap_or_default();
+        if !preload.contains("nosparse") {
+            assert_eq!(out.status.code(), Some(0), "{report}");
+            assert!(report.ends_with("nosparse doctor: all is well\n"), "{report}");
+        }
+    } else {
+        assert!(report.contains("not root") && out.status.code() == Some(1), "{report}");
+    }
+    // Writable by others: not trusted; a bad line: named with its number and the fix.
+    fs::set_permissions(&conf, fs::Permissions::from_mode(0o666)).unwrap();
+    let out = doctor(&conf);
+    let report = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        report.contains(&format!("PROBLEM: {}: not trusted (writable by group or others", conf.display())),
+        "{report}"
+    );
+    assert!(report.contains("fix: sudo chown root:root"), "{report}");
+    if is_root() {
+        fs::set_permissions(&conf, fs::Permissions::from_mode(0o644)).unwrap();
+        fs::write(&conf, "NOSPARSE_PROGRAMS=vmware-vmx::\nNOSPARSE_MIN_SIZE=64MB\n").unwrap();
+        let out = doctor(&conf);
+        let report = text(&out.stdout);
+        assert_eq!(out.status.code(), Some(1), "{report}");
+        assert!(report.contains(&format!("PROBLEM: {}:1: NOSPARSE_PROGRAMS=", conf.display())), "{report}");
+        assert!(report.contains("the library acts in no program"), "{report}");
+        assert!(report.contains(&format!("PROBLEM: {}:2: NOSPARSE_MIN_SIZE=64MB", conf.display())), "{report}");
+        assert!(report.contains("nosparse doctor: 2 problems found"), "{report}");
+    }
+    // A missing build is a problem, with the path and the fix.
+    let only64 = prefix(&s, "only64", false);
+    let out = run(Command::new(&only64.bin).arg("doctor"));
+    let report = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    assert!(
+        report.contains("libnosparse.so: missing: 32-bit programs get no library")
+            && report.contains("fix: install the 32-bit build"),
+        "{report}"
+    );
+}
+
+/// The man pages render without a warning.
+#[test]
+fn the_man_pages_render_cleanly() {
+    if !require(have("man"), "man (man-db) is not installed") {
+        return;
+    }
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/man");
+    for page in ["nosparse.1", "nosparse.conf.5", "nosparse-vmware.8"] {
+        let out = run(Command::new("man")
+            .args(["--warnings", "-E", "UTF-8", "-l", "-Tutf8"])
+            .arg(dir.join(page))
+            .env("MANWIDTH", "80"));
+        assert!(out.status.success() && out.stderr.is_empty(), "{page}: {}", text(&out.stderr));
+        assert!(out.stdout.len() > 1000, "{page} rendered to almost nothing");
+    }
+}
