@@ -63,51 +63,34 @@ pub struct BadLine {
 }
 
 /// The file's entries in order, and its bad lines (unknown names, bad values, lines
-/// that are not `NAME=value`).
+/// that are not `NAME=value`), split into lines as the library splits them.
 pub fn parse(text: &[u8]) -> (Vec<Entry>, Vec<BadLine>) {
     let mut entries = Vec::new();
     let mut bad = Vec::new();
-    for (i, raw) in text.split(|&b| b == b'\n').enumerate() {
-        let line = trim(raw);
-        if line.is_empty() || line.starts_with(b"#") {
-            continue;
-        }
-        let number = i + 1;
-        let Some(eq) = line.iter().position(|&b| b == b'=') else {
-            bad.push(BadLine { line: number, setting: None, why: "expected NAME=value".into() });
-            continue;
+    nosparse_core::config::for_each_line(text, |number, name, value| {
+        let line = number as usize;
+        let Some(name) = name else {
+            bad.push(BadLine { line, setting: None, why: "expected NAME=value".into() });
+            return;
         };
-        let name = String::from_utf8_lossy(trim(&line[..eq])).into_owned();
-        let mut value = trim(&line[eq + 1..]);
-        if let [q @ (b'"' | b'\''), inner @ .., last] = value {
-            if last == q {
-                value = inner;
-            }
-        }
+        let name = String::from_utf8_lossy(name).into_owned();
         let Some(setting) = settings::find(&name) else {
-            bad.push(BadLine { line: number, setting: None, why: format!("{name} is not a nosparse setting") });
-            continue;
+            bad.push(BadLine { line, setting: None, why: format!("{name} is not a nosparse setting") });
+            return;
         };
         if let Err(why) = (setting.check)(value) {
             let shown = String::from_utf8_lossy(value);
-            bad.push(BadLine { line: number, setting: Some(setting), why: format!("{name}={shown}: {why}") });
-            continue;
+            bad.push(BadLine { line, setting: Some(setting), why: format!("{name}={shown}: {why}") });
+            return;
         }
-        entries.push(Entry { line: number, setting, value: value.to_vec() });
-    }
+        entries.push(Entry { line, setting, value: value.to_vec() });
+    });
     (entries, bad)
 }
 
 /// Whether some line sets `name`, with a good value or a bad one.
 pub fn sets(entries: &[Entry], bad: &[BadLine], name: &str) -> bool {
     entries.iter().any(|e| e.setting.name == name) || bad.iter().any(|b| b.setting.is_some_and(|s| s.name == name))
-}
-
-/// `b` without ASCII whitespace at either end.
-fn trim(b: &[u8]) -> &[u8] {
-    let start = b.iter().position(|c| !c.is_ascii_whitespace()).unwrap_or(b.len());
-    let end = b.iter().rposition(|c| !c.is_ascii_whitespace()).map_or(start, |e| e + 1);
-    &b[start..end]
 }
 
 /// The value the library uses for `name`: the last line that sets it.
