@@ -4,7 +4,13 @@
 //! a hash of the bytes read is printed, one line per operation, so that two runs —
 //! with and without the library — can be compared line by line. Uses libc only.
 //!
-//! usage: ops --dir DIR --seed N [--count N] [--max-offset BYTES]
+//! With `--writer`, a second thread runs a sequence of its own at the same time on a
+//! fourth file, through its own fds (one of them a dup, so two fds share a file offset):
+//! its lines follow the main thread's, each starting with `w`. It shares no file with
+//! the main thread, so both sequences stay reproducible, while the library serves
+//! creation calls from two threads at once.
+//!
+//! usage: ops --dir DIR --seed N [--count N] [--max-offset BYTES] [--writer]
 
 #[path = "shared/rng.rs"]
 mod rng;
@@ -37,10 +43,17 @@ fn open(path: &str, flags: i32) -> i32 {
     fd
 }
 
+/// An fd, what kind it is (for the output), and which file it is on.
+type Fd = (i32, &'static str, usize);
+
 fn main() {
-    let (mut dir, mut seed, mut count, mut max) = (None, 1u64, 300u64, 96u64 << 20);
+    let (mut dir, mut seed, mut count, mut max, mut writer) = (None, 1u64, 300u64, 96u64 << 20, false);
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
+        if flag == "--writer" {
+            writer = true;
+            continue;
+        }
         let v = args.next().unwrap_or_else(|| die(&format!("{flag} needs a value")));
         let num = || v.parse::<u64>().unwrap_or_else(|_| die(&format!("{flag}: not a number")));
         match flag.as_str() {
@@ -54,11 +67,31 @@ fn main() {
     let dir = dir.unwrap_or_else(|| die("--dir is required"));
     let files: Vec<String> = (0..3).map(|i| format!("{dir}/f{i}")).collect();
     // rdwr on every file, then an O_APPEND fd on f0 and a read-only one on f1.
-    let mut fds: Vec<(i32, &str, usize)> =
-        files.iter().enumerate().map(|(i, f)| (open(f, libc::O_RDWR), "rdwr", i)).collect();
+    let mut fds: Vec<Fd> = files.iter().enumerate().map(|(i, f)| (open(f, libc::O_RDWR), "rdwr", i)).collect();
     fds.push((open(&files[0], libc::O_RDWR | libc::O_APPEND), "append", 0));
     fds.push((open(&files[1], libc::O_RDONLY), "rdonly", 1));
 
+    let second = writer.then(|| {
+        let file = format!("{dir}/w3");
+        let rdwr = open(&file, libc::O_RDWR);
+        // SAFETY: a plain fd; the dup shares its open file description (and offset).
+        let shared = unsafe { libc::dup(rdwr) };
+        let fds: Vec<Fd> =
+            vec![(rdwr, "rdwr", 3), (shared, "dup", 3), (open(&file, libc::O_RDWR | libc::O_APPEND), "append", 3)];
+        std::thread::spawn(move || {
+            let mut lines = String::new();
+            sequence(&fds, seed ^ 0x5EC0_4D00, count, max, &mut |l| lines.push_str(&format!("w{l}\n")));
+            lines
+        })
+    });
+    sequence(&fds, seed, count, max, &mut |l| println!("{l}"));
+    if let Some(t) = second {
+        print!("{}", t.join().unwrap_or_else(|_| die("the second writer panicked")));
+    }
+}
+
+/// Runs `count` seeded operations on `fds`, giving `out` one line for each.
+fn sequence(fds: &[Fd], seed: u64, count: u64, max: u64, out: &mut dyn FnMut(String)) {
     let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
     let mut buf = vec![0u8; 1 << 16];
     for i in 0..count {
@@ -113,10 +146,10 @@ fn main() {
             // SAFETY: a plain fd.
             unsafe { libc::lseek64(fd, 0, libc::SEEK_CUR) }
         };
-        print!("{i} {name} f{file}/{kind} off={off} len={len} -> ret={ret} errno={e} pos={cur}");
-        match extra {
-            Some(h) => println!(" hash={h:016x}"),
-            None => println!(),
-        }
+        let line = format!("{i} {name} f{file}/{kind} off={off} len={len} -> ret={ret} errno={e} pos={cur}");
+        out(match extra {
+            Some(h) => format!("{line} hash={h:016x}"),
+            None => line,
+        });
     }
 }

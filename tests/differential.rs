@@ -1,9 +1,10 @@
 //! Differential testing: seeded random sequences of file operations (examples/ops.rs:
 //! creation calls, pwrites of random lengths and offsets, ftruncate, fsync, reads,
-//! O_APPEND and read-only fds) replayed with and without the library. Every
-//! operation's return value, errno, file offset and bytes read must match, and so must
-//! the files. Fixed seeds, plus one random seed that is printed so a failure can be
-//! replayed with NOSPARSE_TEST_SEED=N.
+//! O_APPEND and read-only fds) replayed with and without the library, while a second
+//! writer thread runs a sequence of its own on a fourth file (two of its fds sharing one
+//! file offset). Every operation's return value, errno, file offset and bytes read must
+//! match, and so must the files. Fixed seeds, plus one random seed that is printed so a
+//! failure can be replayed with NOSPARSE_TEST_SEED=N.
 
 mod common;
 
@@ -50,6 +51,7 @@ fn random_operation_sequences_give_identical_results_and_files() {
                             OPS_PER_SEQUENCE.to_string(),
                             "--max-offset".into(),
                             max.to_string(),
+                            "--writer".into(),
                         ]),
                 );
                 for (k, v) in env {
@@ -66,7 +68,7 @@ fn random_operation_sequences_give_identical_results_and_files() {
             }
             assert_eq!(without.stdout.lines().count(), with.stdout.lines().count());
             creations += with.stderr.matches("nosparse: preallocated").count();
-            for f in ["f0", "f1", "f2"] {
+            for f in ["f0", "f1", "f2", "w3"] {
                 assert_same_content(&dirs[0].join(f), &dirs[1].join(f));
                 bytes += std::fs::metadata(dirs[0].join(f)).unwrap().len();
                 files += 1;

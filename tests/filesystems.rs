@@ -5,9 +5,6 @@
 mod common;
 
 use common::*;
-use nosparse_core::sys;
-use std::fs::File;
-use std::os::unix::io::AsRawFd;
 use std::path::Path;
 
 /// The guest's life: 1 MiB pieces written back in random order with fdatasync while a
@@ -130,11 +127,7 @@ fn xfs_file_is_allocated_whole() {
 #[test]
 fn btrfs_file_is_nocow_and_stays_in_few_fragments_after_overwrites() {
     let size = 256 * MIB;
-    let nocow = |path: &Path| {
-        let f = File::open(path).unwrap();
-        let flags = sys::inode_flags(f.as_raw_fd()).expect("FS_IOC_GETFLAGS");
-        assert_ne!(flags & sys::FS_NOCOW_FL, 0, "NOCOW not set on btrfs");
-    };
+    let nocow = |path: &Path| assert_ne!(inode_flags(path) & FS_NOCOW_FL, 0, "NOCOW not set on btrfs");
     // NOCOW can only be set while the file is empty, as vmx's is.
     let Some(((_, bare), (out, m))) = compare_on_and_inspect("btrfs", size, 0, &[], &nocow) else { return };
     assert!(out.stderr.contains("by fallocate"), "{}", out.stderr);

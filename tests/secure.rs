@@ -19,17 +19,6 @@ fn system_lib_dir() -> &'static str {
     }
 }
 
-/// Removes the files it holds when dropped, even when the test fails.
-struct Cleanup(Vec<PathBuf>);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        for p in &self.0 {
-            let _ = std::fs::remove_file(p).or_else(|_| std::fs::remove_dir_all(p));
-        }
-    }
-}
-
 fn chmod(p: &Path, mode: u32) {
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
 }

@@ -71,7 +71,12 @@ pub fn build() -> Artifacts {
         dir.push(t);
     }
     dir.push(&l.profile_dir_name);
-    let artifacts = Artifacts { lib: dir.join("libnosparse.so"), fake_vmx: dir.join("examples").join("fake_vmx") };
+    // Another build of the library can be tested instead (an installed one, or one made
+    // another way), with the programs built here.
+    let lib = std::env::var_os("NOSPARSE_TEST_LIBRARY")
+        .filter(|v| !v.is_empty())
+        .map_or_else(|| dir.join("libnosparse.so"), PathBuf::from);
+    let artifacts = Artifacts { lib, fake_vmx: dir.join("examples").join("fake_vmx") };
     for p in [&artifacts.lib, &artifacts.fake_vmx] {
         assert!(p.is_file(), "the build reported success but {} is missing", p.display());
     }

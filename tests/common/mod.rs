@@ -5,6 +5,8 @@
 
 pub mod artifacts;
 pub mod compare;
+pub mod cprog;
+pub mod devlog;
 pub mod loopfs;
 
 use nosparse_core::extents::{self, Layout};
@@ -78,6 +80,17 @@ impl Drop for Scratch {
     }
 }
 
+/// Removes the files (or directories) it holds when dropped, even when the test fails.
+pub struct Cleanup(pub Vec<PathBuf>);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for p in &self.0 {
+            let _ = std::fs::remove_file(p).or_else(|_| std::fs::remove_dir_all(p));
+        }
+    }
+}
+
 /// One run of fake_vmx.
 #[derive(Clone)]
 pub struct Vmx {
@@ -90,6 +103,12 @@ pub struct Vmx {
     program: Option<PathBuf>,
     /// Extra libraries preloaded after libnosparse.so.
     also_preload: Vec<PathBuf>,
+    /// Killed (SIGKILL) after this many seconds: a hang fails the test, not the suite.
+    timeout: Option<u32>,
+    /// Shell commands run first in a private mount namespace (`unshare --mount`).
+    mounts: Option<String>,
+    /// strace's options, to run the program under strace.
+    strace: Option<String>,
 }
 
 /// What a run printed and how it ended.
@@ -126,6 +145,9 @@ pub fn vmx(path: &Path) -> Vmx {
         shell: None,
         program: None,
         also_preload: Vec::new(),
+        timeout: None,
+        mounts: None,
+        strace: None,
     }
 }
 
@@ -139,7 +161,15 @@ pub fn example(name: &str) -> Vmx {
         shell: None,
         program: Some(program),
         also_preload: Vec::new(),
+        timeout: None,
+        mounts: None,
+        strace: None,
     }
+}
+
+/// A run of the C program tests/c/`name`.c, compiled for this target.
+pub fn c_program(name: &str) -> Vmx {
+    Vmx { program: Some(cprog::program(name)), ..example(name) }
 }
 
 impl Vmx {
@@ -171,6 +201,26 @@ impl Vmx {
         self
     }
 
+    /// Kills the run after `seconds`.
+    pub fn timeout(mut self, seconds: u32) -> Self {
+        self.timeout = Some(seconds);
+        self
+    }
+
+    /// Runs `setup` (shell commands, e.g. mounts) in a private mount namespace, then the
+    /// program there: what is mounted is seen by the program and nothing else.
+    pub fn private_mounts(mut self, setup: &str) -> Self {
+        self.mounts = Some(setup.into());
+        self
+    }
+
+    /// Runs the program under `strace` with these options (e.g. `-f -o FILE`); the
+    /// library is preloaded into the program, not into strace.
+    pub fn strace(mut self, options: &str) -> Self {
+        self.strace = Some(options.into());
+        self
+    }
+
     /// Preloads `lib` too, after libnosparse.so.
     pub fn also_preload(mut self, lib: &Path) -> Self {
         self.also_preload.push(lib.into());
@@ -194,10 +244,33 @@ impl Vmx {
     pub fn run_raw(&self) -> Outcome {
         let a = artifacts();
         let program = self.program.as_deref().unwrap_or(&a.fake_vmx);
-        let mut cmd = match &self.shell {
-            Some(prefix) => {
-                let mut c = Command::new("sh");
-                c.arg("-c").arg(format!("{prefix}; exec \"$0\" \"$@\"")).arg(program);
+        let mut argv: Vec<std::ffi::OsString> = Vec::new();
+        if let Some(seconds) = self.timeout {
+            argv.extend(["timeout", "--signal=KILL", &seconds.to_string()].map(Into::into));
+        }
+        if self.mounts.is_some() {
+            argv.extend(["unshare", "--mount", "--propagation", "private"].map(Into::into));
+        }
+        // Wrapped runs go through sh, which sets LD_PRELOAD for the program alone: the
+        // wrappers are the host's 64-bit programs, into which an i686 library cannot load.
+        let late_preload = !argv.is_empty() || self.shell.is_some() || self.strace.is_some();
+        if late_preload {
+            let steps: Vec<&str> = [self.mounts.as_deref(), self.shell.as_deref()].into_iter().flatten().collect();
+            let exec = match &self.strace {
+                Some(options) => format!("exec strace {options} -E LD_PRELOAD=\"$TEST_LATE_PRELOAD\" \"$0\" \"$@\""),
+                None => "LD_PRELOAD=\"$TEST_LATE_PRELOAD\" exec \"$0\" \"$@\"".into(),
+            };
+            let script = format!(
+                "{}{}{exec}",
+                if self.mounts.is_some() { "set -e; " } else { "" },
+                steps.iter().map(|s| format!("{s}; ")).collect::<String>()
+            );
+            argv.extend(["sh".into(), "-c".into(), script.into()]);
+        }
+        let mut cmd = match argv.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(program);
                 c
             }
             None => Command::new(program),
@@ -217,7 +290,7 @@ impl Vmx {
         preload.extend(self.also_preload.iter().map(PathBuf::as_path));
         if !preload.is_empty() {
             let list: Vec<String> = preload.iter().map(|p| p.display().to_string()).collect();
-            cmd.env("LD_PRELOAD", list.join(" "));
+            cmd.env(if late_preload { "TEST_LATE_PRELOAD" } else { "LD_PRELOAD" }, list.join(" "));
         }
         cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         let out = cmd.output().expect("run the program");
@@ -341,4 +414,39 @@ pub fn mount(scratch: &Scratch, kind: &str, size: u64) -> Option<LoopFs> {
 /// Runs a shell command; panics with its output if it fails.
 pub fn sh(cmd: &str) -> String {
     loopfs::sh(cmd).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// `FS_NOCOW_FL` from `<linux/fs.h>`: btrfs overwrites such a file in place.
+pub const FS_NOCOW_FL: u32 = 0x0080_0000;
+
+/// The inode attributes of `path` (what `lsattr` shows), from `FS_IOC_GETFLAGS`.
+pub fn inode_flags(path: &Path) -> u32 {
+    // _IOR('f', 1, long): the size field differs between x86_64 and i686; ext4, xfs and
+    // btrfs read an int through either.
+    const FS_IOC_GETFLAGS: libc::Ioctl = (2 << 30 | (std::mem::size_of::<libc::c_long>() << 16) | 0x66 << 8 | 1) as _;
+    let f = File::open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    let mut flags: libc::c_int = 0;
+    // SAFETY: flags is a writable int, which is what the ioctl fills.
+    let r = unsafe { libc::ioctl(f.as_raw_fd(), FS_IOC_GETFLAGS, &mut flags) };
+    assert_eq!(r, 0, "FS_IOC_GETFLAGS {}: {}", path.display(), std::io::Error::last_os_error());
+    flags as u32
+}
+
+/// The block of 4 KiB tagged `tag`, as the C programs write it (tests/c/common.h):
+/// never zero, so it cannot be mistaken for a hole or a zero fill.
+pub fn pattern(tag: u64) -> Vec<u8> {
+    (0..4096u64).map(|j| (1 + (tag * 31 + j) % 251) as u8).collect()
+}
+
+/// Runs `check` on every case, going on after one fails, then fails naming each that did
+/// (their own messages are printed as they happen): one run tells every broken case.
+pub fn every_case<T>(cases: impl IntoIterator<Item = (String, T)>, check: impl Fn(&str, T)) {
+    let (mut failed, mut n) = (Vec::new(), 0);
+    for (name, case) in cases {
+        n += 1;
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(&name, case))).is_err() {
+            failed.push(name);
+        }
+    }
+    assert!(failed.is_empty(), "{} of {n} cases failed: {}", failed.len(), failed.join("; "));
 }
