@@ -270,6 +270,14 @@ fn other_threads_and_processes_writing_around_a_creation_lose_nothing() {
             .arg("--ranges", 16)
             .env("NOSPARSE_METHOD", method)
             .timeout(120);
+        // The zero fill keeps data written into a chunk before it reaches that chunk; a
+        // write landing in the chunk being filled, between its check and its write, is
+        // the documented window (as in glibc's posix_fallocate emulation). So where zeros
+        // are written, the range writer starts at once: its pieces lie in the last
+        // quarter, which the fill reaches last.
+        if method == "zero" || kind == "ext3" {
+            run = run.arg("--delay-us", 0);
+        }
         if process {
             run = run.flag("--process");
         }
@@ -451,6 +459,18 @@ fn a_btrfs_qgroup_limit_is_given_back_with_each_method() {
                 .env("NOSPARSE_METHOD", method)
                 .env("NOSPARSE_ON_ERROR", on_error);
             let (without, with) = run.both(&path);
+            if method == "zero" {
+                // btrfs refuses even the truncate that would give the zeros back once the
+                // qgroup is used up (EDQUOT; checked by hand with truncate and fallocate -p),
+                // and statfs does not show qgroup limits: the one case where a failed
+                // preallocation cannot be undone. The library must say what is left.
+                assert!(
+                    with.stderr.contains("could not give back") && with.stderr.contains("EDQUOT"),
+                    "{what}: no warning naming what is left\n{}",
+                    with.stderr
+                );
+                return;
+            }
             if on_error == "fail" {
                 assert_eq!(
                     (with.get("ret"), with.get("errno")),

@@ -378,18 +378,29 @@ fn the_constructor_makes_no_syscall() {
     let s = Scratch::new("guest-startup");
     let empty = common::cprog::shared_library("empty");
     let lib = artifacts().lib.clone();
-    let trace_of = |preload: &Path, name: &str| {
+    // The default log sink: with NOSPARSE_LOG=stderr in the environment the constructor
+    // makes one fstat of fd 2 (checked below), to know later whether fd 2 is still the
+    // stderr the program started with.
+    let trace_with = |preload: &Path, name: &str, log: &str| {
         let trace = s.path(name);
         let out = c_program("true")
             .without_library()
             .strace(&format!("-qq -o {}", trace.display()))
+            .env("NOSPARSE_LOG", log)
             .env("TEST_LATE_PRELOAD", &preload.display().to_string());
         let out = out.run_raw();
         assert_eq!(out.status, 0, "{}", out.stderr);
         syscalls_without_mapping(&std::fs::read_to_string(&trace).unwrap(), preload)
     };
+    let trace_of = |preload: &Path, name: &str| trace_with(preload, name, "syslog");
     let baseline = trace_of(&empty, "empty.trace");
     let ours = trace_of(&lib, "nosparse.trace");
+    let with_stderr = trace_with(&lib, "stderr.trace", "stderr");
+    let extra: Vec<_> = with_stderr.iter().filter(|c| !baseline.contains(c)).collect();
+    assert!(
+        with_stderr.len() == baseline.len() + 1 && extra.iter().all(|c| c.starts_with("fstat")),
+        "NOSPARSE_LOG=stderr should add one fstat of fd 2 at load: {extra:?}"
+    );
     let first = ours.iter().zip(&baseline).position(|(a, b)| a != b).unwrap_or(ours.len().min(baseline.len()));
     let around = |v: &[String]| v[first.saturating_sub(3)..(first + 6).min(v.len())].join(" ");
     assert!(

@@ -113,19 +113,29 @@ impl fmt::Display for FsKind {
     }
 }
 
+/// Where a file's data goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DataFs {
+    /// The filesystem that holds the data (an overlay's upper layer, when found).
+    pub kind: FsKind,
+    /// The file is on an overlay.
+    pub overlay: bool,
+    pub statfs: sys::StatFs,
+}
+
 /// The filesystem that will hold `fd`'s data, and its free space: `fstatfs(fd)`, or for
 /// an overlay, `statfs` of its upper directory. `buf` is scratch space for reading
 /// `/proc/self/mountinfo`. An overlay whose upper layer cannot be found stays overlay.
-pub fn data_fs(fd: i32, buf: &mut [u8]) -> crate::error::Result<(FsKind, sys::StatFs)> {
+pub fn data_fs(fd: i32, buf: &mut [u8]) -> crate::error::Result<DataFs> {
     let st = sys::fstatfs(fd)?;
     let kind = FsKind::from_magic(st.kind);
     if kind != FsKind::Overlay {
-        return Ok((kind, st));
+        return Ok(DataFs { kind, overlay: false, statfs: st });
     }
-    match upper_fs(fd, buf) {
-        Some(upper) => Ok((FsKind::from_magic(upper.kind), upper)),
-        None => Ok((kind, st)),
-    }
+    Ok(match upper_fs(fd, buf) {
+        Some(upper) => DataFs { kind: FsKind::from_magic(upper.kind), overlay: true, statfs: upper },
+        None => DataFs { kind, overlay: true, statfs: st },
+    })
 }
 
 /// `statfs` of the upper directory of the overlay mount holding `fd`: its mount id from

@@ -214,15 +214,13 @@ fn prepare(fd: c_int, call: &Call, blocks: i64, s: &mut ScratchSpace) -> Prepare
     let decision = match policy::screen(cfg, call) {
         Err(skip) => Decision::Skip(skip),
         Ok(()) => {
-            let (fs, statfs) = match fs::data_fs(fd, io) {
-                Ok(found) => found,
-                Err(_) => return Prepared::Untouched,
-            };
+            let Ok(data) = fs::data_fs(fd, io) else { return Prepared::Untouched };
             let file = File {
                 // Filesystems without inode flags (ENOTTY) have neither append-only nor immutable.
                 inode_flags: sys::inode_flags(fd).unwrap_or(0),
-                fs,
-                free: statfs.free_bytes(sys::is_root()),
+                fs: data.kind,
+                overlay: data.overlay,
+                free: data.statfs.free_bytes(sys::is_root()),
                 path_matches: cfg.matcher.matches(fd_path(fd, path)),
                 fsize_limit: sys::fsize_limit(),
             };

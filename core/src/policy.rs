@@ -34,6 +34,8 @@ pub struct File {
     pub inode_flags: i32,
     /// The filesystem that holds the data (an overlay's upper layer).
     pub fs: FsKind,
+    /// The file is on an overlay (`fs` is then its upper layer's, when found).
+    pub overlay: bool,
     /// Bytes this process may still allocate there.
     pub free: u64,
     pub path_matches: bool,
@@ -177,6 +179,8 @@ pub fn judge(cfg: &Config, c: &Call, f: &File) -> Decision {
         Skip::NoMatch
     } else if cfg.skips(f.fs) {
         Skip::Filesystem(f.fs)
+    } else if f.overlay && cfg.skips(FsKind::Overlay) {
+        Skip::Filesystem(FsKind::Overlay)
     } else if end as u64 > f.fsize_limit {
         Skip::FileSizeLimit
     } else if cfg.method == Method::Zero && !can_zero(c.open_flags) {
@@ -234,7 +238,14 @@ mod tests {
             size: 0,
             blksize: 4096,
         };
-        let file = File { inode_flags: 0, fs: FsKind::Ext, free: 100 << 30, path_matches: true, fsize_limit: u64::MAX };
+        let file = File {
+            inode_flags: 0,
+            fs: FsKind::Ext,
+            overlay: false,
+            free: 100 << 30,
+            path_matches: true,
+            fsize_limit: u64::MAX,
+        };
         (call, file)
     }
 
@@ -348,6 +359,12 @@ mod tests {
         assert!(matches!(judge(&tmpfs_too, &c, &File { fs: FsKind::Tmpfs, ..f }), Decision::Allocate(_)));
         let no_overlay = Config { skip_fs: FsKind::Overlay.bit(), ..DEFAULT };
         assert!(matches!(judge(&no_overlay, &c, &File { fs: FsKind::Overlay, ..f }), Decision::Skip(_)));
+        // An overlay is judged by its upper layer, and skipped as an overlay too.
+        let on_tmpfs = File { fs: FsKind::Tmpfs, overlay: true, ..f };
+        assert_eq!(decide(c, on_tmpfs), Decision::Skip(Skip::Filesystem(FsKind::Tmpfs)));
+        let on_ext = File { overlay: true, ..f };
+        assert!(matches!(decide(c, on_ext), Decision::Allocate(_)));
+        assert_eq!(judge(&no_overlay, &c, &on_ext), Decision::Skip(Skip::Filesystem(FsKind::Overlay)));
         let zero = Config { method: Method::Zero, ..DEFAULT };
         let direct = Call { open_flags: libc::O_RDWR | libc::O_DIRECT, ..c };
         assert_eq!(judge(&zero, &direct, &f), Decision::Skip(Skip::CannotZero));
