@@ -1,18 +1,17 @@
 //! The harness's tools: run fake_vmx with and without the library, and measure the
-//! file it made from outside — size, allocation, holes, fragments, bytes.
+//! file it made from outside — size, allocation (stat), holes and fragments (filefrag),
+//! bytes, and the syscalls it made (strace).
 
 #![allow(dead_code)]
 
 pub mod artifacts;
 pub mod compare;
 pub mod loopfs;
+pub mod outside;
 
-use nosparse_core::extents::{self, Layout};
 use std::collections::HashMap;
 use std::ffi::CString;
-use std::fs::File;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -90,6 +89,8 @@ pub struct Vmx {
     program: Option<PathBuf>,
     /// Extra libraries preloaded after libnosparse.so.
     also_preload: Vec<PathBuf>,
+    /// Runs under `strace -f -e trace=fallocate,pwritev,pwritev2`.
+    strace: bool,
 }
 
 /// What a run printed and how it ended.
@@ -101,6 +102,8 @@ pub struct Outcome {
     /// Exit status, or -1 when killed by a signal.
     pub status: i32,
     pub signal: Option<i32>,
+    /// What strace logged, for runs made with [`Vmx::strace`].
+    pub trace: String,
 }
 
 impl Outcome {
@@ -126,6 +129,7 @@ pub fn vmx(path: &Path) -> Vmx {
         shell: None,
         program: None,
         also_preload: Vec::new(),
+        strace: false,
     }
 }
 
@@ -139,6 +143,7 @@ pub fn example(name: &str) -> Vmx {
         shell: None,
         program: Some(program),
         also_preload: Vec::new(),
+        strace: false,
     }
 }
 
@@ -177,6 +182,13 @@ impl Vmx {
         self
     }
 
+    /// Traces the preallocation syscalls (fallocate, pwritev) with strace, into
+    /// [`Outcome::trace`], for [`outside::method`] to judge.
+    pub fn strace(mut self) -> Self {
+        self.strace = true;
+        self
+    }
+
     /// The file this run creates.
     pub fn path(&self) -> PathBuf {
         let i = self.args.iter().position(|a| a == "--path").expect("--path");
@@ -194,15 +206,25 @@ impl Vmx {
     pub fn run_raw(&self) -> Outcome {
         let a = artifacts();
         let program = self.program.as_deref().unwrap_or(&a.fake_vmx);
+        let trace_file = tempfile_path("strace");
+        let mut argv: Vec<std::ffi::OsString> = Vec::new();
+        if self.strace {
+            assert!(require(have("strace"), "strace is not installed (scripts/setup.sh installs it)"));
+            let trace = ["strace", "-f", "-qq", "-e", "trace=fallocate,pwritev,pwritev2", "-o"];
+            argv.extend(trace.iter().map(Into::into));
+            argv.push(trace_file.clone().into());
+        }
+        argv.push(program.into());
+        argv.extend(self.args.iter().map(Into::into));
         let mut cmd = match &self.shell {
             Some(prefix) => {
                 let mut c = Command::new("sh");
-                c.arg("-c").arg(format!("{prefix}; exec \"$0\" \"$@\"")).arg(program);
+                c.arg("-c").arg(format!("{prefix}; exec \"$@\"")).arg("sh");
                 c
             }
-            None => Command::new(program),
+            None => Command::new(argv.remove(0)),
         };
-        cmd.args(&self.args);
+        cmd.args(&argv);
         for (k, _) in std::env::vars_os() {
             if k.as_bytes().starts_with(b"NOSPARSE_") {
                 cmd.env_remove(k);
@@ -224,6 +246,8 @@ impl Vmx {
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         let kv =
             stdout.lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let trace = std::fs::read_to_string(&trace_file).unwrap_or_default();
+        let _ = std::fs::remove_file(&trace_file);
         use std::os::unix::process::ExitStatusExt;
         Outcome {
             kv,
@@ -231,6 +255,7 @@ impl Vmx {
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
             status: out.status.code().unwrap_or(-1),
             signal: out.status.signal(),
+            trace,
         }
     }
 
@@ -258,6 +283,23 @@ pub fn bare_path(p: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
+/// A unique path in the build's temporary directory.
+fn tempfile_path(what: &str) -> PathBuf {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{what}-{}-{}-{n}", artifacts::TARGET, std::process::id()))
+}
+
+/// Where a file's bytes are, as seen from outside.
+#[derive(Debug, Clone, Copy)]
+pub struct Layout {
+    /// Physically contiguous runs, as `filefrag` counts them.
+    pub fragments: u64,
+    /// Bytes of `[0, size)` that no extent covers.
+    pub hole_bytes: u64,
+}
+
 /// A file measured from outside.
 #[derive(Debug, Clone, Copy)]
 pub struct Measured {
@@ -273,11 +315,15 @@ pub fn allocated(path: &Path) -> u64 {
     std::fs::metadata(path).unwrap_or_else(|e| panic!("stat {}: {e}", path.display())).blocks() * 512
 }
 
+/// Size and allocation (stat), holes and fragments (filefrag -v) of `path`, its data
+/// first written out so that every extent has its place.
 pub fn measure(path: &Path) -> Measured {
-    let f = File::open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    let f = std::fs::File::open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    f.sync_all().unwrap_or_else(|e| panic!("fsync {}: {e}", path.display()));
     let meta = f.metadata().expect("stat");
     use std::os::unix::fs::MetadataExt;
-    let layout = extents::layout(f.as_raw_fd(), meta.len()).expect("FIEMAP");
+    let map = outside::filefrag(path).unwrap_or_else(|e| panic!("{e}"));
+    let layout = Layout { fragments: map.fragments, hole_bytes: map.hole_bytes() };
     Measured { size: meta.len(), allocated: meta.blocks() * 512, layout }
 }
 
