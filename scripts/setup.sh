@@ -20,20 +20,51 @@ done
 # Debian packages: gcc-multilib links the i686 build; e2fsprogs, xfsprogs, btrfs-progs
 # and util-linux make, mount and inspect the test filesystems; binutils (nm, readelf)
 # checks the exports; strace and valgrind measure the pass-through overhead; qemu-utils
-# (qemu-img) and python3 are programs the trigger tests run under the library.
-packages=(gcc-multilib e2fsprogs xfsprogs btrfs-progs util-linux strace valgrind binutils qemu-utils python3)
+# (qemu-img) and python3 are programs the trigger tests run under the library;
+# qemu-system-x86, busybox-static and cpio run the hypervisor test's guest;
+# libeatmydata1 is the benchmark's reference for another preloaded library.
+packages=(gcc-multilib e2fsprogs xfsprogs btrfs-progs util-linux strace valgrind binutils qemu-utils python3
+    qemu-system-x86 busybox-static cpio libeatmydata1)
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 missing=()
 for p in "${packages[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+    installed "$p" || missing+=("$p")
 done
-if [ "${#missing[@]}" -gt 0 ]; then
-    if [ "$(id -u)" -ne 0 ]; then
+if [ "$(id -u)" -ne 0 ]; then
+    if [ "${#missing[@]}" -gt 0 ]; then
         say "not root: cannot install ${missing[*]}; run as root, or install them yourself"
         [ "${CI:-}" = true ] && exit 1
-        exit 0
     fi
+    exit 0
+fi
+export DEBIAN_FRONTEND=noninteractive
+if [ "${#missing[@]}" -gt 0 ]; then
     say "installing ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    if [[ " ${missing[*]} " == *" qemu-system-x86 "* ]]; then
+        # A qemu-utils newer than the release's (from backports) breaks the release's
+        # qemu-system-common: take qemu-utils at qemu-system-x86's version.
+        v=$(apt-cache policy qemu-system-x86 | awk '/Candidate:/ { print $2 }')
+        missing=("${missing[@]/#qemu-utils/}")
+        missing+=("qemu-utils=$v")
+    fi
+    apt-get install -y -qq --no-install-recommends --allow-downgrades ${missing[@]} >/dev/null
+fi
+
+# The hypervisor test's guest kernel: Debian's linux-image-cloud-amd64 (a small kernel
+# with the serial console and initramfs support built in), unpacked, not installed.
+KERNEL_DIR=/var/cache/nosparse-test
+if [ ! -e "$KERNEL_DIR/vmlinuz" ]; then
+    say "downloading the hypervisor test's guest kernel into $KERNEL_DIR"
+    mkdir -p "$KERNEL_DIR"
+    image=$(apt-cache depends linux-image-cloud-amd64 | awk '/Depends: linux-image-/ { print $2; exit }')
+    if [ -z "$image" ]; then
+        apt-get update -qq
+        image=$(apt-cache depends linux-image-cloud-amd64 | awk '/Depends: linux-image-/ { print $2; exit }')
+    fi
+    (cd "$KERNEL_DIR" && apt-get download -qq -o APT::Sandbox::User=root "$image")
+    rm -rf "$KERNEL_DIR/unpacked"
+    dpkg -x "$KERNEL_DIR/${image}"_*.deb "$KERNEL_DIR/unpacked"
+    mv "$(ls "$KERNEL_DIR"/unpacked/boot/vmlinuz-* | head -n 1)" "$KERNEL_DIR/vmlinuz"
+    rm -rf "$KERNEL_DIR/unpacked" "$KERNEL_DIR/${image}"_*.deb
 fi

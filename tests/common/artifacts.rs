@@ -38,13 +38,13 @@ fn layout() -> Layout {
     }
 }
 
-/// Builds the library and fake_vmx, and returns where they are. Panics with cargo's
-/// own output when the build fails.
-pub fn build() -> Artifacts {
+/// Runs `cargo build ARGS` for this binary's own target and profile; returns the
+/// directory the artifacts land in. Panics with cargo's own output when it fails.
+fn cargo_build(what: &str, args: &[&str]) -> PathBuf {
     let l = layout();
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.args(["build", "--quiet", "-p", "nosparse", "--lib", "--example", "fake_vmx", "--example", "ops"]);
+    cmd.args(["build", "--quiet"]).args(args);
     cmd.arg("--target-dir").arg(&l.target_dir);
     if let Some(t) = l.cross {
         cmd.args(["--target", t]);
@@ -59,21 +59,32 @@ pub fn build() -> Artifacts {
         }
     }
     cmd.current_dir(env!("CARGO_MANIFEST_DIR"));
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run cargo to build libnosparse.so: {e}"));
-    assert!(
-        out.status.success(),
-        "building libnosparse.so and fake_vmx failed ({:?}):\n{}",
-        cmd,
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run cargo to build {what}: {e}"));
+    assert!(out.status.success(), "building {what} failed ({:?}):\n{}", cmd, String::from_utf8_lossy(&out.stderr));
     let mut dir = l.target_dir.clone();
     if let Some(t) = l.cross {
         dir.push(t);
     }
     dir.push(&l.profile_dir_name);
-    let artifacts = Artifacts { lib: dir.join("libnosparse.so"), fake_vmx: dir.join("examples").join("fake_vmx") };
-    for p in [&artifacts.lib, &artifacts.fake_vmx] {
-        assert!(p.is_file(), "the build reported success but {} is missing", p.display());
-    }
-    artifacts
+    dir
+}
+
+fn built(path: PathBuf) -> PathBuf {
+    assert!(path.is_file(), "the build reported success but {} is missing", path.display());
+    path
+}
+
+/// Builds the library and fake_vmx, and returns where they are. Panics with cargo's
+/// own output when the build fails.
+pub fn build() -> Artifacts {
+    let args = ["-p", "nosparse", "--lib", "--example", "fake_vmx", "--example", "ops"];
+    let dir = cargo_build("libnosparse.so and fake_vmx", &args);
+    Artifacts { lib: built(dir.join("libnosparse.so")), fake_vmx: built(dir.join("examples").join("fake_vmx")) }
+}
+
+/// Builds the `nosparse` command (the launcher) and returns its path.
+#[allow(dead_code)]
+pub fn launcher() -> PathBuf {
+    let dir = cargo_build("the nosparse command", &["-p", "nosparse-cli", "--bin", "nosparse"]);
+    built(dir.join("nosparse"))
 }
