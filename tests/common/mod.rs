@@ -8,6 +8,7 @@ pub mod artifacts;
 pub mod compare;
 pub mod loopfs;
 pub mod outside;
+pub mod qemu;
 
 use std::collections::HashMap;
 use std::ffi::CString;
