@@ -68,3 +68,23 @@ if [ ! -e "$KERNEL_DIR/vmlinuz" ]; then
     mv "$(ls "$KERNEL_DIR"/unpacked/boot/vmlinuz-* | head -n 1)" "$KERNEL_DIR/vmlinuz"
     rm -rf "$KERNEL_DIR/unpacked" "$KERNEL_DIR/${image}"_*.deb
 fi
+
+# The benchmark's 32-bit libeatmydata: Debian's libeatmydata1:i386, downloaded with a
+# private package list for i386 (the machine's apt and dpkg settings are not touched)
+# and unpacked beside the kernel.
+EATMYDATA32=$KERNEL_DIR/i386/libeatmydata.so.1
+if [ ! -e "$EATMYDATA32" ]; then
+    say "downloading the benchmark's 32-bit libeatmydata into $KERNEL_DIR/i386"
+    apt_i386="$KERNEL_DIR/apt-i386"
+    mkdir -p "$apt_i386/lists/partial" "$apt_i386/cache/archives/partial"
+    opts=(-qq -o APT::Architecture=i386 -o APT::Architectures=i386 -o "Dir::State::Lists=$apt_i386/lists"
+        -o "Dir::Cache=$apt_i386/cache" -o Dir::State::status=/dev/null -o APT::Sandbox::User=root)
+    apt-get "${opts[@]}" update >/dev/null 2>&1 || true
+    (cd "$apt_i386" && apt-get "${opts[@]}" download libeatmydata1:i386) || say "could not download libeatmydata1:i386"
+    if ls "$apt_i386"/libeatmydata1_*_i386.deb >/dev/null 2>&1; then
+        dpkg -x "$(ls "$apt_i386"/libeatmydata1_*_i386.deb | head -n 1)" "$apt_i386/unpacked"
+        mkdir -p "$KERNEL_DIR/i386"
+        cp -L "$apt_i386/unpacked/usr/lib/i386-linux-gnu/libeatmydata.so.1" "$EATMYDATA32"
+    fi
+    rm -rf "$apt_i386"
+fi

@@ -41,7 +41,10 @@ fn layout() -> Layout {
 /// Runs `cargo build ARGS` for this binary's own target and profile; returns the
 /// directory the artifacts land in. Panics with cargo's own output when it fails.
 fn cargo_build(what: &str, args: &[&str]) -> PathBuf {
-    let l = layout();
+    cargo_build_for(layout(), what, args)
+}
+
+fn cargo_build_for(l: Layout, what: &str, args: &[&str]) -> PathBuf {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.args(["build", "--quiet"]).args(args);
@@ -79,6 +82,17 @@ fn built(path: PathBuf) -> PathBuf {
 pub fn build() -> Artifacts {
     let args = ["-p", "nosparse", "--lib", "--example", "fake_vmx", "--example", "ops"];
     let dir = cargo_build("libnosparse.so and fake_vmx", &args);
+    Artifacts { lib: built(dir.join("libnosparse.so")), fake_vmx: built(dir.join("examples").join("fake_vmx")) }
+}
+
+/// Builds the library and fake_vmx for another target (with this binary's profile),
+/// e.g. the benchmark's i686 rows.
+#[allow(dead_code)]
+pub fn build_for(target: &'static str) -> Artifacts {
+    let own = layout();
+    let l = Layout { cross: Some(target), ..own };
+    let args = ["-p", "nosparse", "--lib", "--example", "fake_vmx"];
+    let dir = cargo_build_for(l, &format!("libnosparse.so and fake_vmx for {target}"), &args);
     Artifacts { lib: built(dir.join("libnosparse.so")), fake_vmx: built(dir.join("examples").join("fake_vmx")) }
 }
 

@@ -13,6 +13,8 @@ pub struct Extent {
     pub logical: u64,
     pub physical: u64,
     pub len: u64,
+    /// Preallocated and not yet written: reads as zeros without touching the disk.
+    pub unwritten: bool,
 }
 
 /// A file's physical extent map, as `filefrag -v PATH` reports it.
@@ -38,9 +40,9 @@ impl FileMap {
         self.extents.windows(2).filter(|w| w[0].physical + w[0].len != w[1].physical).count() as u64
     }
 
-    /// Bytes held in extents.
-    pub fn mapped(&self) -> u64 {
-        self.extents.iter().map(|e| e.len).sum()
+    /// Bytes in unwritten (preallocated, never written) extents.
+    pub fn unwritten(&self) -> u64 {
+        self.extents.iter().filter(|e| e.unwritten).map(|e| e.len).sum()
     }
 }
 
@@ -74,6 +76,7 @@ pub fn filefrag(path: &Path) -> Result<FileMap, String> {
                 logical: range(f[1])? * block,
                 physical: range(f[2])? * block,
                 len: f[3].trim().parse::<u64>().ok()? * block,
+                unwritten: f.last()?.contains("unwritten"),
             })
         })
         .collect::<Option<Vec<Extent>>>()
