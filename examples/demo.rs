@@ -1,21 +1,33 @@
 //! The README's first command: `cargo run --release --example demo`.
 //!
 //! Runs fake_vmx — which creates a guest memory file the way vmware-vmx does and then
-//! writes pages back in random order while a second writer competes for the disk —
-//! once without and once with libnosparse.so, in a temporary directory on a real
-//! disk, and prints what each run left behind, side by side.
+//! writes pages back in random order, as vmx does (1 MiB regions mapped, written and
+//! msync'ed), while a second writer competes for the disk — once without and once
+//! with libnosparse.so, in a temporary directory on a real disk, and prints what each
+//! run left behind, side by side. As root it also fills a small loop-mounted disk
+//! under a running guest, with and without the library.
 
 #[path = "../tests/common/artifacts.rs"]
 mod artifacts;
 #[path = "../tests/common/compare.rs"]
 mod compare;
+#[path = "../tests/common/loopfs.rs"]
+mod loopfs;
+#[path = "../tests/common/outside.rs"]
+#[allow(dead_code)]
+mod outside;
 
-use nosparse_core::extents;
 use nosparse_core::fs::FsKind;
-use nosparse_core::log::Bytes;
 use std::os::unix::io::AsRawFd;
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{exit, Command};
+
+const MIB: u64 = 1 << 20;
+/// The full-disk case: a guest of this size (the library's default threshold) on a
+/// filesystem of twice that.
+const FULL_DISK_GUEST: u64 = 64 * MIB;
+const FULL_DISK_WRITES: u64 = 192;
 
 const USAGE: &str = "\
 usage: cargo run --release --example demo -- [--size BYTES] [--writes N] [--dir DIR]
@@ -57,7 +69,8 @@ fn main() {
         "fake_vmx creates a {} guest memory file with vmware-vmx's call, pwrite64(fd, \"\\0\", 1, size - 1),",
         short(size)
     );
-    println!("then writes {writes} random 1 MiB pages back with fdatasync while a second writer competes for space.");
+    println!("then writes {writes} random 1 MiB regions as vmx does (mapped, written, msync'ed) while a second");
+    println!("writer competes for space.");
     println!("directory: {} ({fs})\n", work.display());
     if fs == FsKind::Tmpfs {
         println!("note: only tmpfs was found; files there live in RAM and nosparse skips tmpfs by default,");
@@ -67,6 +80,7 @@ fn main() {
     let with = run(&a, &work, "with", size, writes, true);
     let same =
         compare::first_difference(&work.join("without.vmem"), &work.join("with.vmem")).is_ok_and(|d| d.is_none());
+    let full_disk = full_disk(&a, &work);
     let _ = std::fs::remove_dir_all(&work);
 
     println!("{:<40}{:>20}{:>20}", "", "without nosparse", "with nosparse");
@@ -75,6 +89,10 @@ fn main() {
     row("creation call took", format!("{:.2} ms", without.create_ms), format!("{:.2} ms", with.create_ms));
     row("fragments after the guest's run", without.fragments.to_string(), with.fragments.to_string());
     row("contents identical", if same { "yes" } else { "NO" }.into(), String::new());
+    match &full_disk {
+        Some((without, with)) => row("guest after the disk fills", without.clone(), with.clone()),
+        None => row("guest after the disk fills", "(run as root)".into(), "(run as root)".into()),
+    }
     println!();
     for line in &with.log {
         println!("library log: {line}");
@@ -89,12 +107,15 @@ fn fail(msg: &str) -> ! {
     exit(2)
 }
 
-/// `1.0 GiB`, from the log module's formatting.
+/// `1.0 GiB`, `4.0 KiB`: one decimal, rounded down.
 fn short(n: u64) -> String {
-    let s = Bytes(n).to_string();
-    match (s.find('('), s.rfind(')')) {
-        (Some(i), Some(j)) => s[i + 1..j].to_string(),
-        _ => s,
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    match UNITS.iter().enumerate().rev().find(|(i, _)| n >= 1 << (10 * (i + 1))) {
+        Some((i, unit)) => {
+            let tenths = (u128::from(n) * 10) >> (10 * (i + 1));
+            format!("{}.{} {unit}", tenths / 10, tenths % 10)
+        }
+        None => format!("{n} bytes"),
     }
 }
 
@@ -124,6 +145,7 @@ fn run(a: &artifacts::Artifacts, work: &Path, name: &str, size: u64, writes: u64
     let path = work.join(format!("{name}.vmem"));
     let mut cmd = Command::new(&a.fake_vmx);
     cmd.arg("--path").arg(&path).arg("--size").arg(size.to_string()).arg("--writes").arg(writes.to_string());
+    cmd.arg("--write-back").arg("mmap");
     cmd.arg("--competitor").arg(work.join(format!("{name}.rival")));
     cmd.env_remove("LD_PRELOAD").env("NOSPARSE_LOG", "stderr");
     if preload {
@@ -141,17 +163,47 @@ fn run(a: &artifacts::Artifacts, work: &Path, name: &str, size: u64, writes: u64
             .and_then(|v| v.parse().ok())
             .unwrap_or_else(|| fail(&format!("fake_vmx printed no {key}")))
     };
-    let f = std::fs::File::open(&path).unwrap_or_else(|e| fail(&format!("{}: {e}", path.display())));
-    // The run's writes are on disk (fdatasync), so FIEMAP shows their final places.
-    let layout = extents::layout(f.as_raw_fd(), size).unwrap_or_else(|e| fail(&format!("FIEMAP: {e}")));
+    // The run's writes are on disk (msync, fdatasync), so filefrag shows their places.
+    let map = outside::filefrag(&path).unwrap_or_else(|e| fail(&e));
     Run {
         allocated_after_create: get("allocated_after_create"),
         create_ms: get("create_ns") as f64 / 1e6,
-        fragments: layout.fragments,
+        fragments: map.fragments,
         log: String::from_utf8_lossy(&out.stderr)
             .lines()
             .filter(|l| l.starts_with("nosparse:"))
             .map(String::from)
             .collect(),
     }
+}
+
+/// A guest whose memory file was created on an empty disk, which another writer then
+/// fills; then the guest writes its memory. What became of it without and with the
+/// library, or None when not root (a small loop-mounted filesystem is needed: filling
+/// the real disk is not a demo).
+fn full_disk(a: &artifacts::Artifacts, work: &Path) -> Option<(String, String)> {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return None;
+    }
+    let fate = |preload: bool| -> String {
+        let fs = loopfs::LoopFs::new(work, "ext4", 2 * FULL_DISK_GUEST).unwrap_or_else(|e| fail(&e));
+        let mut cmd = Command::new(&a.fake_vmx);
+        cmd.arg("--path").arg(fs.path("guest.vmem")).arg("--size").arg(FULL_DISK_GUEST.to_string());
+        cmd.arg("--fill-disk").arg(fs.path("other-writer"));
+        cmd.args(["--write-back", "mmap", "--writes", &FULL_DISK_WRITES.to_string()]);
+        cmd.env_remove("LD_PRELOAD").env("NOSPARSE_LOG", "none");
+        if preload {
+            cmd.env("LD_PRELOAD", &a.lib);
+        }
+        let status = cmd.output().unwrap_or_else(|e| fail(&format!("cannot run fake_vmx: {e}"))).status;
+        match (status.code(), status.signal()) {
+            (Some(0), _) => "lives on".into(),
+            (_, Some(libc::SIGBUS)) => "dies (SIGBUS)".into(),
+            (Some(code), _) => format!("dies (exit {code})"),
+            (None, Some(signal)) => format!("dies (signal {signal})"),
+            (None, None) => "?".into(),
+        }
+    };
+    Some((fate(false), fate(true)))
 }

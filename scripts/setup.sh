@@ -22,23 +22,73 @@ done
 # checks the exports; strace and valgrind measure the pass-through overhead; qemu-utils
 # (qemu-img) and python3 are programs the trigger tests run under the library; lintian
 # checks the Debian packages, rpm builds and installs the RPM ones into a scratch root,
-# man-db renders the man pages in the tests.
+# man-db renders the man pages in the tests; qemu-system-x86, busybox-static and cpio
+# run the hypervisor test's guest; libeatmydata1 is the benchmark's reference for
+# another preloaded library.
 packages=(gcc-multilib e2fsprogs xfsprogs btrfs-progs util-linux strace valgrind binutils qemu-utils python3
-    lintian rpm man-db)
+    lintian rpm man-db qemu-system-x86 busybox-static cpio libeatmydata1)
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 missing=()
 for p in "${packages[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+    installed "$p" || missing+=("$p")
 done
-if [ "${#missing[@]}" -gt 0 ]; then
-    if [ "$(id -u)" -ne 0 ]; then
+if [ "$(id -u)" -ne 0 ]; then
+    if [ "${#missing[@]}" -gt 0 ]; then
         say "not root: cannot install ${missing[*]}; run as root, or install them yourself"
         [ "${CI:-}" = true ] && exit 1
-        exit 0
     fi
+    exit 0
+fi
+export DEBIAN_FRONTEND=noninteractive
+if [ "${#missing[@]}" -gt 0 ]; then
     say "installing ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    if [[ " ${missing[*]} " == *" qemu-system-x86 "* ]]; then
+        # A qemu-utils newer than the release's (from backports) breaks the release's
+        # qemu-system-common: take qemu-utils at qemu-system-x86's version.
+        v=$(apt-cache policy qemu-system-x86 | awk '/Candidate:/ { print $2 }')
+        missing=("${missing[@]/#qemu-utils/}")
+        missing+=("qemu-utils=$v")
+    fi
+    apt-get install -y -qq --no-install-recommends --allow-downgrades ${missing[@]} >/dev/null
+fi
+
+# The hypervisor test's guest kernel: Debian's linux-image-cloud-amd64 (a small kernel
+# with the serial console and initramfs support built in), unpacked, not installed.
+KERNEL_DIR=/var/cache/nosparse-test
+if [ ! -e "$KERNEL_DIR/vmlinuz" ]; then
+    say "downloading the hypervisor test's guest kernel into $KERNEL_DIR"
+    mkdir -p "$KERNEL_DIR"
+    image=$(apt-cache depends linux-image-cloud-amd64 | awk '/Depends: linux-image-/ { print $2; exit }')
+    if [ -z "$image" ]; then
+        apt-get update -qq
+        image=$(apt-cache depends linux-image-cloud-amd64 | awk '/Depends: linux-image-/ { print $2; exit }')
+    fi
+    (cd "$KERNEL_DIR" && apt-get download -qq -o APT::Sandbox::User=root "$image")
+    rm -rf "$KERNEL_DIR/unpacked"
+    dpkg -x "$KERNEL_DIR/${image}"_*.deb "$KERNEL_DIR/unpacked"
+    mv "$(ls "$KERNEL_DIR"/unpacked/boot/vmlinuz-* | head -n 1)" "$KERNEL_DIR/vmlinuz"
+    rm -rf "$KERNEL_DIR/unpacked" "$KERNEL_DIR/${image}"_*.deb
+fi
+
+# The benchmark's 32-bit libeatmydata: Debian's libeatmydata1:i386, downloaded with a
+# private package list for i386 (the machine's apt and dpkg settings are not touched)
+# and unpacked beside the kernel.
+EATMYDATA32=$KERNEL_DIR/i386/libeatmydata.so.1
+if [ ! -e "$EATMYDATA32" ]; then
+    say "downloading the benchmark's 32-bit libeatmydata into $KERNEL_DIR/i386"
+    apt_i386="$KERNEL_DIR/apt-i386"
+    mkdir -p "$apt_i386/lists/partial" "$apt_i386/cache/archives/partial"
+    opts=(-qq -o APT::Architecture=i386 -o APT::Architectures=i386 -o "Dir::State::Lists=$apt_i386/lists"
+        -o "Dir::Cache=$apt_i386/cache" -o Dir::State::status=/dev/null -o APT::Sandbox::User=root)
+    apt-get "${opts[@]}" update >/dev/null 2>&1 || true
+    (cd "$apt_i386" && apt-get "${opts[@]}" download libeatmydata1:i386) || say "could not download libeatmydata1:i386"
+    if ls "$apt_i386"/libeatmydata1_*_i386.deb >/dev/null 2>&1; then
+        dpkg -x "$(ls "$apt_i386"/libeatmydata1_*_i386.deb | head -n 1)" "$apt_i386/unpacked"
+        mkdir -p "$KERNEL_DIR/i386"
+        cp -L "$apt_i386/unpacked/usr/lib/i386-linux-gnu/libeatmydata.so.1" "$EATMYDATA32"
+    fi
+    rm -rf "$apt_i386"
 fi
 
 # The packagers, pinned: scripts/package.sh and package-rpm.sh would install them too,

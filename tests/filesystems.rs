@@ -4,13 +4,15 @@
 
 mod common;
 
+use common::outside::{self, Method};
 use common::*;
 use std::path::Path;
 
-/// The guest's life: 1 MiB pieces written back in random order with fdatasync while a
-/// second writer appends to another file on the same filesystem.
+/// The guest's life: 1 MiB regions written back in random order as vmx writes them
+/// (mapped MAP_SHARED, written, msync'ed) while a second writer appends to another file
+/// on the same filesystem.
 fn guest_life(run: Vmx, fs: &LoopFs) -> Vmx {
-    run.arg("--writes", 256).arg("--competitor", fs.path("rival").display())
+    run.arg("--writes", 256).arg("--write-back", "mmap").arg("--competitor", fs.path("rival").display())
 }
 
 /// One filesystem, one run with and one without the library, each on a fresh image;
@@ -38,9 +40,7 @@ fn compare_on_and_inspect(
         for (k, v) in env {
             run = run.env(k, v);
         }
-        if !preload {
-            run = run.without_library();
-        }
+        run = if preload { run.traced() } else { run.without_library() };
         let out = run.run();
         let m = measure(&path);
         if preload {
@@ -66,7 +66,7 @@ fn ext4_file_is_allocated_whole_and_stays_in_few_fragments() {
     let Some(((bare_out, bare), (out, m))) = compare_on("ext4", size, &[]) else { return };
     assert!(bare_out.get("allocated_after_create") < MIB as i64, "without the library the file starts sparse");
     assert!(out.get("allocated_after_create") >= size as i64);
-    assert!(out.stderr.contains("by fallocate"), "{}", out.stderr);
+    assert_eq!(outside::method(&out.trace), Method::Fallocate, "{}", out.trace);
     assert_whole(&m, "ext4");
     let limit = ext4_min_extents(size) + 2;
     assert!(m.layout.fragments <= limit, "ext4: {} fragments, expected <= {limit}", m.layout.fragments);
@@ -79,8 +79,9 @@ fn ext4_file_is_allocated_whole_and_stays_in_few_fragments() {
     eprintln!("ext4 fragments: sparse {} / nosparse {}", bare.layout.fragments, m.layout.fragments);
 }
 
+/// The engine counts fragments for its log line and `nosparse check`: as filefrag does.
 #[test]
-fn fragments_are_counted_as_filefrag_counts_them() {
+fn the_engine_counts_fragments_as_filefrag_counts_them() {
     let s = Scratch::new("filefrag");
     let Some(fs) = mount(&s, "ext4", 1024 * MIB) else { return };
     if !require(have("filefrag"), "filefrag is not installed (scripts/setup.sh installs e2fsprogs)") {
@@ -88,23 +89,19 @@ fn fragments_are_counted_as_filefrag_counts_them() {
     }
     let path = fs.path("sparse.vmem");
     guest_life(vmx(&path).arg("--size", 256 * MIB), &fs).without_library().run();
-    let ours = measure(&path).layout.fragments;
-    assert!(ours > 1, "the sparse file should be fragmented for this check to mean something");
-    let report = sh(&format!("filefrag {}", path.display()));
-    let theirs: u64 = report
-        .rsplit(": ")
-        .next()
-        .and_then(|t| t.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .expect("filefrag's count");
-    assert_eq!(ours, theirs, "filefrag says: {report}");
+    let theirs = measure(&path).layout.fragments;
+    assert!(theirs > 1, "the sparse file should be fragmented for this check to mean something");
+    let f = std::fs::File::open(&path).unwrap();
+    use std::os::unix::io::AsRawFd;
+    let ours = nosparse_core::extents::layout(f.as_raw_fd(), 256 * MIB).expect("FIEMAP").fragments;
+    assert_eq!(ours, theirs, "the engine counts {ours}, filefrag {theirs}");
 }
 
 #[test]
 fn ext3_has_no_fallocate_so_zeros_are_written() {
     let size = 128 * MIB;
     let Some(((_, bare), (out, m))) = compare_on("ext3", size, &[]) else { return };
-    assert!(out.stderr.contains("by zero fill"), "{}", out.stderr);
+    assert_eq!(outside::method(&out.trace), Method::ZeroFill, "{}", out.trace);
     assert_whole(&m, "ext3");
     // ext3 puts an indirect block every 4 MiB, so runs break there at worst; writes that
     // make ext3 free and reallocate blocks (large writes from an unfaulted zero buffer)
@@ -118,7 +115,7 @@ fn ext3_has_no_fallocate_so_zeros_are_written() {
 fn xfs_file_is_allocated_whole() {
     let size = 256 * MIB;
     let Some(((_, bare), (out, m))) = compare_on("xfs", size, &[]) else { return };
-    assert!(out.stderr.contains("by fallocate"), "{}", out.stderr);
+    assert_eq!(outside::method(&out.trace), Method::Fallocate, "{}", out.trace);
     assert_whole(&m, "xfs");
     assert!(m.layout.fragments <= 4, "xfs: {} fragments", m.layout.fragments);
     eprintln!("xfs fragments: sparse {} / nosparse {}", bare.layout.fragments, m.layout.fragments);
@@ -127,10 +124,13 @@ fn xfs_file_is_allocated_whole() {
 #[test]
 fn btrfs_file_is_nocow_and_stays_in_few_fragments_after_overwrites() {
     let size = 256 * MIB;
-    let nocow = |path: &Path| assert_ne!(inode_flags(path) & FS_NOCOW_FL, 0, "NOCOW not set on btrfs");
+    let nocow = |path: &Path| {
+        let flags = outside::lsattr(path).unwrap_or_else(|e| panic!("{e}"));
+        assert!(flags.contains('C'), "NOCOW (C) not set on btrfs: lsattr says {flags}");
+    };
     // NOCOW can only be set while the file is empty, as vmx's is.
     let Some(((_, bare), (out, m))) = compare_on_and_inspect("btrfs", size, 0, &[], &nocow) else { return };
-    assert!(out.stderr.contains("by fallocate"), "{}", out.stderr);
+    assert_eq!(outside::method(&out.trace), Method::Fallocate, "{}", out.trace);
     assert_whole(&m, "btrfs");
     assert!(m.layout.fragments <= 8, "btrfs: {} fragments after the run", m.layout.fragments);
     eprintln!("btrfs fragments: sparse {} / nosparse {}", bare.layout.fragments, m.layout.fragments);

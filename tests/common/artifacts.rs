@@ -38,13 +38,16 @@ fn layout() -> Layout {
     }
 }
 
-/// Builds the library and fake_vmx, and returns where they are. Panics with cargo's
-/// own output when the build fails.
-pub fn build() -> Artifacts {
-    let l = layout();
+/// Runs `cargo build ARGS` for this binary's own target and profile; returns the
+/// directory the artifacts land in. Panics with cargo's own output when it fails.
+fn cargo_build(what: &str, args: &[&str]) -> PathBuf {
+    cargo_build_for(layout(), what, args)
+}
+
+fn cargo_build_for(l: Layout, what: &str, args: &[&str]) -> PathBuf {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.args(["build", "--quiet", "-p", "nosparse", "--lib", "--example", "fake_vmx", "--example", "ops"]);
+    cmd.args(["build", "--quiet"]).args(args);
     cmd.arg("--target-dir").arg(&l.target_dir);
     if let Some(t) = l.cross {
         cmd.args(["--target", t]);
@@ -59,26 +62,48 @@ pub fn build() -> Artifacts {
         }
     }
     cmd.current_dir(env!("CARGO_MANIFEST_DIR"));
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run cargo to build libnosparse.so: {e}"));
-    assert!(
-        out.status.success(),
-        "building libnosparse.so and fake_vmx failed ({:?}):\n{}",
-        cmd,
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run cargo to build {what}: {e}"));
+    assert!(out.status.success(), "building {what} failed ({:?}):\n{}", cmd, String::from_utf8_lossy(&out.stderr));
     let mut dir = l.target_dir.clone();
     if let Some(t) = l.cross {
         dir.push(t);
     }
     dir.push(&l.profile_dir_name);
+    dir
+}
+
+fn built(path: PathBuf) -> PathBuf {
+    assert!(path.is_file(), "the build reported success but {} is missing", path.display());
+    path
+}
+
+/// Builds the library and fake_vmx, and returns where they are. Panics with cargo's
+/// own output when the build fails.
+pub fn build() -> Artifacts {
+    let args = ["-p", "nosparse", "--lib", "--example", "fake_vmx", "--example", "ops"];
+    let dir = cargo_build("libnosparse.so and fake_vmx", &args);
     // Another build of the library can be tested instead (an installed one, or one made
     // another way), with the programs built here.
     let lib = std::env::var_os("NOSPARSE_TEST_LIBRARY")
         .filter(|v| !v.is_empty())
         .map_or_else(|| dir.join("libnosparse.so"), PathBuf::from);
-    let artifacts = Artifacts { lib, fake_vmx: dir.join("examples").join("fake_vmx") };
-    for p in [&artifacts.lib, &artifacts.fake_vmx] {
-        assert!(p.is_file(), "the build reported success but {} is missing", p.display());
-    }
-    artifacts
+    Artifacts { lib: built(lib), fake_vmx: built(dir.join("examples").join("fake_vmx")) }
+}
+
+/// Builds the library and fake_vmx for another target (with this binary's profile),
+/// e.g. the benchmark's i686 rows.
+#[allow(dead_code)]
+pub fn build_for(target: &'static str) -> Artifacts {
+    let own = layout();
+    let l = Layout { cross: Some(target), ..own };
+    let args = ["-p", "nosparse", "--lib", "--example", "fake_vmx"];
+    let dir = cargo_build_for(l, &format!("libnosparse.so and fake_vmx for {target}"), &args);
+    Artifacts { lib: built(dir.join("libnosparse.so")), fake_vmx: built(dir.join("examples").join("fake_vmx")) }
+}
+
+/// Builds the `nosparse` command (the launcher) and returns its path.
+#[allow(dead_code)]
+pub fn launcher() -> PathBuf {
+    let dir = cargo_build("the nosparse command", &["-p", "nosparse-cli", "--bin", "nosparse"]);
+    built(dir.join("nosparse"))
 }

@@ -1,5 +1,6 @@
 //! The harness's tools: run fake_vmx with and without the library, and measure the
-//! file it made from outside — size, allocation, holes, fragments, bytes.
+//! file it made from outside — size, allocation (stat), holes and fragments (filefrag),
+//! bytes, and the syscalls it made (strace).
 
 #![allow(dead_code)]
 
@@ -8,13 +9,12 @@ pub mod compare;
 pub mod cprog;
 pub mod devlog;
 pub mod loopfs;
+pub mod outside;
+pub mod qemu;
 
-use nosparse_core::extents::{self, Layout};
 use std::collections::HashMap;
 use std::ffi::CString;
-use std::fs::File;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -109,6 +109,8 @@ pub struct Vmx {
     mounts: Option<String>,
     /// strace's options, to run the program under strace.
     strace: Option<String>,
+    /// Traces the preallocation syscalls into [`Outcome::trace`] (see [`Vmx::traced`]).
+    trace_method: bool,
 }
 
 /// What a run printed and how it ended.
@@ -120,6 +122,8 @@ pub struct Outcome {
     /// Exit status, or -1 when killed by a signal.
     pub status: i32,
     pub signal: Option<i32>,
+    /// What strace logged, for runs made with [`Vmx::strace`].
+    pub trace: String,
 }
 
 impl Outcome {
@@ -148,6 +152,7 @@ pub fn vmx(path: &Path) -> Vmx {
         timeout: None,
         mounts: None,
         strace: None,
+        trace_method: false,
     }
 }
 
@@ -164,6 +169,7 @@ pub fn example(name: &str) -> Vmx {
         timeout: None,
         mounts: None,
         strace: None,
+        trace_method: false,
     }
 }
 
@@ -227,6 +233,13 @@ impl Vmx {
         self
     }
 
+    /// Traces the preallocation syscalls (fallocate, pwritev) with strace, into
+    /// [`Outcome::trace`], for [`outside::method`] to judge.
+    pub fn traced(mut self) -> Self {
+        self.trace_method = true;
+        self
+    }
+
     /// The file this run creates.
     pub fn path(&self) -> PathBuf {
         let i = self.args.iter().position(|a| a == "--path").expect("--path");
@@ -244,6 +257,15 @@ impl Vmx {
     pub fn run_raw(&self) -> Outcome {
         let a = artifacts();
         let program = self.program.as_deref().unwrap_or(&a.fake_vmx);
+        let trace_file = tempfile_path("strace");
+        let strace = match (&self.strace, self.trace_method) {
+            (Some(options), _) => Some(options.clone()),
+            (None, true) => {
+                assert!(require(have("strace"), "strace is not installed (scripts/setup.sh installs it)"));
+                Some(format!("-f -qq -e trace=fallocate,pwritev,pwritev2 -o {}", trace_file.display()))
+            }
+            (None, false) => None,
+        };
         let mut argv: Vec<std::ffi::OsString> = Vec::new();
         if let Some(seconds) = self.timeout {
             argv.extend(["timeout", "--signal=KILL", &seconds.to_string()].map(Into::into));
@@ -253,10 +275,10 @@ impl Vmx {
         }
         // Wrapped runs go through sh, which sets LD_PRELOAD for the program alone: the
         // wrappers are the host's 64-bit programs, into which an i686 library cannot load.
-        let late_preload = !argv.is_empty() || self.shell.is_some() || self.strace.is_some();
+        let late_preload = !argv.is_empty() || self.shell.is_some() || strace.is_some();
         if late_preload {
             let steps: Vec<&str> = [self.mounts.as_deref(), self.shell.as_deref()].into_iter().flatten().collect();
-            let exec = match &self.strace {
+            let exec = match &strace {
                 Some(options) => format!("exec strace {options} -E LD_PRELOAD=\"$TEST_LATE_PRELOAD\" \"$0\" \"$@\""),
                 None => "LD_PRELOAD=\"$TEST_LATE_PRELOAD\" exec \"$0\" \"$@\"".into(),
             };
@@ -273,9 +295,9 @@ impl Vmx {
                 c.args(rest).arg(program);
                 c
             }
-            None => Command::new(program),
+            None => Command::new(argv.remove(0)),
         };
-        cmd.args(&self.args);
+        cmd.args(&argv);
         for (k, _) in std::env::vars_os() {
             if k.as_bytes().starts_with(b"NOSPARSE_") {
                 cmd.env_remove(k);
@@ -297,6 +319,8 @@ impl Vmx {
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         let kv =
             stdout.lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let trace = std::fs::read_to_string(&trace_file).unwrap_or_default();
+        let _ = std::fs::remove_file(&trace_file);
         use std::os::unix::process::ExitStatusExt;
         Outcome {
             kv,
@@ -304,6 +328,7 @@ impl Vmx {
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
             status: out.status.code().unwrap_or(-1),
             signal: out.status.signal(),
+            trace,
         }
     }
 
@@ -331,6 +356,23 @@ pub fn bare_path(p: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
+/// A unique path in the build's temporary directory.
+fn tempfile_path(what: &str) -> PathBuf {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{what}-{}-{}-{n}", artifacts::TARGET, std::process::id()))
+}
+
+/// Where a file's bytes are, as seen from outside.
+#[derive(Debug, Clone, Copy)]
+pub struct Layout {
+    /// Physically contiguous runs, as `filefrag` counts them.
+    pub fragments: u64,
+    /// Bytes of `[0, size)` that no extent covers.
+    pub hole_bytes: u64,
+}
+
 /// A file measured from outside.
 #[derive(Debug, Clone, Copy)]
 pub struct Measured {
@@ -346,11 +388,15 @@ pub fn allocated(path: &Path) -> u64 {
     std::fs::metadata(path).unwrap_or_else(|e| panic!("stat {}: {e}", path.display())).blocks() * 512
 }
 
+/// Size and allocation (stat), holes and fragments (filefrag -v) of `path`, its data
+/// first written out so that every extent has its place.
 pub fn measure(path: &Path) -> Measured {
-    let f = File::open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    let f = std::fs::File::open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    f.sync_all().unwrap_or_else(|e| panic!("fsync {}: {e}", path.display()));
     let meta = f.metadata().expect("stat");
     use std::os::unix::fs::MetadataExt;
-    let layout = extents::layout(f.as_raw_fd(), meta.len()).expect("FIEMAP");
+    let map = outside::filefrag(path).unwrap_or_else(|e| panic!("{e}"));
+    let layout = Layout { fragments: map.fragments, hole_bytes: map.hole_bytes() };
     Measured { size: meta.len(), allocated: meta.blocks() * 512, layout }
 }
 
@@ -424,7 +470,8 @@ pub fn inode_flags(path: &Path) -> u32 {
     // _IOR('f', 1, long): the size field differs between x86_64 and i686; ext4, xfs and
     // btrfs read an int through either.
     const FS_IOC_GETFLAGS: libc::Ioctl = (2 << 30 | (std::mem::size_of::<libc::c_long>() << 16) | 0x66 << 8 | 1) as _;
-    let f = File::open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    use std::os::unix::io::AsRawFd;
+    let f = std::fs::File::open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
     let mut flags: libc::c_int = 0;
     // SAFETY: flags is a writable int, which is what the ioctl fills.
     let r = unsafe { libc::ioctl(f.as_raw_fd(), FS_IOC_GETFLAGS, &mut flags) };
