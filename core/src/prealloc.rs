@@ -204,6 +204,11 @@ fn zeros(fd: i32, done: &mut Done) -> Result<()> {
             zero_range(fd, pos, data)?;
             written += (data - pos) as u64;
             done.how = How::Zeros(written);
+            // Start writing the chunk out now: with delayed allocation (ext4, xfs) its
+            // blocks are placed when it is written back, and placed in order here they
+            // stay together; left dirty, they would be placed later among other writers'
+            // data. Best effort: the zeros are in the file either way.
+            let _ = sys::start_writeback(fd, pos, data - pos);
         }
         pos = if data < chunk_end {
             // Someone's data: step over it.

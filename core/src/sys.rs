@@ -26,6 +26,7 @@ mod nr {
     pub const FSTATFS: usize = 138;
     pub const CLOCK_GETTIME: usize = 228;
     pub const OPENAT: usize = 257;
+    pub const SYNC_FILE_RANGE: usize = 277;
     pub const READLINKAT: usize = 267;
     pub const FALLOCATE: usize = 285;
     pub const PWRITEV: usize = 296;
@@ -52,6 +53,7 @@ mod nr {
     pub const FSTATFS64: usize = 269;
     pub const OPENAT: usize = 295;
     pub const READLINKAT: usize = 305;
+    pub const SYNC_FILE_RANGE: usize = 314;
     pub const FALLOCATE: usize = 324;
     pub const PWRITEV: usize = 334;
     pub const PRLIMIT64: usize = 340;
@@ -318,6 +320,22 @@ pub fn pwritev(fd: i32, iov: &[libc::iovec], offset: i64) -> Result<usize> {
     let (lo, hi) = split(offset);
     // SAFETY: the iovecs describe memory the caller owns; count is the slice's length.
     unsafe { call(nr::PWRITEV, [fd as usize, iov.as_ptr() as usize, iov.len(), lo, hi, 0]) }
+}
+
+/// `sync_file_range(fd, offset, len, SYNC_FILE_RANGE_WRITE)` — starts writeback of a
+/// range without waiting for it.
+/// <https://man7.org/linux/man-pages/man2/sync_file_range.2.html>
+pub fn start_writeback(fd: i32, offset: i64, len: i64) -> Result<()> {
+    const SYNC_FILE_RANGE_WRITE: usize = 2;
+    #[cfg(target_arch = "x86_64")]
+    let a = [fd as usize, offset as usize, len as usize, SYNC_FILE_RANGE_WRITE, 0, 0];
+    #[cfg(target_arch = "x86")]
+    let a = {
+        let ((ol, oh), (ll, lh)) = (split(offset), split(len));
+        [fd as usize, ol, oh, ll, lh, SYNC_FILE_RANGE_WRITE]
+    };
+    // SAFETY: integer arguments only.
+    unsafe { call(nr::SYNC_FILE_RANGE, a) }.map(drop)
 }
 
 /// `pread64(fd, buf, offset)` — reads at an offset without moving the file offset.
