@@ -185,6 +185,24 @@ fn debug_logs_every_decision() {
 }
 
 #[test]
+fn a_new_range_within_the_last_block_is_nothing_to_do() {
+    // NOSPARSE_MIN_SIZE below the block size: 100 bytes written, then one byte at 2000 is
+    // a "hole" of 1901 bytes that lies within the file's first block. Nothing to allocate
+    // and nothing to fail, even under NOSPARSE_ON_ERROR=fail.
+    let s = Scratch::new("within-block");
+    let path = s.path("small.img");
+    let run = vmx(&path)
+        .arg("--size", 2001)
+        .arg("--prefill", 100)
+        .env("NOSPARSE_MIN_SIZE", "1K")
+        .env("NOSPARSE_ON_ERROR", "fail");
+    let (without, with) = run.both(&path);
+    assert_same(&without, &with, "a new range within the last block");
+    assert_eq!(with.get("create_ret"), 1, "{}", with.stderr);
+    assert!(!with.stderr.contains("could not preallocate"), "{}", with.stderr);
+}
+
+#[test]
 fn match_selects_files() {
     let s = Scratch::new("match");
     let path = s.path("guest.vmem");

@@ -187,18 +187,31 @@ fn private(fd: i32) -> Result<sys::Fd> {
 }
 
 /// The zero path: fills `[size, end - 1)`, chunk by chunk, where it is still a hole.
+/// Past the file's current end everything is a hole; below it (another writer extended
+/// the file meanwhile) holes are found with SEEK_DATA through a private open file
+/// description — or, where the file cannot be opened again for reading (a write-only
+/// descriptor of a file this user may not read), that part is left as it is.
 fn zeros(fd: i32, done: &mut Done) -> Result<()> {
     let plan = done.plan;
-    let own = private(fd)?;
+    done.how = How::Zeros(0);
+    let own = private(fd).ok();
     let zero_end = plan.end - 1;
     let mut pos = plan.size;
     let mut written = 0u64;
-    done.how = How::Zeros(0);
     while pos < zero_end {
         let chunk_end = zero_end.min(pos.saturating_add(ZERO_CHUNK as i64));
-        let data = match sys::lseek(own.0, pos, libc::SEEK_DATA) {
-            Err(e) if e.0 == libc::ENXIO => chunk_end,
-            other => other?.min(chunk_end),
+        let eof = sys::fstat(fd)?.size;
+        let data = if pos >= eof {
+            chunk_end
+        } else {
+            match &own {
+                Some(own) => match sys::lseek(own.0, pos, libc::SEEK_DATA) {
+                    Err(e) if e.0 == libc::ENXIO => chunk_end,
+                    other => other?.min(chunk_end),
+                },
+                // Cannot look: treat what lies below the end as data.
+                None => pos,
+            }
         };
         if data > pos {
             zero_range(fd, pos, data)?;
@@ -210,14 +223,17 @@ fn zeros(fd: i32, done: &mut Done) -> Result<()> {
             // data. Best effort: the zeros are in the file either way.
             let _ = sys::start_writeback(fd, pos, data - pos);
         }
-        pos = if data < chunk_end {
-            // Someone's data: step over it.
-            match sys::lseek(own.0, data, libc::SEEK_HOLE) {
-                Err(e) if e.0 == libc::ENXIO => zero_end,
-                other => other?.max(data + 1),
-            }
-        } else {
+        pos = if data >= chunk_end {
             chunk_end
+        } else {
+            // Someone's data (or, unseen, the part below the end): step over it.
+            match &own {
+                Some(own) => match sys::lseek(own.0, data, libc::SEEK_HOLE) {
+                    Err(e) if e.0 == libc::ENXIO => zero_end,
+                    other => other?.max(data + 1),
+                },
+                None => eof.clamp(data + 1, zero_end),
+            }
         };
     }
     Ok(())

@@ -295,9 +295,9 @@ impl Vmx {
                 c.args(rest).arg(program);
                 c
             }
-            None => Command::new(argv.remove(0)),
+            None => Command::new(program),
         };
-        cmd.args(&argv);
+        cmd.args(&self.args);
         for (k, _) in std::env::vars_os() {
             if k.as_bytes().starts_with(b"NOSPARSE_") {
                 cmd.env_remove(k);
