@@ -40,9 +40,12 @@ if [ "$(id -u)" -ne 0 ]; then
     exit 0
 fi
 export DEBIAN_FRONTEND=noninteractive
+# Wait for another dpkg (an unattended upgrade, a test installing packages) rather
+# than fail at once.
+apt_get() { apt-get -o DPkg::Lock::Timeout=300 "$@"; }
 if [ "${#missing[@]}" -gt 0 ]; then
     say "installing ${missing[*]}"
-    apt-get update -qq
+    apt_get update -qq
     if [[ " ${missing[*]} " == *" qemu-system-x86 "* ]]; then
         # A qemu-utils newer than the release's (from backports) breaks the release's
         # qemu-system-common: take qemu-utils at qemu-system-x86's version.
@@ -50,7 +53,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
         missing=("${missing[@]/#qemu-utils/}")
         missing+=("qemu-utils=$v")
     fi
-    apt-get install -y -qq --no-install-recommends --allow-downgrades ${missing[@]} >/dev/null
+    apt_get install -y -qq --no-install-recommends --allow-downgrades ${missing[@]} >/dev/null
 fi
 
 # The hypervisor test's guest kernel: Debian's linux-image-cloud-amd64 (a small kernel
@@ -61,7 +64,7 @@ if [ ! -e "$KERNEL_DIR/vmlinuz" ]; then
     mkdir -p "$KERNEL_DIR"
     image=$(apt-cache depends linux-image-cloud-amd64 | awk '/Depends: linux-image-/ { print $2; exit }')
     if [ -z "$image" ]; then
-        apt-get update -qq
+        apt_get update -qq
         image=$(apt-cache depends linux-image-cloud-amd64 | awk '/Depends: linux-image-/ { print $2; exit }')
     fi
     (cd "$KERNEL_DIR" && apt-get download -qq -o APT::Sandbox::User=root "$image")
