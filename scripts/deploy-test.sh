@@ -276,8 +276,28 @@ vmware_status_and_repair() {
     nosparse-vmware repair --state "$state"
     nosparse-vmware status --state "$state" >"$S/status" || fail "status after repair: $(cat "$S/status")"
     [ -L "$vmx" ] && [ -u "$real" ] || fail "repair did not wrap the new program"
+    # A VMware upgrade that copies its new vmware-vmx to the link's name: cp writes
+    # through the link, over the wrapper; the installer then sets the bits through it.
+    local wrapper=$S/etc-vmware/nosparse-vmware-vmx
+    for v in 2 3; do
+        { cat /usr/bin/sleep; echo "version $v"; } >"$S/vmx-v$v"
+    done
+    cp "$S/vmx-v2" "$vmx"
+    chmod 4755 "$vmx"
+    ! nosparse-vmware status --state "$state" >"$S/status" || fail "status passed with vmx copied over the wrapper"
+    grep -q "^BROKEN: $wrapper is not the wrapper but another program" "$S/status" || fail "status: $(cat "$S/status")"
+    nosparse-vmware repair --state "$state"
+    nosparse-vmware status --state "$state" >"$S/status" || fail "status after repair: $(cat "$S/status")"
+    cmp "$real" "$S/vmx-v2" || fail "repair did not make the copied program the real one"
+    [ -u "$real" ] && [ "$(stat -c %U "$real")" = root ] || fail "the new program lost its bits: $(stat -c '%A %U' "$real")"
+    [ -L "$vmx" ] && grep -q nosparse "$wrapper" || fail "repair did not write the wrapper again"
+    # ... and uninstall after such an upgrade keeps the new program.
+    cp "$S/vmx-v3" "$vmx"
     nosparse-vmware uninstall --vmx "$vmx" --state "$state"
-    [ -f "$vmx" ] && [ ! -L "$vmx" ] && [ ! -e "$real" ] && [ ! -u "$lib" ] || fail "uninstall after repair"
+    [ -f "$vmx" ] && [ ! -L "$vmx" ] || fail "uninstall left no program at $vmx"
+    cmp "$vmx" "$S/vmx-v3" || fail "uninstall did not keep the new program"
+    [ ! -e "$real" ] && [ ! -e "$wrapper" ] && [ ! -u "$lib" ] || fail "uninstall after the copy"
+    ! grep -q "$vmx" <<<"$(dpkg-divert --list)" || fail "diversion left"
 }
 
 t_vmware_status_and_repair() {
