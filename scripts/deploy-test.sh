@@ -434,6 +434,16 @@ debian_upgrade_keeps_the_wrapper() {
     for bits in 32 64; do
         nosparse-vmware uninstall --vmx "$V/bin$bits/vmware-vmx"
     done
+    # Purging a library package (here one removed before the wrapper was installed, so
+    # its prerm had nothing to refuse) leaves the wrapper's state alone.
+    dpkg -r lib32nosparse0
+    nosparse-vmware install --vmx "$V/bin64/vmware-vmx" --wrapper-dir "$S/etc-vmware64"
+    dpkg --purge lib32nosparse0
+    [ -s /var/lib/nosparse/vmware ] || fail "purging lib32nosparse0 removed the wrapper's state"
+    nosparse-vmware status --vmx "$V/bin64/vmware-vmx" >"$S/status" || fail "status after the purge: $(cat "$S/status")"
+    nosparse-vmware uninstall --vmx "$V/bin64/vmware-vmx"
+    [ ! -L "$V/bin64/vmware-vmx" ] && [ -u "$V/bin64/vmware-vmx" ] || fail "uninstall after the purge"
+    dpkg -i "$S"/debs/lib32nosparse0_*_amd64.deb
     # ... and while /etc/ld.so.preload names it.
     echo '/usr/$LIB/libnosparse.so' >"$S/ld.so.preload"
     ! dpkg -r --force-depends libnosparse0 >"$S/out" 2>&1 || fail "removed while preloaded"
