@@ -171,7 +171,7 @@ vmx_conf() {
 # nosparse-vmware, vmx and the library read $S/nosparse.conf as /etc/nosparse.conf.
 in_namespace() {
     # shellcheck disable=SC2163 # the test functions named in "$@" are exported
-    export -f "$@" fail whole sparse size_of alloc_of as_nobody make_vmx wait_loaded
+    export -f "$@" fail whole sparse size_of alloc_of as_nobody make_vmx wait_loaded vmx_conf
     export S V VMX32 VMX64 LIB32 LIB64 MIB ROOT
     with_system_files bash -c 'set -euo pipefail; for f in "$@"; do "$f"; done' bash "$@"
 }
@@ -268,6 +268,24 @@ vmware_status_and_repair() {
     kill "$pid"; wait "$pid" || true
     nosparse-vmware repair --state "$state"
     nosparse-vmware status --state "$state" >"$S/status" || fail "status after repair: $(cat "$S/status")"
+    # Settings that keep the library from acting on vmx's .vmem files: status and doctor
+    # name the setting and the fix, and fail.
+    local fs
+    fs=$(stat -f -c %T "$V/vm")
+    case $fs in ext2/ext3) fs=ext ;; overlayfs) fs=overlay ;; esac
+    local setting
+    for setting in NOSPARSE_DISABLE=1 NOSPARSE_METHOD=off 'NOSPARSE_MATCH=*.vmdk' NOSPARSE_MIN_SIZE=1T \
+        "NOSPARSE_SKIP_FS=$fs" 'NOSPARSE_PROGRAMS=vmware-vmx* # vmx only'; do
+        printf 'NOSPARSE_PROGRAMS=vmware-vmx*\nNOSPARSE_TRIGGERS=pwrite,ftruncate\n%s\n' "$setting" >"$S/nosparse.conf"
+        ! nosparse-vmware status --state "$state" --vm-dir "$V/vm" >"$S/status" || fail "status passed with $setting: $(cat "$S/status")"
+        grep -q "^BROKEN: /etc/nosparse.conf: .*${setting%%=*}.*; fix: " "$S/status" || fail "status with $setting: $(cat "$S/status")"
+        ! nosparse doctor --vm-dir "$V/vm" >"$S/doctor" || fail "doctor passed with $setting: $(cat "$S/doctor")"
+        grep -q "^PROBLEM: /etc/nosparse.conf: .*${setting%%=*}.*; fix: " "$S/doctor" || fail "doctor with $setting: $(cat "$S/doctor")"
+    done
+    grep -q "includes the comment after it.*fix: put the comment on a line of its own" "$S/status" || fail "inline comment: $(cat "$S/status")"
+    ! grep -q "add vmware-vmx" "$S/status" || fail "status suggests adding what is there: $(cat "$S/status")"
+    vmx_conf
+    nosparse-vmware status --state "$state" --vm-dir "$V/vm" >"$S/status" || fail "status with the example settings: $(cat "$S/status")"
     # A VMware upgrade: a new vmware-vmx replaces the link.
     rm "$vmx"
     install -m 4755 -o root /usr/bin/sleep "$vmx"

@@ -161,7 +161,7 @@ pub fn measure(path: &Path) -> Result<Report, String> {
 }
 
 /// Whether `glob` matches `path`: its name, or the whole path when the glob has a '/'.
-fn matches(glob: &str, path: &Path) -> bool {
+pub(crate) fn matches(glob: &str, path: &Path) -> bool {
     let subject = if glob.contains('/') { path.as_os_str() } else { path.file_name().unwrap_or_default() };
     let (Ok(g), Ok(s)) = (CString::new(glob), CString::new(subject.as_bytes())) else { return false };
     // SAFETY: both are NUL-terminated strings.

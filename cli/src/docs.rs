@@ -111,14 +111,25 @@ root, when it cannot look at other users' processes. I/O errors are exit 2.",
     },
     Cmd {
         name: "doctor",
-        synopsis: "[--config FILE]",
+        synopsis: "[--config FILE] [--vmx] [--vm-dir DIR] [--settings-only]",
         about: "\
 Checks this host's setup and prints one line per finding: each build of the library
 installed where its loader looks, the entries of /etc/ld.so.preload, /etc/nosparse.conf
 (trusted: a regular file owned by root, not writable by group or others, at most 64
 KiB; every line a known setting with a good value, NOSPARSE_PROGRAMS included), and the
-VMware wrapper (nosparse-vmware status). Each problem names the file and the fix.",
-        opts: &[opt(None, "config", "FILE", "/dev/null", "check FILE as the settings file, e.g. before installing it")],
+VMware wrapper (nosparse-vmware status). Settings that keep the library from acting are
+problems too: NOSPARSE_DISABLE=1, NOSPARSE_METHOD=off, a comment after a value (the
+library takes it as part of the value); and when the file is for vmx (a wrapper is
+installed, NOSPARSE_PROGRAMS names vmware-vmx, or --vmx), NOSPARSE_PROGRAMS or
+NOSPARSE_MATCH leaving out vmware-vmx or *.vmem, NOSPARSE_MIN_SIZE above 1GiB, and
+NOSPARSE_SKIP_FS naming the filesystem of --vm-dir. Each problem names the file and
+the fix.",
+        opts: &[
+            opt(None, "config", "FILE", "/dev/null", "check FILE as the settings file, e.g. before installing it"),
+            opt(None, "vmx", "", "", "check the settings as vmware-vmx's"),
+            opt(None, "vm-dir", "DIR", "/vmfs", "where the VMs are, for NOSPARSE_SKIP_FS (implies --vmx)"),
+            opt(None, "settings-only", "", "", "check only the settings file"),
+        ],
     },
 ];
 
