@@ -412,6 +412,59 @@ fn rewrite_leaves_whole_files_alone_and_makes_the_rest_whole() {
     assert!(fs::read_dir(&s.dir).unwrap().flatten().all(|e| !e.file_name().to_string_lossy().contains(".nosparse-")));
 }
 
+/// A copy in more fragments than the original (free space broken up) never replaces
+/// it; a copy still over the limit, but better, does, with exit 1 and a line saying so.
+#[test]
+fn rewrite_never_puts_a_worse_copy_in_place() {
+    let s = Scratch::new("cli-rewrite-worse");
+    let p = prefix(&s, "prefix", false);
+    let Some(fs) = common::mount(&s, "ext4", 256 * MIB) else { return };
+    let rewrite = |args: &[&str], file: &Path| run_unblocked(Command::new(&p.bin).arg("rewrite").args(args).arg(file));
+    let no_copy_left =
+        || fs::read_dir(&fs.mnt).unwrap().flatten().all(|e| !e.file_name().to_string_lossy().contains(".nosparse-"));
+    // Over the limit (none allowed), better than before: replaced, exit 1.
+    let pieces = fs.path("pieces.img");
+    fragmented(&pieces, 16 * MIB);
+    let before = filefrag(&pieces);
+    assert!(before > 4, "the test file came out in {before} fragments");
+    let ino = fs::metadata(&pieces).unwrap().ino();
+    let out = rewrite(&["--max-fragments", "0"], &pieces);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("still over the limit") && stderr.contains("better than before"), "{stderr}");
+    assert_ne!(fs::metadata(&pieces).unwrap().ino(), ino, "the better copy was not kept");
+    assert!(filefrag(&pieces) < before);
+    // A contiguous file, and free space in 1 MiB pieces: the copy would be worse.
+    let whole_file = fs.path("whole.img");
+    let f = fs::File::create(&whole_file).unwrap();
+    // SAFETY: fallocate on an fd we own.
+    assert_eq!(unsafe { libc::fallocate64(std::os::unix::io::AsRawFd::as_raw_fd(&f), 0, 0, 32 << 20) }, 0);
+    drop(f);
+    let chunk = vec![7u8; MIB as usize];
+    let mut fillers = Vec::new();
+    loop {
+        let name = fs.path(&format!("fill{}", fillers.len()));
+        let mut f = fs::File::create(&name).unwrap();
+        let full = f.write_all(&chunk).and_then(|()| f.sync_all()).is_err();
+        fillers.push(name);
+        if full {
+            break;
+        }
+    }
+    for name in fillers.iter().step_by(2) {
+        fs::remove_file(name).unwrap();
+    }
+    let frags = filefrag(&whole_file);
+    let ino = fs::metadata(&whole_file).unwrap().ino();
+    let out = rewrite(&["--force"], &whole_file);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("more than the original's") && stderr.contains("kept the original"), "{stderr}");
+    assert_eq!(fs::metadata(&whole_file).unwrap().ino(), ino, "a worse copy replaced the original");
+    assert_eq!(filefrag(&whole_file), frags);
+    assert!(no_copy_left());
+}
+
 #[test]
 fn an_interrupted_rewrite_removes_its_copy() {
     let s = Scratch::new("cli-interrupt");

@@ -101,7 +101,10 @@ is dropped behind the copy, so other programs' cached data is not evicted. Inter
 It refuses (exit 1) while another process has FILE open for writing or mapped for
 writing, when FILE has other hard links, when the filesystem lacks room for a second
 copy, when FILE changes during the copy, and when FILE is not a regular file; not as
-root, when it cannot look at other users' processes. I/O errors are exit 2.",
+root, when it cannot look at other users' processes. A copy in more fragments than FILE
+(free space more broken up than FILE was) is removed, FILE kept, exit 1. A copy still
+over the limit but no worse than FILE replaces it, with exit 1 and a line saying so.
+I/O errors are exit 2.",
         opts: &[
             opt(Some('f'), "force", "", "", "rewrite even a file that is already whole"),
             MAX_FRAGMENTS,
@@ -136,7 +139,7 @@ the fix.",
 /// The exit statuses, as (status, meaning).
 pub const EXIT_STATUS: [(&str, &str); 7] = [
     ("0", "PROGRAM's own status when it runs; otherwise success: every file whole, the file rewritten or already whole, the setup sound"),
-    ("1", "check: some file is sparse or fragmented; rewrite: refused; doctor: something needs fixing"),
+    ("1", "check: some file is sparse or fragmented, or --pattern matched nothing; rewrite: refused (the copy kept the original when it came out worse), or the result is still over the limit; doctor: something needs fixing"),
     ("2", "check, rewrite, doctor: a file could not be read or written, or a usage error"),
     ("125", "the launcher failed: a bad option or value, or the build PROGRAM needs is missing"),
     ("126", "PROGRAM was found but cannot be run"),

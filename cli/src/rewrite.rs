@@ -97,7 +97,7 @@ fn os_error(what: &str) -> Stop {
 /// Rewrites the file; prints what it did and returns the exit status.
 pub fn run(r: &Rewrite) -> u8 {
     match rewrite(r) {
-        Ok(()) => SUCCESS,
+        Ok(status) => status,
         Err(Stop::Refused(why)) => {
             eprintln!("nosparse rewrite: {}: refusing: {why}", r.file.display());
             REFUSED
@@ -120,7 +120,9 @@ fn free_bytes(fd: libc::c_int) -> Result<u64, Stop> {
     Ok((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
 }
 
-fn rewrite(r: &Rewrite) -> Result<(), Stop> {
+/// Rewrites the file; Ok with the exit status: SUCCESS, or REFUSED when the result is
+/// still over the limit (though better than before).
+fn rewrite(r: &Rewrite) -> Result<u8, Stop> {
     let path = fs::canonicalize(&r.file).map_err(|e| failed("cannot resolve the path", e))?;
     let (src, meta) = check::open_regular(&path).map_err(Stop::Refused)?;
     let before = check::measure_file(&src, &meta).map_err(Stop::Failed)?;
@@ -131,7 +133,7 @@ fn rewrite(r: &Rewrite) -> Result<(), Stop> {
             before.layout.fragments,
             before.allowed(r.max_fragments)
         );
-        return Ok(());
+        return Ok(SUCCESS);
     }
     if meta.nlink() > 1 {
         return Err(Stop::Refused(format!(
@@ -178,6 +180,17 @@ fn rewrite(r: &Rewrite) -> Result<(), Stop> {
             return Err(Stop::Refused(format!("{who} (it started during the copy)")));
         }
         dst.sync_all().map_err(|e| failed("fsync of the copy", e))?;
+        // Never a copy that is worse than the original: free space can be more broken
+        // up than the file was.
+        let dst_meta = dst.metadata().map_err(|e| failed("stat of the copy", e))?;
+        let copy = check::measure_file(&dst, &dst_meta).map_err(Stop::Failed)?;
+        if copy.layout.fragments > before.layout.fragments {
+            return Err(Stop::Refused(format!(
+                "the copy came out in {} fragments, more than the original's {} (the free space is broken up): \
+                 removed the copy, kept the original",
+                copy.layout.fragments, before.layout.fragments
+            )));
+        }
         fs::rename(&tmp, &path).map_err(|e| failed("rename over the original", e))
     });
     if let Err(stop) = result {
@@ -201,7 +214,19 @@ fn rewrite(r: &Rewrite) -> Result<(), Stop> {
         after.layout.fragments,
         after.allowed(r.max_fragments)
     );
-    Ok(())
+    if after.verdict(r.max_fragments) == Verdict::Whole {
+        return Ok(SUCCESS);
+    }
+    let than_before = if after.layout.fragments < before.layout.fragments { "better" } else { "no worse" };
+    eprintln!(
+        "nosparse rewrite: {}: still over the limit ({} fragments, at most {}), though {than_before} than \
+         before ({}): kept the copy; the free space on this filesystem is too broken up for a whole copy",
+        path.display(),
+        after.layout.fragments,
+        after.allowed(r.max_fragments),
+        before.layout.fragments
+    );
+    Ok(REFUSED)
 }
 
 /// `.NAME.nosparse-PID` beside the file.
