@@ -311,7 +311,12 @@ vmware_status_and_repair() {
     [ -L "$vmx" ] && grep -q nosparse "$wrapper" || fail "repair did not write the wrapper again"
     # ... and uninstall after such an upgrade keeps the new program.
     cp "$S/vmx-v3" "$vmx"
-    nosparse-vmware uninstall --vmx "$vmx" --state "$state"
+    # status of a program that is not wrapped names it; uninstall without --vmx acts on
+    # the one wrapped program, and dpkg-divert gives no warning (--no-rename is given).
+    ! nosparse-vmware status --vmx /bin/true --state "$state" >"$S/status" || fail "status of /bin/true passed"
+    grep -q "^BROKEN: /bin/true has no wrapper recorded in $state: nosparse-vmware install --vmx /bin/true (wrapped: $vmx)" "$S/status" || fail "status: $(cat "$S/status")"
+    nosparse-vmware uninstall --state "$state" 2>"$S/err" || fail "uninstall: $(cat "$S/err")"
+    ! grep -qi warning "$S/err" || fail "uninstall warned: $(cat "$S/err")"
     [ -f "$vmx" ] && [ ! -L "$vmx" ] || fail "uninstall left no program at $vmx"
     cmp "$vmx" "$S/vmx-v3" || fail "uninstall did not keep the new program"
     [ ! -e "$real" ] && [ ! -e "$wrapper" ] && [ ! -u "$lib" ] || fail "uninstall after the copy"
@@ -373,6 +378,11 @@ doctor_sound_and_broken() {
     grep -q '^PROBLEM: /etc/ld.so.preload: .* for 32-bit programs: .* is not a 32-bit library' "$S/doctor.bad" || fail "preload not named"
     grep -q "^PROBLEM: /etc/nosparse.conf: not trusted (writable by group or others.*fix: sudo chown root:root" "$S/doctor.bad" || fail "settings not named"
     chmod 644 "$S/nosparse.conf"
+    # A commented-out entry is none, for doctor as for glibc's loader ('#' to the end
+    # of the line); not even a broken one.
+    echo "# was: /usr/$LIB64/libnosparse.so" >"$S/ld.so.preload"
+    nosparse doctor >"$S/doctor.ok" || fail "doctor with a commented-out entry: $(cat "$S/doctor.ok")"
+    grep -q '^ok: /etc/ld.so.preload does not name the library' "$S/doctor.ok" || fail "$(cat "$S/doctor.ok")"
     : >"$S/ld.so.preload"
 }
 
@@ -466,7 +476,8 @@ debian_upgrade_keeps_the_wrapper() {
     echo '/usr/$LIB/libnosparse.so' >"$S/ld.so.preload"
     ! dpkg -r --force-depends libnosparse0 >"$S/out" 2>&1 || fail "removed while preloaded"
     grep -q "ld.so.preload names the library" "$S/out" || fail "$(cat "$S/out")"
-    : >"$S/ld.so.preload"
+    # A commented-out line is no entry (glibc's loader ignores it): removal goes ahead.
+    echo '# was: /usr/$LIB/libnosparse.so' >"$S/ld.so.preload"
     dpkg -r nosparse libnosparse0 lib32nosparse0
     [ ! -e /usr/bin/nosparse ] && [ ! -e "/usr/$LIB64/libnosparse.so.0" ] && [ ! -e "/usr/$LIB32/libnosparse.so" ] || fail "dpkg -r left files"
     ! grep -q libnosparse <<<"$(dpkg-statoverride --list)" || fail "statoverride left"
@@ -486,6 +497,7 @@ t_debian_upgrade_keeps_the_wrapper() {
 }
 
 t_rpm_packages() {
+    vmx_conf
     bash scripts/package-rpm.sh "$S/rpms"
     local r=$S/rpms v root=$S/rpmroot
     v=$(rpm -qp --qf '%{VERSION}-%{RELEASE}' "$r"/nosparse-libs-*.x86_64.rpm)
@@ -496,7 +508,18 @@ t_rpm_packages() {
         grep -qx "$f" "$S/list" || fail "$f not in the tools package"
     done
     rpm -qp --requires "$r/nosparse-$v.x86_64.rpm" >"$S/requires"
-    grep -qx "nosparse-libs = $v" "$S/requires" || fail "tools do not require the same library"
+    grep -qx "nosparse-libs(x86-64) = $v" "$S/requires" || fail "tools do not require the same library of their architecture: $(cat "$S/requires")"
+    rpm -qp --requires "$r/nosparse-$v.i686.rpm" | grep -qx "nosparse-libs(x86-32) = $v" || fail "i686 tools' requires"
+    rpm -qp --provides "$r/nosparse-libs-$v.i686.rpm" | grep -qx "nosparse-libs(x86-32) = $v" || fail "i686 library's provides"
+    # The library's removal script refuses while /etc/ld.so.preload names it, and not
+    # for a commented-out line (run here in the private mount namespace).
+    rpm -qp --qf '%{PREUN}' "$r/nosparse-libs-$v.x86_64.rpm" >"$S/preun"
+    echo '/usr/$LIB/libnosparse.so' >"$S/ld.so.preload"
+    ! with_system_files sh "$S/preun" 0 2>"$S/err" || fail "preun let the library go while preloaded"
+    grep -q "ld.so.preload names the library" "$S/err" || fail "preun: $(cat "$S/err")"
+    echo '# was: /usr/$LIB/libnosparse.so' >"$S/ld.so.preload"
+    with_system_files sh "$S/preun" 0 || fail "preun refused for a commented-out line"
+    : >"$S/ld.so.preload"
     rpm --root "$root" --initdb
     # A scratch root has no C library to satisfy the requirements, nor a shell for scripts.
     rpm --root "$root" -i --nodeps --noscripts "$r/nosparse-libs-$v.x86_64.rpm" "$r/nosparse-libs-$v.i686.rpm" "$r/nosparse-$v.x86_64.rpm"

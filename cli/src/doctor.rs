@@ -137,7 +137,14 @@ fn preload(r: &mut Report, loaders: &[Found]) {
         }
         Err(e) => return r.problem(Path::new(PRELOAD), &format!("cannot read it: {e}"), "check its permissions (644)"),
     };
-    let entries: Vec<&str> = text.split([' ', '\t', '\n', ':']).filter(|e| e.contains("nosparse")).collect();
+    // As glibc's loader reads it (tried: a bind mount over the file in a private mount
+    // namespace): '#' starts a comment to the end of its line, wherever it stands; the
+    // rest splits at blanks and ':'.
+    let entries: Vec<&str> = text
+        .lines()
+        .flat_map(|line| line.split('#').next().unwrap_or_default().split([' ', '\t', ':']))
+        .filter(|e| e.contains("nosparse"))
+        .collect();
     if entries.is_empty() {
         return r.ok(&format!("{PRELOAD} does not name the library"));
     }
