@@ -483,7 +483,12 @@ fn an_interrupted_rewrite_removes_its_copy() {
     drop(f);
     let ino = fs::metadata(&file).unwrap().ino();
     for sig in [libc::SIGINT, libc::SIGTERM] {
-        let mut child = Command::new(&p.bin).args(["rewrite", "--force", "--no-progress"]).arg(&file).spawn().unwrap();
+        let mut child = Command::new(&p.bin)
+            .args(["rewrite", "--force", "--no-progress"])
+            .arg(&file)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
         let tmp = s.path(&format!(".big.img.nosparse-{}", child.id()));
         // As soon as the copy exists, stop the rewrite.
         let started = Instant::now();
@@ -494,10 +499,40 @@ fn an_interrupted_rewrite_removes_its_copy() {
         }
         // SAFETY: a signal to our own child.
         assert_eq!(unsafe { libc::kill(child.id() as i32, sig) }, 0);
-        let status = child.wait().unwrap();
-        assert_eq!(status.signal(), Some(sig), "{status:?}");
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.signal(), Some(sig), "{:?}", out.status);
+        // The last line says what became of the copy and the file.
+        let said = format!(
+            "nosparse rewrite: interrupted: copy removed, {} untouched\n",
+            fs::canonicalize(&file).unwrap().display()
+        );
+        assert!(text(&out.stderr).ends_with(&said), "{:?}", text(&out.stderr));
         assert!(!tmp.exists(), "the copy was left behind after signal {sig}");
         assert_eq!(fs::metadata(&file).unwrap().ino(), ino, "the original was replaced");
+    }
+}
+
+/// A pattern that matches nothing, and a file on tmpfs, are said to be so.
+#[test]
+fn check_says_when_there_is_nothing_to_check() {
+    let s = Scratch::new("cli-check-nothing");
+    let p = prefix(&s, "prefix", false);
+    let dir = s.path("vms");
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(dir.join("guest.vmem"), b"x").unwrap();
+    let out = run(Command::new(&p.bin).args(["check", "--pattern", "*.vmme"]).arg(&dir));
+    assert_eq!(out.status.code(), Some(1), "a pattern that matches nothing passed");
+    assert!(text(&out.stderr).contains("no file matches --pattern *.vmme"), "{}", text(&out.stderr));
+    let shm = Path::new("/dev/shm");
+    if require(
+        shm.is_dir() && run(Command::new("stat").args(["-f", "-c", "%T"]).arg(shm)).stdout == b"tmpfs\n",
+        "/dev/shm is not a tmpfs",
+    ) {
+        let f = shm.join(format!("nosparse-check-{}", std::process::id()));
+        fs::write(&f, vec![1u8; 4096]).unwrap();
+        let out = run(Command::new(&p.bin).arg("check").arg(&f));
+        fs::remove_file(&f).unwrap();
+        assert!(text(&out.stderr).contains("tmpfs keeps no extent map"), "{}", text(&out.stderr));
     }
 }
 

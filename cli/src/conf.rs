@@ -212,6 +212,18 @@ pub fn turned_off(entries: &[Entry], for_vmx: bool, vm_fs: Option<FsKind>) -> Ve
     off
 }
 
+/// The filesystem of the open file `fd`, when it can be found.
+pub fn fs_of_fd(fd: libc::c_int) -> Option<FsKind> {
+    // SAFETY: a zeroed statfs is a valid out-parameter.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: fstatfs writes only into st; a bad fd is an error return.
+    if unsafe { libc::fstatfs(fd, &mut st) } != 0 {
+        return None;
+    }
+    // f_type is compared as 32 bits: i686 reports it signed.
+    Some(FsKind::from_magic(st.f_type as u32))
+}
+
 /// The filesystem `dir` is on, when it can be found.
 pub fn fs_of(dir: &Path) -> Option<FsKind> {
     let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).ok()?;

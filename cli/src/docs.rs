@@ -78,7 +78,11 @@ filesystem's largest extent (128 MiB on ext4 and btrfs, 8 GiB on xfs with 4 KiB 
 A directory is searched, without following symbolic links, for regular files whose
 name matches --pattern (a glob; with a '/' it is matched against the whole path), or
 for every regular file without it. Special files (FIFOs, devices, sockets) named on the command
-line are reported as errors without being opened for reading, and skipped in a search.",
+line are reported as errors without being opened for reading, and skipped in a search.
+A directory where no file matches --pattern is named on stderr, and check exits 1 (a
+mistyped pattern does not look like success). A file on tmpfs or ramfs is an error
+saying there is nothing to check: they keep no extent map. In --json, a path that is
+not UTF-8 gets \"path_bytes\" (its bytes) beside the lossy \"path\".",
         opts: &[
             opt(None, "json", "", "", "one JSON array of objects (path, verdict, size, allocated, holes, fragments, extents, unwritten, allowed; or path and error)"),
             opt(Some('q'), "quiet", "", "", "print nothing; only the exit status tells"),

@@ -32,6 +32,9 @@ const STOP_SIGNALS: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHU
 
 /// The copy's path, as a C string, while it may exist; null otherwise.
 static COPY: AtomicPtr<libc::c_char> = AtomicPtr::new(std::ptr::null_mut());
+/// The line printed when a signal stops the rewrite (ending the progress line first),
+/// NUL-terminated; null when none.
+static STOPPED: AtomicPtr<libc::c_char> = AtomicPtr::new(std::ptr::null_mut());
 
 extern "C" fn on_signal(sig: libc::c_int) {
     let p = COPY.load(Ordering::SeqCst);
@@ -39,6 +42,12 @@ extern "C" fn on_signal(sig: libc::c_int) {
         // SAFETY: p is a NUL-terminated path that is never freed while armed; unlink is
         // async-signal-safe.
         unsafe { libc::unlink(p) };
+    }
+    let m = STOPPED.load(Ordering::SeqCst);
+    if !m.is_null() {
+        // SAFETY: m is a NUL-terminated string that is never freed while armed; strlen
+        // and write are async-signal-safe. Nothing can be done if the write fails.
+        unsafe { libc::write(libc::STDERR_FILENO, m.cast(), libc::strlen(m)) };
     }
     // SA_RESETHAND put the default action back; the signal is blocked until this
     // handler returns, and then ends the process as it would have without a handler.
@@ -50,11 +59,15 @@ extern "C" fn on_signal(sig: libc::c_int) {
 /// copy never outlives an interrupted rewrite, even in the middle of a long fsync.
 struct Cleanup {
     path: *mut libc::c_char,
+    stopped: *mut libc::c_char,
 }
 
 impl Cleanup {
-    fn arm(copy: &Path) -> Cleanup {
+    fn arm(copy: &Path, original: &Path) -> Cleanup {
         let path = CString::new(copy.as_os_str().as_bytes()).expect("a path has no NUL").into_raw();
+        let line = format!("\nnosparse rewrite: interrupted: copy removed, {} untouched\n", original.display());
+        let stopped = CString::new(line).expect("a path has no NUL").into_raw();
+        STOPPED.store(stopped, Ordering::SeqCst);
         COPY.store(path, Ordering::SeqCst);
         // SAFETY: a zeroed sigaction is valid; the handler only calls unlink and raise.
         let mut sa: libc::sigaction = unsafe { std::mem::zeroed() };
@@ -64,7 +77,7 @@ impl Cleanup {
             // SAFETY: sa is a valid sigaction; the old action is not needed.
             unsafe { libc::sigaction(sig, &sa, std::ptr::null_mut()) };
         }
-        Cleanup { path }
+        Cleanup { path, stopped }
     }
 }
 
@@ -75,8 +88,11 @@ impl Drop for Cleanup {
             unsafe { libc::signal(sig, libc::SIG_DFL) };
         }
         COPY.store(std::ptr::null_mut(), Ordering::SeqCst);
-        // SAFETY: from into_raw above; no handler can see it any more.
+        STOPPED.store(std::ptr::null_mut(), Ordering::SeqCst);
+        // SAFETY: from into_raw above; no handler can see them any more.
         drop(unsafe { CString::from_raw(self.path) });
+        // SAFETY: as above.
+        drop(unsafe { CString::from_raw(self.stopped) });
     }
 }
 
@@ -155,7 +171,7 @@ fn rewrite(r: &Rewrite) -> Result<u8, Stop> {
     }
     let started = Instant::now();
     let tmp = temp_name(&path);
-    let cleanup = Cleanup::arm(&tmp);
+    let cleanup = Cleanup::arm(&tmp, &path);
     let dst = OpenOptions::new()
         .read(true)
         .write(true)
