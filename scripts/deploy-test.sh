@@ -171,7 +171,7 @@ vmx_conf() {
 # nosparse-vmware, vmx and the library read $S/nosparse.conf as /etc/nosparse.conf.
 in_namespace() {
     # shellcheck disable=SC2163 # the test functions named in "$@" are exported
-    export -f "$@" fail whole sparse size_of alloc_of as_nobody make_vmx wait_loaded
+    export -f "$@" fail whole sparse size_of alloc_of as_nobody make_vmx wait_loaded vmx_conf
     export S V VMX32 VMX64 LIB32 LIB64 MIB ROOT
     with_system_files bash -c 'set -euo pipefail; for f in "$@"; do "$f"; done' bash "$@"
 }
@@ -268,6 +268,24 @@ vmware_status_and_repair() {
     kill "$pid"; wait "$pid" || true
     nosparse-vmware repair --state "$state"
     nosparse-vmware status --state "$state" >"$S/status" || fail "status after repair: $(cat "$S/status")"
+    # Settings that keep the library from acting on vmx's .vmem files: status and doctor
+    # name the setting and the fix, and fail.
+    local fs
+    fs=$(stat -f -c %T "$V/vm")
+    case $fs in ext2/ext3) fs=ext ;; overlayfs) fs=overlay ;; esac
+    local setting
+    for setting in NOSPARSE_DISABLE=1 NOSPARSE_METHOD=off 'NOSPARSE_MATCH=*.vmdk' NOSPARSE_MIN_SIZE=1T \
+        "NOSPARSE_SKIP_FS=$fs" 'NOSPARSE_PROGRAMS=vmware-vmx* # vmx only'; do
+        printf 'NOSPARSE_PROGRAMS=vmware-vmx*\nNOSPARSE_TRIGGERS=pwrite,ftruncate\n%s\n' "$setting" >"$S/nosparse.conf"
+        ! nosparse-vmware status --state "$state" --vm-dir "$V/vm" >"$S/status" || fail "status passed with $setting: $(cat "$S/status")"
+        grep -q "^BROKEN: /etc/nosparse.conf: .*${setting%%=*}.*; fix: " "$S/status" || fail "status with $setting: $(cat "$S/status")"
+        ! nosparse doctor --vm-dir "$V/vm" >"$S/doctor" || fail "doctor passed with $setting: $(cat "$S/doctor")"
+        grep -q "^PROBLEM: /etc/nosparse.conf: .*${setting%%=*}.*; fix: " "$S/doctor" || fail "doctor with $setting: $(cat "$S/doctor")"
+    done
+    grep -q "includes the comment after it.*fix: put the comment on a line of its own" "$S/status" || fail "inline comment: $(cat "$S/status")"
+    ! grep -q "add vmware-vmx" "$S/status" || fail "status suggests adding what is there: $(cat "$S/status")"
+    vmx_conf
+    nosparse-vmware status --state "$state" --vm-dir "$V/vm" >"$S/status" || fail "status with the example settings: $(cat "$S/status")"
     # A VMware upgrade: a new vmware-vmx replaces the link.
     rm "$vmx"
     install -m 4755 -o root /usr/bin/sleep "$vmx"
@@ -276,8 +294,33 @@ vmware_status_and_repair() {
     nosparse-vmware repair --state "$state"
     nosparse-vmware status --state "$state" >"$S/status" || fail "status after repair: $(cat "$S/status")"
     [ -L "$vmx" ] && [ -u "$real" ] || fail "repair did not wrap the new program"
-    nosparse-vmware uninstall --vmx "$vmx" --state "$state"
-    [ -f "$vmx" ] && [ ! -L "$vmx" ] && [ ! -e "$real" ] && [ ! -u "$lib" ] || fail "uninstall after repair"
+    # A VMware upgrade that copies its new vmware-vmx to the link's name: cp writes
+    # through the link, over the wrapper; the installer then sets the bits through it.
+    local wrapper=$S/etc-vmware/nosparse-vmware-vmx
+    for v in 2 3; do
+        { cat /usr/bin/sleep; echo "version $v"; } >"$S/vmx-v$v"
+    done
+    cp "$S/vmx-v2" "$vmx"
+    chmod 4755 "$vmx"
+    ! nosparse-vmware status --state "$state" >"$S/status" || fail "status passed with vmx copied over the wrapper"
+    grep -q "^BROKEN: $wrapper is not the wrapper but another program" "$S/status" || fail "status: $(cat "$S/status")"
+    nosparse-vmware repair --state "$state"
+    nosparse-vmware status --state "$state" >"$S/status" || fail "status after repair: $(cat "$S/status")"
+    cmp "$real" "$S/vmx-v2" || fail "repair did not make the copied program the real one"
+    [ -u "$real" ] && [ "$(stat -c %U "$real")" = root ] || fail "the new program lost its bits: $(stat -c '%A %U' "$real")"
+    [ -L "$vmx" ] && grep -q nosparse "$wrapper" || fail "repair did not write the wrapper again"
+    # ... and uninstall after such an upgrade keeps the new program.
+    cp "$S/vmx-v3" "$vmx"
+    # status of a program that is not wrapped names it; uninstall without --vmx acts on
+    # the one wrapped program, and dpkg-divert gives no warning (--no-rename is given).
+    ! nosparse-vmware status --vmx /bin/true --state "$state" >"$S/status" || fail "status of /bin/true passed"
+    grep -q "^BROKEN: /bin/true has no wrapper recorded in $state: nosparse-vmware install --vmx /bin/true (wrapped: $vmx)" "$S/status" || fail "status: $(cat "$S/status")"
+    nosparse-vmware uninstall --state "$state" 2>"$S/err" || fail "uninstall: $(cat "$S/err")"
+    ! grep -qi warning "$S/err" || fail "uninstall warned: $(cat "$S/err")"
+    [ -f "$vmx" ] && [ ! -L "$vmx" ] || fail "uninstall left no program at $vmx"
+    cmp "$vmx" "$S/vmx-v3" || fail "uninstall did not keep the new program"
+    [ ! -e "$real" ] && [ ! -e "$wrapper" ] && [ ! -u "$lib" ] || fail "uninstall after the copy"
+    ! grep -q "$vmx" <<<"$(dpkg-divert --list)" || fail "diversion left"
 }
 
 t_vmware_status_and_repair() {
@@ -335,6 +378,11 @@ doctor_sound_and_broken() {
     grep -q '^PROBLEM: /etc/ld.so.preload: .* for 32-bit programs: .* is not a 32-bit library' "$S/doctor.bad" || fail "preload not named"
     grep -q "^PROBLEM: /etc/nosparse.conf: not trusted (writable by group or others.*fix: sudo chown root:root" "$S/doctor.bad" || fail "settings not named"
     chmod 644 "$S/nosparse.conf"
+    # A commented-out entry is none, for doctor as for glibc's loader ('#' to the end
+    # of the line); not even a broken one.
+    echo "# was: /usr/$LIB64/libnosparse.so" >"$S/ld.so.preload"
+    nosparse doctor >"$S/doctor.ok" || fail "doctor with a commented-out entry: $(cat "$S/doctor.ok")"
+    grep -q '^ok: /etc/ld.so.preload does not name the library' "$S/doctor.ok" || fail "$(cat "$S/doctor.ok")"
     : >"$S/ld.so.preload"
 }
 
@@ -414,11 +462,22 @@ debian_upgrade_keeps_the_wrapper() {
     for bits in 32 64; do
         nosparse-vmware uninstall --vmx "$V/bin$bits/vmware-vmx"
     done
+    # Purging a library package (here one removed before the wrapper was installed, so
+    # its prerm had nothing to refuse) leaves the wrapper's state alone.
+    dpkg -r lib32nosparse0
+    nosparse-vmware install --vmx "$V/bin64/vmware-vmx" --wrapper-dir "$S/etc-vmware64"
+    dpkg --purge lib32nosparse0
+    [ -s /var/lib/nosparse/vmware ] || fail "purging lib32nosparse0 removed the wrapper's state"
+    nosparse-vmware status --vmx "$V/bin64/vmware-vmx" >"$S/status" || fail "status after the purge: $(cat "$S/status")"
+    nosparse-vmware uninstall --vmx "$V/bin64/vmware-vmx"
+    [ ! -L "$V/bin64/vmware-vmx" ] && [ -u "$V/bin64/vmware-vmx" ] || fail "uninstall after the purge"
+    dpkg -i "$S"/debs/lib32nosparse0_*_amd64.deb
     # ... and while /etc/ld.so.preload names it.
     echo '/usr/$LIB/libnosparse.so' >"$S/ld.so.preload"
     ! dpkg -r --force-depends libnosparse0 >"$S/out" 2>&1 || fail "removed while preloaded"
     grep -q "ld.so.preload names the library" "$S/out" || fail "$(cat "$S/out")"
-    : >"$S/ld.so.preload"
+    # A commented-out line is no entry (glibc's loader ignores it): removal goes ahead.
+    echo '# was: /usr/$LIB/libnosparse.so' >"$S/ld.so.preload"
     dpkg -r nosparse libnosparse0 lib32nosparse0
     [ ! -e /usr/bin/nosparse ] && [ ! -e "/usr/$LIB64/libnosparse.so.0" ] && [ ! -e "/usr/$LIB32/libnosparse.so" ] || fail "dpkg -r left files"
     ! grep -q libnosparse <<<"$(dpkg-statoverride --list)" || fail "statoverride left"
@@ -438,6 +497,7 @@ t_debian_upgrade_keeps_the_wrapper() {
 }
 
 t_rpm_packages() {
+    vmx_conf
     bash scripts/package-rpm.sh "$S/rpms"
     local r=$S/rpms v root=$S/rpmroot
     v=$(rpm -qp --qf '%{VERSION}-%{RELEASE}' "$r"/nosparse-libs-*.x86_64.rpm)
@@ -448,7 +508,18 @@ t_rpm_packages() {
         grep -qx "$f" "$S/list" || fail "$f not in the tools package"
     done
     rpm -qp --requires "$r/nosparse-$v.x86_64.rpm" >"$S/requires"
-    grep -qx "nosparse-libs = $v" "$S/requires" || fail "tools do not require the same library"
+    grep -qx "nosparse-libs(x86-64) = $v" "$S/requires" || fail "tools do not require the same library of their architecture: $(cat "$S/requires")"
+    rpm -qp --requires "$r/nosparse-$v.i686.rpm" | grep -qx "nosparse-libs(x86-32) = $v" || fail "i686 tools' requires"
+    rpm -qp --provides "$r/nosparse-libs-$v.i686.rpm" | grep -qx "nosparse-libs(x86-32) = $v" || fail "i686 library's provides"
+    # The library's removal script refuses while /etc/ld.so.preload names it, and not
+    # for a commented-out line (run here in the private mount namespace).
+    rpm -qp --qf '%{PREUN}' "$r/nosparse-libs-$v.x86_64.rpm" >"$S/preun"
+    echo '/usr/$LIB/libnosparse.so' >"$S/ld.so.preload"
+    ! with_system_files sh "$S/preun" 0 2>"$S/err" || fail "preun let the library go while preloaded"
+    grep -q "ld.so.preload names the library" "$S/err" || fail "preun: $(cat "$S/err")"
+    echo '# was: /usr/$LIB/libnosparse.so' >"$S/ld.so.preload"
+    with_system_files sh "$S/preun" 0 || fail "preun refused for a commented-out line"
+    : >"$S/ld.so.preload"
     rpm --root "$root" --initdb
     # A scratch root has no C library to satisfy the requirements, nor a shell for scripts.
     rpm --root "$root" -i --nodeps --noscripts "$r/nosparse-libs-$v.x86_64.rpm" "$r/nosparse-libs-$v.i686.rpm" "$r/nosparse-$v.x86_64.rpm"

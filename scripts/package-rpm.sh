@@ -3,7 +3,8 @@
 # (default target/rpm), for x86_64 and i686:
 #   nosparse-libs-V-1.ARCH.rpm  the library: /usr/lib64/libnosparse.so (x86_64) or
 #       /usr/lib/libnosparse.so (i686), where each class's loader looks on Red Hat hosts
-#   nosparse-V-1.ARCH.rpm       the tools, requiring the same version of the library
+#   nosparse-V-1.ARCH.rpm       the tools, requiring the same version of the library of
+#       their own architecture (nosparse-libs(x86-64) or nosparse-libs(x86-32))
 # Run scripts/package.sh first: this packages its build (target/package) and its
 # staged man pages (target/deb-stage/man).
 set -euo pipefail
@@ -27,16 +28,20 @@ version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n 1)
 mkdir -p "$out"
 rm -f "$out"/*.rpm
 
-# Removal is refused while something still loads the library (as the Debian prerm).
+# Removal is refused while something still loads the library (as the Debian prerm); a
+# commented-out line of /etc/ld.so.preload does not count, as glibc's loader ignores it.
 preun='if [ "$1" = 0 ]; then
-  if grep -qs libnosparse /etc/ld.so.preload; then echo "nosparse: /etc/ld.so.preload names the library: remove that line first" >&2; exit 1; fi
+  if sed "s/#.*//" /etc/ld.so.preload 2>/dev/null | grep -q libnosparse; then echo "nosparse: /etc/ld.so.preload names the library: remove that line first" >&2; exit 1; fi
   if [ -s /var/lib/nosparse/vmware ]; then echo "nosparse: the VMware wrapper is installed: run nosparse-vmware uninstall first" >&2; exit 1; fi
 fi'
 
 # rpm_for ARCH BUILD_DIR LIBDIR: the two packages of one architecture, from stripped
 # copies of the build.
 rpm_for() {
-    local arch=$1 libdir=$3 dir=$PWD/target/rpm-stage/$1
+    local arch=$1 libdir=$3 dir=$PWD/target/rpm-stage/$1 isa
+    # The tools need the library of their own architecture: cargo-generate-rpm gives
+    # each package the provide NAME(ISA), as rpmbuild's %{_isa} has it.
+    case $arch in x86_64) isa='(x86-64)' ;; i686) isa='(x86-32)' ;; esac
     rm -rf "$dir"
     mkdir -p "$dir"
     strip --strip-unneeded -R .comment -o "$dir/libnosparse.so" "$2/libnosparse.so"
@@ -55,7 +60,7 @@ $(a "$PWD/deploy/debian/copyright" "/usr/share/licenses/nosparse-libs/copyright"
 name = \"nosparse\"
 summary = \"run programs with libnosparse, check and rewrite files' layout, wrap VMware's vmx\"
 release = \"1\"
-requires = { nosparse-libs = \"= $version-1\", bash = \"*\" }
+requires = { \"nosparse-libs$isa\" = \"= $version-1\", bash = \"*\" }
 pre_uninstall_script = '''if [ \"\$1\" = 0 ] && [ -s /var/lib/nosparse/vmware ]; then echo \"nosparse: run nosparse-vmware uninstall first\" >&2; exit 1; fi'''
 assets = [
 $(a "$dir/nosparse" /usr/bin/nosparse 755)

@@ -81,7 +81,7 @@ libdeb() {
     install -D -m 644 deploy/debian/copyright "$doc/copyright"
     gzip -9n <deploy/debian/changelog >"$doc/changelog.Debian.gz"
     chmod 644 "$doc/changelog.Debian.gz"
-    install -m 755 deploy/debian/lib/prerm deploy/debian/lib/postrm "$root/DEBIAN/"
+    install -m 755 deploy/debian/lib/prerm "$root/DEBIAN/"
     install -m 644 deploy/debian/lib/triggers "$root/DEBIAN/"
     echo "libnosparse 0 $pkg (>= ${version%-*})" >"$root/DEBIAN/shlibs"
     chmod 644 "$root/DEBIAN/shlibs"

@@ -412,6 +412,59 @@ fn rewrite_leaves_whole_files_alone_and_makes_the_rest_whole() {
     assert!(fs::read_dir(&s.dir).unwrap().flatten().all(|e| !e.file_name().to_string_lossy().contains(".nosparse-")));
 }
 
+/// A copy in more fragments than the original (free space broken up) never replaces
+/// it; a copy still over the limit, but better, does, with exit 1 and a line saying so.
+#[test]
+fn rewrite_never_puts_a_worse_copy_in_place() {
+    let s = Scratch::new("cli-rewrite-worse");
+    let p = prefix(&s, "prefix", false);
+    let Some(fs) = common::mount(&s, "ext4", 256 * MIB) else { return };
+    let rewrite = |args: &[&str], file: &Path| run_unblocked(Command::new(&p.bin).arg("rewrite").args(args).arg(file));
+    let no_copy_left =
+        || fs::read_dir(&fs.mnt).unwrap().flatten().all(|e| !e.file_name().to_string_lossy().contains(".nosparse-"));
+    // Over the limit (none allowed), better than before: replaced, exit 1.
+    let pieces = fs.path("pieces.img");
+    fragmented(&pieces, 16 * MIB);
+    let before = filefrag(&pieces);
+    assert!(before > 4, "the test file came out in {before} fragments");
+    let ino = fs::metadata(&pieces).unwrap().ino();
+    let out = rewrite(&["--max-fragments", "0"], &pieces);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("still over the limit") && stderr.contains("better than before"), "{stderr}");
+    assert_ne!(fs::metadata(&pieces).unwrap().ino(), ino, "the better copy was not kept");
+    assert!(filefrag(&pieces) < before);
+    // A contiguous file, and free space in 1 MiB pieces: the copy would be worse.
+    let whole_file = fs.path("whole.img");
+    let f = fs::File::create(&whole_file).unwrap();
+    // SAFETY: fallocate on an fd we own.
+    assert_eq!(unsafe { libc::fallocate64(std::os::unix::io::AsRawFd::as_raw_fd(&f), 0, 0, 32 << 20) }, 0);
+    drop(f);
+    let chunk = vec![7u8; MIB as usize];
+    let mut fillers = Vec::new();
+    loop {
+        let name = fs.path(&format!("fill{}", fillers.len()));
+        let mut f = fs::File::create(&name).unwrap();
+        let full = f.write_all(&chunk).and_then(|()| f.sync_all()).is_err();
+        fillers.push(name);
+        if full {
+            break;
+        }
+    }
+    for name in fillers.iter().step_by(2) {
+        fs::remove_file(name).unwrap();
+    }
+    let frags = filefrag(&whole_file);
+    let ino = fs::metadata(&whole_file).unwrap().ino();
+    let out = rewrite(&["--force"], &whole_file);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("more than the original's") && stderr.contains("kept the original"), "{stderr}");
+    assert_eq!(fs::metadata(&whole_file).unwrap().ino(), ino, "a worse copy replaced the original");
+    assert_eq!(filefrag(&whole_file), frags);
+    assert!(no_copy_left());
+}
+
 #[test]
 fn an_interrupted_rewrite_removes_its_copy() {
     let s = Scratch::new("cli-interrupt");
@@ -430,7 +483,12 @@ fn an_interrupted_rewrite_removes_its_copy() {
     drop(f);
     let ino = fs::metadata(&file).unwrap().ino();
     for sig in [libc::SIGINT, libc::SIGTERM] {
-        let mut child = Command::new(&p.bin).args(["rewrite", "--force", "--no-progress"]).arg(&file).spawn().unwrap();
+        let mut child = Command::new(&p.bin)
+            .args(["rewrite", "--force", "--no-progress"])
+            .arg(&file)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
         let tmp = s.path(&format!(".big.img.nosparse-{}", child.id()));
         // As soon as the copy exists, stop the rewrite.
         let started = Instant::now();
@@ -441,10 +499,40 @@ fn an_interrupted_rewrite_removes_its_copy() {
         }
         // SAFETY: a signal to our own child.
         assert_eq!(unsafe { libc::kill(child.id() as i32, sig) }, 0);
-        let status = child.wait().unwrap();
-        assert_eq!(status.signal(), Some(sig), "{status:?}");
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.signal(), Some(sig), "{:?}", out.status);
+        // The last line says what became of the copy and the file.
+        let said = format!(
+            "nosparse rewrite: interrupted: copy removed, {} untouched\n",
+            fs::canonicalize(&file).unwrap().display()
+        );
+        assert!(text(&out.stderr).ends_with(&said), "{:?}", text(&out.stderr));
         assert!(!tmp.exists(), "the copy was left behind after signal {sig}");
         assert_eq!(fs::metadata(&file).unwrap().ino(), ino, "the original was replaced");
+    }
+}
+
+/// A pattern that matches nothing, and a file on tmpfs, are said to be so.
+#[test]
+fn check_says_when_there_is_nothing_to_check() {
+    let s = Scratch::new("cli-check-nothing");
+    let p = prefix(&s, "prefix", false);
+    let dir = s.path("vms");
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(dir.join("guest.vmem"), b"x").unwrap();
+    let out = run(Command::new(&p.bin).args(["check", "--pattern", "*.vmme"]).arg(&dir));
+    assert_eq!(out.status.code(), Some(1), "a pattern that matches nothing passed");
+    assert!(text(&out.stderr).contains("no file matches --pattern *.vmme"), "{}", text(&out.stderr));
+    let shm = Path::new("/dev/shm");
+    if require(
+        shm.is_dir() && run(Command::new("stat").args(["-f", "-c", "%T"]).arg(shm)).stdout == b"tmpfs\n",
+        "/dev/shm is not a tmpfs",
+    ) {
+        let f = shm.join(format!("nosparse-check-{}", std::process::id()));
+        fs::write(&f, vec![1u8; 4096]).unwrap();
+        let out = run(Command::new(&p.bin).arg("check").arg(&f));
+        fs::remove_file(&f).unwrap();
+        assert!(text(&out.stderr).contains("tmpfs keeps no extent map"), "{}", text(&out.stderr));
     }
 }
 

@@ -52,10 +52,16 @@ pub struct Rewrite {
     pub progress: Option<bool>,
 }
 
-/// `nosparse doctor [--config FILE]`.
+/// `nosparse doctor [--config FILE] [--vmx] [--vm-dir DIR] [--settings-only]`.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Doctor {
     pub config: PathBuf,
+    /// The settings are for vmware-vmx: also those that leave out its `.vmem` files.
+    pub vmx: bool,
+    /// Where the VMs are, for `NOSPARSE_SKIP_FS`.
+    pub vm_dir: Option<PathBuf>,
+    /// Only the settings file (what `nosparse-vmware status` asks).
+    pub settings_only: bool,
 }
 
 /// The subcommands, each named only as the first argument.
@@ -184,15 +190,18 @@ fn rewrite(p: &mut lexopt::Parser) -> Result<Command, Usage> {
 }
 
 fn doctor(p: &mut lexopt::Parser) -> Result<Command, Usage> {
-    let mut config = PathBuf::from(crate::conf::PATH);
+    let mut d = Doctor { config: PathBuf::from(crate::conf::PATH), vmx: false, vm_dir: None, settings_only: false };
     while let Some(arg) = p.next().map_err(lexopt_error)? {
         match arg {
             Short('h') | Long("help") => return Ok(Command::Help(docs::help())),
-            Long("config") => config = p.value().map_err(lexopt_error)?.into(),
+            Long("config") => d.config = p.value().map_err(lexopt_error)?.into(),
+            Long("vmx") => d.vmx = true,
+            Long("vm-dir") => d.vm_dir = Some(p.value().map_err(lexopt_error)?.into()),
+            Long("settings-only") => d.settings_only = true,
             other => return Err(lexopt_error(other.unexpected())),
         }
     }
-    Ok(Command::Doctor(Doctor { config }))
+    Ok(Command::Doctor(d))
 }
 
 /// Every option of every subcommand, for the tests that the help and the parser agree.

@@ -144,7 +144,15 @@ fn largest_extent(f: &File) -> u64 {
 /// Measures an open regular file. Delayed allocations are flushed first (fdatasync),
 /// since until then the file has no physical layout to report.
 pub fn measure_file(f: &File, meta: &fs::Metadata) -> Result<Report, String> {
-    let read = || extents::layout(f.as_raw_fd(), meta.len()).map_err(|e| e.to_string());
+    let read = || {
+        extents::layout(f.as_raw_fd(), meta.len()).map_err(|e| match crate::conf::fs_of_fd(f.as_raw_fd()) {
+            // No FIEMAP there: the file lives in memory, there is no layout to judge.
+            Some(fs @ (FsKind::Tmpfs | FsKind::Ramfs)) => {
+                format!("{e}: {fs} keeps no extent map (the file is in memory): nothing to check")
+            }
+            _ => e.to_string(),
+        })
+    };
     let mut layout = read()?;
     if layout.pending {
         f.sync_data().map_err(|e| format!("fdatasync: {e}"))?;
@@ -161,7 +169,7 @@ pub fn measure(path: &Path) -> Result<Report, String> {
 }
 
 /// Whether `glob` matches `path`: its name, or the whole path when the glob has a '/'.
-fn matches(glob: &str, path: &Path) -> bool {
+pub(crate) fn matches(glob: &str, path: &Path) -> bool {
     let subject = if glob.contains('/') { path.as_os_str() } else { path.file_name().unwrap_or_default() };
     let (Ok(g), Ok(s)) = (CString::new(glob), CString::new(subject.as_bytes())) else { return false };
     // SAFETY: both are NUL-terminated strings.
@@ -174,16 +182,23 @@ type Item = Result<PathBuf, (PathBuf, String)>;
 /// The files to check: the paths given, with directories searched (sorted by name,
 /// symbolic links not followed, only regular files matching `pattern`). An unreadable
 /// directory is an error entry.
-fn files(paths: &[PathBuf], pattern: Option<&str>) -> Vec<Item> {
+/// With a pattern, a directory with no file matching it is named in the second list: a
+/// mistyped pattern must not look like success.
+fn files(paths: &[PathBuf], pattern: Option<&str>) -> (Vec<Item>, Vec<PathBuf>) {
     let mut out = Vec::new();
+    let mut unmatched = Vec::new();
     for p in paths {
         if fs::metadata(p).is_ok_and(|m| m.is_dir()) {
+            let before = out.len();
             walk(p, pattern, &mut out);
+            if pattern.is_some() && out.len() == before {
+                unmatched.push(p.clone());
+            }
         } else {
             out.push(Ok(p.clone()));
         }
     }
-    out
+    (out, unmatched)
 }
 
 fn walk(dir: &Path, pattern: Option<&str>, out: &mut Vec<Item>) {
@@ -219,11 +234,22 @@ fn json_str(s: &str) -> String {
     out
 }
 
+/// `"path": "..."`, and when the path is not UTF-8 (so "path" had to replace some bytes),
+/// `"path_bytes": [...]` with its bytes, losslessly.
+fn json_path(path: &Path) -> String {
+    let mut out = format!("\"path\": {}", json_str(&path.to_string_lossy()));
+    if path.to_str().is_none() {
+        let bytes: Vec<String> = path.as_os_str().as_bytes().iter().map(u8::to_string).collect();
+        out.push_str(&format!(", \"path_bytes\": [{}]", bytes.join(", ")));
+    }
+    out
+}
+
 fn json_report(path: &Path, r: &Report, max: Option<u64>) -> String {
     format!(
-        "{{\"path\": {}, \"verdict\": \"{}\", \"size\": {}, \"allocated\": {}, \"holes\": {}, \"fragments\": {}, \
+        "{{{}, \"verdict\": \"{}\", \"size\": {}, \"allocated\": {}, \"holes\": {}, \"fragments\": {}, \
          \"extents\": {}, \"unwritten\": {}, \"allowed\": {}}}",
-        json_str(&path.to_string_lossy()),
+        json_path(path),
         r.verdict(max).name(),
         r.size,
         r.allocated,
@@ -258,7 +284,18 @@ pub fn run(c: &Check) -> u8 {
     if c.json {
         println!("[");
     }
-    for item in files(&c.paths, c.pattern.as_deref()) {
+    let (items, unmatched) = files(&c.paths, c.pattern.as_deref());
+    for dir in &unmatched {
+        eprintln!(
+            "nosparse check: {}: no file matches --pattern {}",
+            dir.display(),
+            c.pattern.as_deref().unwrap_or_default()
+        );
+        if status == SUCCESS {
+            status = NOT_WHOLE;
+        }
+    }
+    for item in items {
         let result = item.and_then(|p| match measure(&p) {
             Ok(r) => Ok((p, r)),
             Err(why) => Err((p, why)),
@@ -280,7 +317,7 @@ pub fn run(c: &Check) -> u8 {
                     eprintln!("nosparse check: {}: {why}", path.display());
                     continue;
                 }
-                format!("{{\"path\": {}, \"error\": {}}}", json_str(&path.to_string_lossy()), json_str(why))
+                format!("{{{}, \"error\": {}}}", json_path(path), json_str(why))
             }
         };
         if c.json {
@@ -336,5 +373,13 @@ mod tests {
     #[test]
     fn json_strings_are_escaped() {
         assert_eq!(json_str("a\"b\\c\nd"), "\"a\\\"b\\\\c\\u000ad\"");
+    }
+
+    #[test]
+    fn json_paths_keep_their_bytes() {
+        use std::os::unix::ffi::OsStrExt;
+        assert_eq!(json_path(Path::new("/vm/a.vmem")), "\"path\": \"/vm/a.vmem\"");
+        let odd = Path::new(std::ffi::OsStr::from_bytes(b"/v\xff"));
+        assert_eq!(json_path(odd), "\"path\": \"/v\u{fffd}\", \"path_bytes\": [47, 118, 255]");
     }
 }

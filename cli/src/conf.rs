@@ -4,6 +4,7 @@
 //! `SETTINGS`, `#` comments, blank lines, spaces around name and value and one pair of
 //! quotes around the value dropped; a name given twice takes its last value.
 
+use nosparse_core::fs::FsKind;
 use nosparse_core::settings::{self, Setting};
 use std::fs::File;
 use std::io::Read;
@@ -98,6 +99,144 @@ pub fn value<'a>(entries: &'a [Entry], name: &str) -> Option<&'a [u8]> {
     entries.iter().rev().find(|e| e.setting.name == name).map(|e| e.value.as_slice())
 }
 
+/// A setting that keeps the library from doing its work: the setting, what it does, the fix.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Off {
+    pub name: &'static str,
+    pub why: String,
+    pub fix: String,
+}
+
+/// A `.vmem` is as large as the guest's memory; guests of 1 GiB are still made, so a
+/// `NOSPARSE_MIN_SIZE` above it leaves some out.
+pub const VMEM_SMALLEST: u64 = 1 << 30;
+
+/// What vmware-vmx's memory files are called, for testing `NOSPARSE_MATCH`.
+const VMEM_NAME: &str = "guest.vmem";
+/// vmx's name, for testing `NOSPARSE_PROGRAMS`.
+const VMX_NAME: &str = "vmware-vmx";
+
+/// Whether a value carries a comment after it: the library takes the whole rest of the
+/// line as the value, so `NAME=value # note` sets `value # note`.
+fn inline_comment(value: &[u8]) -> bool {
+    value.windows(2).any(|w| matches!(w, [b' ' | b'\t', b'#']))
+}
+
+/// Whether a `:`-separated glob list matches `name` (a glob with '/' is tried on its last
+/// component, the directories being unknown here).
+fn globs_match(globs: &[u8], name: &str) -> bool {
+    String::from_utf8_lossy(globs).split(':').any(|g| {
+        let last = g.rsplit('/').next().unwrap_or(g);
+        crate::check::matches(last, Path::new(name))
+    })
+}
+
+/// The settings among `entries` that turn the library off: everywhere (`NOSPARSE_DISABLE`,
+/// `NOSPARSE_METHOD=off`, a comment inside a value), and when `for_vmx`, for vmx's
+/// `.vmem` files (`NOSPARSE_PROGRAMS`, `NOSPARSE_MATCH`, `NOSPARSE_MIN_SIZE`, and
+/// `NOSPARSE_SKIP_FS` naming `vm_fs`, the filesystem of the VMs' directory, when known).
+pub fn turned_off(entries: &[Entry], for_vmx: bool, vm_fs: Option<FsKind>) -> Vec<Off> {
+    let mut off = Vec::new();
+    let mut say = |name, why: String, fix: String| off.push(Off { name, why, fix });
+    for e in entries {
+        if inline_comment(&e.value) {
+            say(
+                e.setting.name,
+                format!(
+                    "line {}: {}={}: the value includes the comment after it (the library does not strip comments after a value){}",
+                    e.line,
+                    e.setting.name,
+                    String::from_utf8_lossy(&e.value),
+                    if e.setting.name == "NOSPARSE_PROGRAMS" || e.setting.name == "NOSPARSE_MATCH" {
+                        ", so its last glob matches nothing"
+                    } else {
+                        ""
+                    }
+                ),
+                "put the comment on a line of its own, starting with #".into(),
+            );
+        }
+    }
+    if value(entries, "NOSPARSE_DISABLE") == Some(b"1") {
+        say(
+            "NOSPARSE_DISABLE",
+            "NOSPARSE_DISABLE=1 turns the library off in every program".into(),
+            "remove the line (or set NOSPARSE_DISABLE=0)".into(),
+        );
+    }
+    if value(entries, "NOSPARSE_METHOD") == Some(b"off") {
+        say(
+            "NOSPARSE_METHOD",
+            "NOSPARSE_METHOD=off: the library preallocates nothing".into(),
+            "remove the line (the default is auto)".into(),
+        );
+    }
+    if !for_vmx {
+        return off;
+    }
+    if let Some(p) = value(entries, "NOSPARSE_PROGRAMS").filter(|p| !inline_comment(p) && !globs_match(p, VMX_NAME)) {
+        say(
+            "NOSPARSE_PROGRAMS",
+            format!("NOSPARSE_PROGRAMS={} leaves out {VMX_NAME}", String::from_utf8_lossy(p)),
+            format!("add {VMX_NAME}* to it (':'-separated)"),
+        );
+    }
+    if let Some(m) = value(entries, "NOSPARSE_MATCH").filter(|m| !inline_comment(m) && !globs_match(m, VMEM_NAME)) {
+        say(
+            "NOSPARSE_MATCH",
+            format!("NOSPARSE_MATCH={} does not match vmx's *.vmem files", String::from_utf8_lossy(m)),
+            "add *.vmem to it (':'-separated)".into(),
+        );
+    }
+    if let Some(Ok(min)) = value(entries, "NOSPARSE_MIN_SIZE").map(settings::parse_size) {
+        if min > VMEM_SMALLEST {
+            say(
+                "NOSPARSE_MIN_SIZE",
+                format!(
+                    "NOSPARSE_MIN_SIZE={} ({min} bytes): a .vmem is as large as its guest's memory, so guests with less get sparse .vmem files",
+                    String::from_utf8_lossy(value(entries, "NOSPARSE_MIN_SIZE").unwrap_or_default())
+                ),
+                "remove the line (the default is 64MiB), or set it to at most 1GiB".into(),
+            );
+        }
+    }
+    if let (Some(fs), Some(Ok(skip))) = (vm_fs, value(entries, "NOSPARSE_SKIP_FS").map(settings::parse_skip_fs)) {
+        if skip & fs.bit() != 0 {
+            say(
+                "NOSPARSE_SKIP_FS",
+                format!("NOSPARSE_SKIP_FS names {fs}, the filesystem of the VMs' directory: their .vmem files are left sparse"),
+                format!("take {} out of NOSPARSE_SKIP_FS", fs.name()),
+            );
+        }
+    }
+    off
+}
+
+/// The filesystem of the open file `fd`, when it can be found.
+pub fn fs_of_fd(fd: libc::c_int) -> Option<FsKind> {
+    // SAFETY: a zeroed statfs is a valid out-parameter.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: fstatfs writes only into st; a bad fd is an error return.
+    if unsafe { libc::fstatfs(fd, &mut st) } != 0 {
+        return None;
+    }
+    // f_type is compared as 32 bits: i686 reports it signed.
+    Some(FsKind::from_magic(st.f_type as u32))
+}
+
+/// The filesystem `dir` is on, when it can be found.
+pub fn fs_of(dir: &Path) -> Option<FsKind> {
+    let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).ok()?;
+    // SAFETY: a zeroed statfs is a valid out-parameter; c is NUL-terminated.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: see above; statfs writes only into st.
+    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
+        return None;
+    }
+    // f_type is compared as 32 bits: i686 reports it signed.
+    Some(FsKind::from_magic(st.f_type as u32))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,5 +267,34 @@ mod tests {
             let (entries, bad) = parse(format!("{}={value}", s.name).as_bytes());
             assert!(bad.is_empty() && entries.len() == 1, "{}: {bad:?}", s.name);
         }
+    }
+
+    #[test]
+    fn settings_that_turn_the_library_off_for_vmx() {
+        let names = |text: &str, vm_fs| {
+            let (entries, bad) = parse(text.as_bytes());
+            assert!(bad.is_empty(), "{bad:?}");
+            turned_off(&entries, true, vm_fs).into_iter().map(|o| o.name).collect::<Vec<_>>()
+        };
+        let example = "NOSPARSE_PROGRAMS=vmware-vmx*\nNOSPARSE_MATCH=*.vmem\nNOSPARSE_TRIGGERS=pwrite,ftruncate\n";
+        assert!(names(example, Some(FsKind::Ext)).is_empty());
+        assert!(names("NOSPARSE_MATCH=/vmfs/*/*.vmem:*.img\nNOSPARSE_SKIP_FS=nfs\n", Some(FsKind::Ext)).is_empty());
+        assert_eq!(names("NOSPARSE_DISABLE=1\n", None), ["NOSPARSE_DISABLE"]);
+        assert_eq!(names("NOSPARSE_METHOD=off\n", None), ["NOSPARSE_METHOD"]);
+        assert_eq!(names("NOSPARSE_MATCH=*.vmdk\n", None), ["NOSPARSE_MATCH"]);
+        assert_eq!(names("NOSPARSE_MIN_SIZE=1T\n", None), ["NOSPARSE_MIN_SIZE"]);
+        assert!(names("NOSPARSE_MIN_SIZE=1G\n", None).is_empty());
+        assert_eq!(names("NOSPARSE_SKIP_FS=xfs:ext\n", Some(FsKind::Ext)), ["NOSPARSE_SKIP_FS"]);
+        assert!(names("NOSPARSE_SKIP_FS=xfs:ext\n", None).is_empty());
+        assert_eq!(names("NOSPARSE_PROGRAMS=qemu*\n", None), ["NOSPARSE_PROGRAMS"]);
+        // An inline comment is part of the value: named once, as a comment, not as a
+        // glob to add.
+        let (entries, _) = parse(b"NOSPARSE_PROGRAMS=vmware-vmx* # vmx only\n");
+        let off = turned_off(&entries, true, None);
+        assert_eq!(off.len(), 1, "{off:?}");
+        assert!(off[0].why.contains("includes the comment") && off[0].fix.contains("line of its own"), "{off:?}");
+        // Not for vmx: only what turns the library off everywhere.
+        let (entries, _) = parse(b"NOSPARSE_MATCH=*.img\nNOSPARSE_METHOD=off\n");
+        assert_eq!(turned_off(&entries, false, None).len(), 1);
     }
 }

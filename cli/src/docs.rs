@@ -78,7 +78,11 @@ filesystem's largest extent (128 MiB on ext4 and btrfs, 8 GiB on xfs with 4 KiB 
 A directory is searched, without following symbolic links, for regular files whose
 name matches --pattern (a glob; with a '/' it is matched against the whole path), or
 for every regular file without it. Special files (FIFOs, devices, sockets) named on the command
-line are reported as errors without being opened for reading, and skipped in a search.",
+line are reported as errors without being opened for reading, and skipped in a search.
+A directory where no file matches --pattern is named on stderr, and check exits 1 (a
+mistyped pattern does not look like success). A file on tmpfs or ramfs is an error
+saying there is nothing to check: they keep no extent map. In --json, a path that is
+not UTF-8 gets \"path_bytes\" (its bytes) beside the lossy \"path\".",
         opts: &[
             opt(None, "json", "", "", "one JSON array of objects (path, verdict, size, allocated, holes, fragments, extents, unwritten, allowed; or path and error)"),
             opt(Some('q'), "quiet", "", "", "print nothing; only the exit status tells"),
@@ -101,7 +105,10 @@ is dropped behind the copy, so other programs' cached data is not evicted. Inter
 It refuses (exit 1) while another process has FILE open for writing or mapped for
 writing, when FILE has other hard links, when the filesystem lacks room for a second
 copy, when FILE changes during the copy, and when FILE is not a regular file; not as
-root, when it cannot look at other users' processes. I/O errors are exit 2.",
+root, when it cannot look at other users' processes. A copy in more fragments than FILE
+(free space more broken up than FILE was) is removed, FILE kept, exit 1. A copy still
+over the limit but no worse than FILE replaces it, with exit 1 and a line saying so.
+I/O errors are exit 2.",
         opts: &[
             opt(Some('f'), "force", "", "", "rewrite even a file that is already whole"),
             MAX_FRAGMENTS,
@@ -111,21 +118,32 @@ root, when it cannot look at other users' processes. I/O errors are exit 2.",
     },
     Cmd {
         name: "doctor",
-        synopsis: "[--config FILE]",
+        synopsis: "[--config FILE] [--vmx] [--vm-dir DIR] [--settings-only]",
         about: "\
 Checks this host's setup and prints one line per finding: each build of the library
 installed where its loader looks, the entries of /etc/ld.so.preload, /etc/nosparse.conf
 (trusted: a regular file owned by root, not writable by group or others, at most 64
 KiB; every line a known setting with a good value, NOSPARSE_PROGRAMS included), and the
-VMware wrapper (nosparse-vmware status). Each problem names the file and the fix.",
-        opts: &[opt(None, "config", "FILE", "/dev/null", "check FILE as the settings file, e.g. before installing it")],
+VMware wrapper (nosparse-vmware status). Settings that keep the library from acting are
+problems too: NOSPARSE_DISABLE=1, NOSPARSE_METHOD=off, a comment after a value (the
+library takes it as part of the value); and when the file is for vmx (a wrapper is
+installed, NOSPARSE_PROGRAMS names vmware-vmx, or --vmx), NOSPARSE_PROGRAMS or
+NOSPARSE_MATCH leaving out vmware-vmx or *.vmem, NOSPARSE_MIN_SIZE above 1GiB, and
+NOSPARSE_SKIP_FS naming the filesystem of --vm-dir. Each problem names the file and
+the fix.",
+        opts: &[
+            opt(None, "config", "FILE", "/dev/null", "check FILE as the settings file, e.g. before installing it"),
+            opt(None, "vmx", "", "", "check the settings as vmware-vmx's"),
+            opt(None, "vm-dir", "DIR", "/vmfs", "where the VMs are, for NOSPARSE_SKIP_FS (implies --vmx)"),
+            opt(None, "settings-only", "", "", "check only the settings file"),
+        ],
     },
 ];
 
 /// The exit statuses, as (status, meaning).
 pub const EXIT_STATUS: [(&str, &str); 7] = [
     ("0", "PROGRAM's own status when it runs; otherwise success: every file whole, the file rewritten or already whole, the setup sound"),
-    ("1", "check: some file is sparse or fragmented; rewrite: refused; doctor: something needs fixing"),
+    ("1", "check: some file is sparse or fragmented, or --pattern matched nothing; rewrite: refused (the copy kept the original when it came out worse), or the result is still over the limit; doctor: something needs fixing"),
     ("2", "check, rewrite, doctor: a file could not be read or written, or a usage error"),
     ("125", "the launcher failed: a bad option or value, or the build PROGRAM needs is missing"),
     ("126", "PROGRAM was found but cannot be run"),

@@ -6,6 +6,7 @@ use crate::elf::{self, Class, Kind};
 use crate::exit_codes::{Failure, PROBLEMS, SUCCESS};
 use crate::launch::{self, LIB_NAME};
 use crate::{conf, loader};
+use nosparse_core::fs::FsKind;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -15,6 +16,8 @@ const LOADERS: [(&str, Class); 2] =
     [("/lib64/ld-linux-x86-64.so.2", Class::Elf64), ("/lib/ld-linux.so.2", Class::Elf32)];
 /// The loader's list of libraries for every process.
 pub const PRELOAD: &str = "/etc/ld.so.preload";
+/// What `nosparse-vmware install` records; not empty while a wrapper is installed.
+const VMWARE_STATE: &str = "/var/lib/nosparse/vmware";
 /// Read permission for everyone: the library is loaded by every user's processes.
 const ALL_READ: u32 = 0o444;
 
@@ -52,12 +55,19 @@ fn class_of(path: &Path) -> Option<Class> {
 }
 
 pub fn run(d: &Doctor) -> Result<u8, Failure> {
-    let prefix = launch::prefix()?;
     let mut r = Report::default();
-    let loaders = builds(&mut r, &prefix);
-    preload(&mut r, &loaders);
-    settings_file(&mut r, &d.config);
-    vmware(&mut r, &prefix);
+    // The settings are vmx's when asked, or when the wrapper is installed.
+    let vmx = d.vmx || d.vm_dir.is_some() || std::fs::metadata(VMWARE_STATE).is_ok_and(|m| m.len() > 0);
+    let vm_fs = d.vm_dir.as_deref().and_then(conf::fs_of);
+    if d.settings_only {
+        settings_file(&mut r, &d.config, vmx, vm_fs);
+    } else {
+        let prefix = launch::prefix()?;
+        let loaders = builds(&mut r, &prefix);
+        preload(&mut r, &loaders);
+        settings_file(&mut r, &d.config, vmx, vm_fs);
+        vmware(&mut r, &prefix);
+    }
     if r.problems == 0 {
         println!("nosparse doctor: all is well");
         Ok(SUCCESS)
@@ -127,7 +137,14 @@ fn preload(r: &mut Report, loaders: &[Found]) {
         }
         Err(e) => return r.problem(Path::new(PRELOAD), &format!("cannot read it: {e}"), "check its permissions (644)"),
     };
-    let entries: Vec<&str> = text.split([' ', '\t', '\n', ':']).filter(|e| e.contains("nosparse")).collect();
+    // As glibc's loader reads it (tried: a bind mount over the file in a private mount
+    // namespace): '#' starts a comment to the end of its line, wherever it stands; the
+    // rest splits at blanks and ':'.
+    let entries: Vec<&str> = text
+        .lines()
+        .flat_map(|line| line.split('#').next().unwrap_or_default().split([' ', '\t', ':']))
+        .filter(|e| e.contains("nosparse"))
+        .collect();
     if entries.is_empty() {
         return r.ok(&format!("{PRELOAD} does not name the library"));
     }
@@ -158,7 +175,7 @@ fn preload(r: &mut Report, loaders: &[Found]) {
 }
 
 /// The settings file: trusted, and every line one the library uses.
-fn settings_file(r: &mut Report, path: &Path) {
+fn settings_file(r: &mut Report, path: &Path, vmx: bool, vm_fs: Option<FsKind>) {
     let text = match conf::read_trusted(path) {
         Ok(None) => return r.ok(&format!("{} does not exist: the defaults and the environment apply", path.display())),
         Ok(Some(t)) => t,
@@ -187,7 +204,14 @@ fn settings_file(r: &mut Report, path: &Path) {
         };
         r.problem(&file, &format!("{}{effect}", b.why), &fix);
     }
-    if bad.is_empty() {
+    // Good values that still keep the library from acting (for vmx: on .vmem files).
+    let programs_globs = conf::value(&entries, "NOSPARSE_PROGRAMS").map(String::from_utf8_lossy);
+    let vmx = vmx || programs_globs.is_some_and(|p| p.contains("vmware-vmx"));
+    let off = conf::turned_off(&entries, vmx, vm_fs);
+    for o in &off {
+        r.problem(path, &o.why, &o.fix);
+    }
+    if bad.is_empty() && off.is_empty() {
         let programs = conf::value(&entries, "NOSPARSE_PROGRAMS").map(String::from_utf8_lossy);
         let scope = match programs {
             Some(p) => format!("acts only in {p}"),

@@ -32,6 +32,9 @@ const STOP_SIGNALS: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHU
 
 /// The copy's path, as a C string, while it may exist; null otherwise.
 static COPY: AtomicPtr<libc::c_char> = AtomicPtr::new(std::ptr::null_mut());
+/// The line printed when a signal stops the rewrite (ending the progress line first),
+/// NUL-terminated; null when none.
+static STOPPED: AtomicPtr<libc::c_char> = AtomicPtr::new(std::ptr::null_mut());
 
 extern "C" fn on_signal(sig: libc::c_int) {
     let p = COPY.load(Ordering::SeqCst);
@@ -39,6 +42,12 @@ extern "C" fn on_signal(sig: libc::c_int) {
         // SAFETY: p is a NUL-terminated path that is never freed while armed; unlink is
         // async-signal-safe.
         unsafe { libc::unlink(p) };
+    }
+    let m = STOPPED.load(Ordering::SeqCst);
+    if !m.is_null() {
+        // SAFETY: m is a NUL-terminated string that is never freed while armed; strlen
+        // and write are async-signal-safe. Nothing can be done if the write fails.
+        unsafe { libc::write(libc::STDERR_FILENO, m.cast(), libc::strlen(m)) };
     }
     // SA_RESETHAND put the default action back; the signal is blocked until this
     // handler returns, and then ends the process as it would have without a handler.
@@ -50,11 +59,15 @@ extern "C" fn on_signal(sig: libc::c_int) {
 /// copy never outlives an interrupted rewrite, even in the middle of a long fsync.
 struct Cleanup {
     path: *mut libc::c_char,
+    stopped: *mut libc::c_char,
 }
 
 impl Cleanup {
-    fn arm(copy: &Path) -> Cleanup {
+    fn arm(copy: &Path, original: &Path) -> Cleanup {
         let path = CString::new(copy.as_os_str().as_bytes()).expect("a path has no NUL").into_raw();
+        let line = format!("\nnosparse rewrite: interrupted: copy removed, {} untouched\n", original.display());
+        let stopped = CString::new(line).expect("a path has no NUL").into_raw();
+        STOPPED.store(stopped, Ordering::SeqCst);
         COPY.store(path, Ordering::SeqCst);
         // SAFETY: a zeroed sigaction is valid; the handler only calls unlink and raise.
         let mut sa: libc::sigaction = unsafe { std::mem::zeroed() };
@@ -64,7 +77,7 @@ impl Cleanup {
             // SAFETY: sa is a valid sigaction; the old action is not needed.
             unsafe { libc::sigaction(sig, &sa, std::ptr::null_mut()) };
         }
-        Cleanup { path }
+        Cleanup { path, stopped }
     }
 }
 
@@ -75,8 +88,11 @@ impl Drop for Cleanup {
             unsafe { libc::signal(sig, libc::SIG_DFL) };
         }
         COPY.store(std::ptr::null_mut(), Ordering::SeqCst);
-        // SAFETY: from into_raw above; no handler can see it any more.
+        STOPPED.store(std::ptr::null_mut(), Ordering::SeqCst);
+        // SAFETY: from into_raw above; no handler can see them any more.
         drop(unsafe { CString::from_raw(self.path) });
+        // SAFETY: as above.
+        drop(unsafe { CString::from_raw(self.stopped) });
     }
 }
 
@@ -97,7 +113,7 @@ fn os_error(what: &str) -> Stop {
 /// Rewrites the file; prints what it did and returns the exit status.
 pub fn run(r: &Rewrite) -> u8 {
     match rewrite(r) {
-        Ok(()) => SUCCESS,
+        Ok(status) => status,
         Err(Stop::Refused(why)) => {
             eprintln!("nosparse rewrite: {}: refusing: {why}", r.file.display());
             REFUSED
@@ -120,7 +136,9 @@ fn free_bytes(fd: libc::c_int) -> Result<u64, Stop> {
     Ok((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
 }
 
-fn rewrite(r: &Rewrite) -> Result<(), Stop> {
+/// Rewrites the file; Ok with the exit status: SUCCESS, or REFUSED when the result is
+/// still over the limit (though better than before).
+fn rewrite(r: &Rewrite) -> Result<u8, Stop> {
     let path = fs::canonicalize(&r.file).map_err(|e| failed("cannot resolve the path", e))?;
     let (src, meta) = check::open_regular(&path).map_err(Stop::Refused)?;
     let before = check::measure_file(&src, &meta).map_err(Stop::Failed)?;
@@ -131,7 +149,7 @@ fn rewrite(r: &Rewrite) -> Result<(), Stop> {
             before.layout.fragments,
             before.allowed(r.max_fragments)
         );
-        return Ok(());
+        return Ok(SUCCESS);
     }
     if meta.nlink() > 1 {
         return Err(Stop::Refused(format!(
@@ -153,7 +171,7 @@ fn rewrite(r: &Rewrite) -> Result<(), Stop> {
     }
     let started = Instant::now();
     let tmp = temp_name(&path);
-    let cleanup = Cleanup::arm(&tmp);
+    let cleanup = Cleanup::arm(&tmp, &path);
     let dst = OpenOptions::new()
         .read(true)
         .write(true)
@@ -178,6 +196,17 @@ fn rewrite(r: &Rewrite) -> Result<(), Stop> {
             return Err(Stop::Refused(format!("{who} (it started during the copy)")));
         }
         dst.sync_all().map_err(|e| failed("fsync of the copy", e))?;
+        // Never a copy that is worse than the original: free space can be more broken
+        // up than the file was.
+        let dst_meta = dst.metadata().map_err(|e| failed("stat of the copy", e))?;
+        let copy = check::measure_file(&dst, &dst_meta).map_err(Stop::Failed)?;
+        if copy.layout.fragments > before.layout.fragments {
+            return Err(Stop::Refused(format!(
+                "the copy came out in {} fragments, more than the original's {} (the free space is broken up): \
+                 removed the copy, kept the original",
+                copy.layout.fragments, before.layout.fragments
+            )));
+        }
         fs::rename(&tmp, &path).map_err(|e| failed("rename over the original", e))
     });
     if let Err(stop) = result {
@@ -201,7 +230,19 @@ fn rewrite(r: &Rewrite) -> Result<(), Stop> {
         after.layout.fragments,
         after.allowed(r.max_fragments)
     );
-    Ok(())
+    if after.verdict(r.max_fragments) == Verdict::Whole {
+        return Ok(SUCCESS);
+    }
+    let than_before = if after.layout.fragments < before.layout.fragments { "better" } else { "no worse" };
+    eprintln!(
+        "nosparse rewrite: {}: still over the limit ({} fragments, at most {}), though {than_before} than \
+         before ({}): kept the copy; the free space on this filesystem is too broken up for a whole copy",
+        path.display(),
+        after.layout.fragments,
+        after.allowed(r.max_fragments),
+        before.layout.fragments
+    );
+    Ok(REFUSED)
 }
 
 /// `.NAME.nosparse-PID` beside the file.
