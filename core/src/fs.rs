@@ -158,19 +158,10 @@ fn upper_fs(fd: i32, buf: &mut [u8]) -> Option<sys::StatFs> {
 /// Writes `prefix` and `fd` in decimal, then a NUL, into `out`; returns the length
 /// with the NUL.
 pub fn proc_path(out: &mut [u8], prefix: &[u8], fd: i32) -> usize {
-    let mut digits = [0u8; 12];
-    let mut v = fd.unsigned_abs();
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 || i == 0 {
-            break;
-        }
-    }
+    let mut digits = [0u8; 20];
+    let number = crate::log::decimal(u64::from(fd.unsigned_abs()), &mut digits);
     let mut len = 0;
-    for &c in prefix.iter().chain(digits.get(i..).unwrap_or(&[])).chain(&[0u8]) {
+    for &c in prefix.iter().chain(number).chain(&[0u8]) {
         if let Some(slot) = out.get_mut(len) {
             *slot = c;
             len += 1;

@@ -88,18 +88,9 @@ impl<'a> Line<'a> {
     }
 
     /// A decimal number.
-    pub fn n(&mut self, mut v: u64) -> &mut Self {
+    pub fn n(&mut self, v: u64) -> &mut Self {
         let mut digits = [0u8; 20];
-        let mut i = digits.len();
-        loop {
-            i -= 1;
-            digits[i] = b'0' + (v % 10) as u8;
-            v /= 10;
-            if v == 0 || i == 0 {
-                break;
-            }
-        }
-        digits.get(i..).unwrap_or(&[]).iter().for_each(|&c| self.push(c));
+        decimal(v, &mut digits).iter().for_each(|&c| self.push(c));
         self
     }
 
@@ -144,6 +135,20 @@ impl<'a> Line<'a> {
             }
         }
     }
+}
+
+/// `v` in decimal, written at the end of `digits`; returns the digits.
+pub fn decimal(mut v: u64, digits: &mut [u8; 20]) -> &[u8] {
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 || i == 0 {
+            break;
+        }
+    }
+    digits.get(i..).unwrap_or(&[])
 }
 
 /// The largest binary unit not above `v`: its shift and name.
