@@ -221,7 +221,6 @@ fn prepare(fd: c_int, call: &Call, blocks: i64, s: &mut ScratchSpace) -> Prepare
                 fs: data.kind,
                 overlay: data.overlay,
                 free: data.statfs.free_bytes(sys::is_root()),
-                capacity: data.statfs.capacity(),
                 path_matches: cfg.matcher.matches(fd_path(fd, path)),
                 fsize_limit: sys::fsize_limit(),
             };

@@ -38,8 +38,6 @@ pub struct File {
     pub overlay: bool,
     /// Bytes this process may still allocate there.
     pub free: u64,
-    /// The filesystem's whole size, in bytes.
-    pub capacity: u64,
     pub path_matches: bool,
     /// `RLIMIT_FSIZE` soft limit.
     pub fsize_limit: u64,
@@ -70,9 +68,6 @@ pub enum Skip {
     CannotZero,
     /// The new range lies within the block that holds the file's end: nothing to allocate.
     NothingToAllocate,
-    /// The new range is larger than the whole filesystem: it can never be allocated, and
-    /// the real call decides (a sparse file, or EFBIG).
-    LargerThanFilesystem,
 }
 
 impl Skip {
@@ -94,7 +89,6 @@ impl Skip {
             Skip::FileSizeLimit => "beyond RLIMIT_FSIZE",
             Skip::CannotZero => "O_DIRECT or O_APPEND descriptor and NOSPARSE_METHOD=zero",
             Skip::NothingToAllocate => "the new range is within the last block",
-            Skip::LargerThanFilesystem => "larger than the whole filesystem",
         }
     }
 }
@@ -208,8 +202,6 @@ pub fn judge(cfg: &Config, c: &Call, f: &File) -> Decision {
         };
         return if plan.is_empty() {
             Decision::Skip(Skip::NothingToAllocate)
-        } else if plan.len() > f.capacity {
-            Decision::Skip(Skip::LargerThanFilesystem)
         } else if cfg.method == Method::Off {
             Decision::WouldAllocate(plan)
         } else if plan.len() > f.free {
@@ -256,7 +248,6 @@ mod tests {
             fs: FsKind::Ext,
             overlay: false,
             free: 100 << 30,
-            capacity: 1 << 40,
             path_matches: true,
             fsize_limit: u64::MAX,
         };
@@ -312,14 +303,12 @@ mod tests {
     }
 
     #[test]
-    fn nothing_to_allocate_and_more_than_the_filesystem_holds() {
+    fn nothing_to_allocate_within_the_last_block() {
         let (c, f) = vmem();
         let small = Config { min_size: 1024, ..DEFAULT };
         // 100 bytes, then one byte at 2000: the new range ends inside the first block.
         let within = Call { size: 100, offset: 2000, ..c };
         assert_eq!(judge(&small, &within, &f), Decision::Skip(Skip::NothingToAllocate));
-        let huge = Call { offset: i64::MAX - 1, ..c };
-        assert_eq!(decide(huge, File { free: 1 << 30, ..f }), Decision::Skip(Skip::LargerThanFilesystem));
     }
 
     #[test]
@@ -368,7 +357,7 @@ mod tests {
     fn boundaries() {
         let (c, f) = vmem();
         assert!(matches!(decide(Call { offset: 64 * MIB - 1, ..c }, f), Decision::Allocate(_)));
-        let roomy = File { free: u64::MAX, capacity: u64::MAX, ..f };
+        let roomy = File { free: u64::MAX, ..f };
         assert!(matches!(decide(Call { offset: i64::MAX - 1, ..c }, roomy), Decision::Allocate(_)));
         assert!(matches!(decide(c, File { fsize_limit: 3774873600, ..f }), Decision::Allocate(_)));
     }

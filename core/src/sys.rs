@@ -231,11 +231,6 @@ pub struct StatFs {
 }
 
 impl StatFs {
-    /// The filesystem's size in bytes.
-    pub fn capacity(&self) -> u64 {
-        self.blocks.saturating_mul(self.bsize)
-    }
-
     /// Free bytes this process may allocate (root may use the reserve).
     pub fn free_bytes(&self, root: bool) -> u64 {
         let blocks = if root { self.bfree } else { self.bavail };
