@@ -222,8 +222,6 @@ pub struct StatFs {
     /// The filesystem's magic number.
     pub kind: u32,
     pub bsize: u64,
-    /// Blocks in all.
-    pub blocks: u64,
     /// Free blocks, root's reserve included.
     pub bfree: u64,
     /// Free blocks for unprivileged users.
@@ -246,13 +244,7 @@ pub fn fstatfs(fd: i32) -> Result<StatFs> {
     {
         // SAFETY: b has room for the kernel's struct statfs (120 bytes).
         unsafe { call(nr::FSTATFS, [fd as usize, b.as_mut_ptr() as usize, 0, 0, 0, 0]) }?;
-        Ok(StatFs {
-            kind: u32_at(&b, 0),
-            bsize: u64_at(&b, 8),
-            blocks: u64_at(&b, 16),
-            bfree: u64_at(&b, 24),
-            bavail: u64_at(&b, 32),
-        })
+        Ok(StatFs { kind: u32_at(&b, 0), bsize: u64_at(&b, 8), bfree: u64_at(&b, 24), bavail: u64_at(&b, 32) })
     }
     #[cfg(target_arch = "x86")]
     {
@@ -262,7 +254,6 @@ pub fn fstatfs(fd: i32) -> Result<StatFs> {
         Ok(StatFs {
             kind: u32_at(&b, 0),
             bsize: u64::from(u32_at(&b, 4)),
-            blocks: u64_at(&b, 8),
             bfree: u64_at(&b, 16),
             bavail: u64_at(&b, 24),
         })
