@@ -197,7 +197,7 @@ fn around(fd: c_int, trigger: Trigger, offset: i64, call: impl FnOnce() -> i64) 
                 if let Some(mut s) = Scratch::map() {
                     let ScratchSpace { path, exe, line, io, cfg, .. } = &mut *s;
                     let cfg = config(cfg, io, exe);
-                    give_back(fd, &done, "the call itself failed", cfg, path, line, io);
+                    give_back(fd, &done, "the call itself failed", cfg, fd_path(fd, path), line, io);
                 }
             }
             ret
@@ -211,9 +211,13 @@ fn prepare(fd: c_int, call: &Call, blocks: i64, s: &mut ScratchSpace) -> Prepare
     let ScratchSpace { path, exe, line, io, fiemap, cfg } = s;
     let cfg = config(cfg, io, exe);
     let (trigger, offset) = (call.trigger, call.offset);
+    // The path is read once, for NOSPARSE_MATCH and the log lines; not for calls the
+    // screen already settles.
+    let mut name: &[u8] = b"";
     let decision = match policy::screen(cfg, call) {
         Err(skip) => Decision::Skip(skip),
         Ok(()) => {
+            name = fd_path(fd, path);
             let Ok(data) = fs::data_fs(fd, io) else { return Prepared::Untouched };
             let file = File {
                 // Filesystems without inode flags (ENOTTY) have neither append-only nor immutable.
@@ -221,7 +225,7 @@ fn prepare(fd: c_int, call: &Call, blocks: i64, s: &mut ScratchSpace) -> Prepare
                 fs: data.kind,
                 overlay: data.overlay,
                 free: data.statfs.free_bytes(sys::is_root()),
-                path_matches: cfg.matcher.matches(fd_path(fd, path)),
+                path_matches: cfg.matcher.matches(name),
                 fsize_limit: sys::fsize_limit(),
             };
             policy::judge(cfg, call, &file)
@@ -243,17 +247,13 @@ fn prepare(fd: c_int, call: &Call, blocks: i64, s: &mut ScratchSpace) -> Prepare
         }
         Decision::WouldAllocate(plan) => {
             let mut l = Line::new(line, cfg.log, Level::Info);
-            l.s("would preallocate ").text(fd_path(fd, path)).s(": ").bytes(plan.len());
+            l.s("would preallocate ").text(name).s(": ").bytes(plan.len());
             l.s(" (NOSPARSE_METHOD=off)").emit();
             return Prepared::Untouched;
         }
         Decision::NoRoom { needed, free } => {
             let mut l = Line::new(line, cfg.log, Level::Warning);
-            l.s("could not preallocate ")
-                .text(fd_path(fd, path))
-                .s(": not enough room (ENOSPC): needs ")
-                .bytes(needed)
-                .s(", ");
+            l.s("could not preallocate ").text(name).s(": not enough room (ENOSPC): needs ").bytes(needed).s(", ");
             l.bytes(free).s(" free; ").s(outcome(cfg)).emit();
             return failed(cfg, Errno(libc::ENOSPC));
         }
@@ -265,7 +265,7 @@ fn prepare(fd: c_int, call: &Call, blocks: i64, s: &mut ScratchSpace) -> Prepare
                 let ms = sys::monotonic_ns().saturating_sub(started) / 1_000_000;
                 let frags = extents::layout_in(fd, plan.end as u64, fiemap).ok().filter(|l| !l.pending);
                 let mut l = Line::new(line, cfg.log, Level::Info);
-                l.s("preallocated ").text(fd_path(fd, path)).s(": ").bytes(plan.len()).s(" by ").s(done.how.name());
+                l.s("preallocated ").text(name).s(": ").bytes(plan.len()).s(" by ").s(done.how.name());
                 l.s(" in ").n(ms).s(" ms (on ").s(trigger.name()).s("), fragments: ");
                 match frags {
                     Some(layout) => l.n(layout.fragments),
@@ -276,9 +276,9 @@ fn prepare(fd: c_int, call: &Call, blocks: i64, s: &mut ScratchSpace) -> Prepare
             Prepared::Allocated(done)
         }
         Err((e, done)) => {
-            give_back(fd, &done, "preallocation failed", cfg, path, line, io);
+            give_back(fd, &done, "preallocation failed", cfg, name, line, io);
             let mut l = Line::new(line, cfg.log, Level::Warning);
-            l.s("could not preallocate ").text(fd_path(fd, path)).s(" (").bytes(plan.len()).s(" by ");
+            l.s("could not preallocate ").text(name).s(" (").bytes(plan.len()).s(" by ");
             l.s(done.how.name()).s("): ").errno(e).s("; ").s(outcome(cfg)).emit();
             failed(cfg, e)
         }
@@ -301,10 +301,10 @@ fn failed(cfg: &Config, e: Errno) -> Prepared {
 }
 
 /// Undoes an allocation, and says what is left if that fails too.
-fn give_back(fd: c_int, done: &Done, why: &str, cfg: &Config, path: &mut PathBuf, line: &mut LineBuf, io: &mut [u8]) {
+fn give_back(fd: c_int, done: &Done, why: &str, cfg: &Config, name: &[u8], line: &mut LineBuf, io: &mut [u8]) {
     if let Err(left) = prealloc::undo(fd, done, io) {
         let mut l = Line::new(line, cfg.log, Level::Warning);
-        l.s("could not give back all of the preallocation of ").text(fd_path(fd, path)).s(" (").s(why).s("): ");
+        l.s("could not give back all of the preallocation of ").text(name).s(" (").s(why).s("): ");
         if let Some(e) = left.errno {
             l.errno(e).s("; ");
         }
