@@ -578,6 +578,19 @@ fn doctor_names_the_file_and_the_fix() {
         assert!(report.contains(&format!("PROBLEM: {}:2: NOSPARSE_MIN_SIZE=64MB", conf.display())), "{report}");
         assert!(report.contains("nosparse doctor: 2 problems found"), "{report}");
     }
+    // A set-user-ID vmx that is there and not wrapped: one line, the program and the fix.
+    let vmx = s.path("vmware-vmx");
+    fs::copy(&builds().vmx64, &vmx).unwrap();
+    fs::set_permissions(&vmx, fs::Permissions::from_mode(0o4755)).unwrap();
+    let out = run(Command::new(&p.bin).arg("doctor").arg("--program").arg(&vmx));
+    let report = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    let line = format!("PROBLEM: {}: set-user-ID and not wrapped", vmx.display());
+    let fix = format!("; fix: sudo nosparse-vmware install --vmx {}\n", vmx.display());
+    assert!(report.lines().any(|l| l.starts_with(&line) && format!("{l}\n").ends_with(&fix)), "{report}");
+    fs::set_permissions(&vmx, fs::Permissions::from_mode(0o755)).unwrap();
+    let out = run(Command::new(&p.bin).arg("doctor").arg("--program").arg(&vmx));
+    assert!(text(&out.stdout).contains(&format!("ok: {} is not set-user-ID", vmx.display())));
     // A missing build is a problem, with the path and the fix.
     let only64 = prefix(&s, "only64", false);
     let out = run(Command::new(&only64.bin).arg("doctor"));

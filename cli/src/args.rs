@@ -62,6 +62,8 @@ pub struct Doctor {
     pub vm_dir: Option<PathBuf>,
     /// Only the settings file (what `nosparse-vmware status` asks).
     pub settings_only: bool,
+    /// The set-user-ID programs that must be wrapped (`--program`; vmx by default).
+    pub programs: Vec<PathBuf>,
 }
 
 /// The subcommands, each named only as the first argument.
@@ -190,7 +192,13 @@ fn rewrite(p: &mut lexopt::Parser) -> Result<Command, Usage> {
 }
 
 fn doctor(p: &mut lexopt::Parser) -> Result<Command, Usage> {
-    let mut d = Doctor { config: PathBuf::from(crate::conf::PATH), vmx: false, vm_dir: None, settings_only: false };
+    let mut d = Doctor {
+        config: PathBuf::from(crate::conf::PATH),
+        vmx: false,
+        vm_dir: None,
+        settings_only: false,
+        programs: Vec::new(),
+    };
     while let Some(arg) = p.next().map_err(lexopt_error)? {
         match arg {
             Short('h') | Long("help") => return Ok(Command::Help(docs::help())),
@@ -198,8 +206,12 @@ fn doctor(p: &mut lexopt::Parser) -> Result<Command, Usage> {
             Long("vmx") => d.vmx = true,
             Long("vm-dir") => d.vm_dir = Some(p.value().map_err(lexopt_error)?.into()),
             Long("settings-only") => d.settings_only = true,
+            Long("program") => d.programs.push(p.value().map_err(lexopt_error)?.into()),
             other => return Err(lexopt_error(other.unexpected())),
         }
+    }
+    if d.programs.is_empty() {
+        d.programs.push(PathBuf::from(crate::doctor::VMX));
     }
     Ok(Command::Doctor(d))
 }

@@ -84,7 +84,7 @@ impl Report {
 /// FIFO or a device is refused from its `stat`, before any open, and the open itself is
 /// non-blocking in case the name was swapped for one meanwhile.
 pub fn open_regular(path: &Path) -> Result<(File, fs::Metadata), String> {
-    let err = |e: io::Error| e.to_string();
+    let err = |e: io::Error| human::os_error(&e);
     let before = fs::metadata(path).map_err(err)?;
     refuse_special(&before)?;
     let f = File::options()
@@ -155,7 +155,7 @@ pub fn measure_file(f: &File, meta: &fs::Metadata) -> Result<Report, String> {
     };
     let mut layout = read()?;
     if layout.pending {
-        f.sync_data().map_err(|e| format!("fdatasync: {e}"))?;
+        f.sync_data().map_err(|e| format!("fdatasync: {}", human::os_error(&e)))?;
         layout = read()?;
     }
     let allocated = f.metadata().map(|m| m.blocks() * 512).unwrap_or(meta.blocks() * 512);
@@ -204,7 +204,7 @@ fn files(paths: &[PathBuf], pattern: Option<&str>) -> (Vec<Item>, Vec<PathBuf>) 
 fn walk(dir: &Path, pattern: Option<&str>, out: &mut Vec<Item>) {
     let entries = match fs::read_dir(dir) {
         Ok(e) => e,
-        Err(e) => return out.push(Err((dir.to_path_buf(), e.to_string()))),
+        Err(e) => return out.push(Err((dir.to_path_buf(), human::os_error(&e)))),
     };
     let mut entries: Vec<_> = entries.flatten().map(|e| e.path()).collect();
     entries.sort();

@@ -26,9 +26,9 @@ pub fn read_trusted(path: &Path) -> Result<Option<Vec<u8>>, String> {
     let mut f = match File::options().read(true).custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY).open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(format!("cannot open it: {e}")),
+        Err(e) => return Err(format!("cannot open it: {}", crate::human::os_error(&e))),
     };
-    let m = f.metadata().map_err(|e| format!("cannot stat it: {e}"))?;
+    let m = f.metadata().map_err(|e| format!("cannot stat it: {}", crate::human::os_error(&e)))?;
     if !m.is_file() {
         return Err("not a regular file".into());
     }
@@ -42,7 +42,7 @@ pub fn read_trusted(path: &Path) -> Result<Option<Vec<u8>>, String> {
         return Err(format!("{} bytes, larger than {MAX_BYTES}", m.len()));
     }
     let mut text = Vec::new();
-    f.read_to_end(&mut text).map_err(|e| format!("cannot read it: {e}"))?;
+    f.read_to_end(&mut text).map_err(|e| format!("cannot read it: {}", crate::human::os_error(&e)))?;
     Ok(Some(text))
 }
 

@@ -118,7 +118,7 @@ I/O errors are exit 2.",
     },
     Cmd {
         name: "doctor",
-        synopsis: "[--config FILE] [--vmx] [--vm-dir DIR] [--settings-only]",
+        synopsis: "[--config FILE] [--vmx] [--vm-dir DIR] [--program PATH]...",
         about: "\
 Checks this host's setup and prints one line per finding: each build of the library
 installed where its loader looks, the entries of /etc/ld.so.preload, /etc/nosparse.conf
@@ -129,12 +129,15 @@ problems too: NOSPARSE_DISABLE=1, NOSPARSE_METHOD=off, a comment after a value (
 library takes it as part of the value); and when the file is for vmx (a wrapper is
 installed, NOSPARSE_PROGRAMS names vmware-vmx, or --vmx), NOSPARSE_PROGRAMS or
 NOSPARSE_MATCH leaving out vmware-vmx or *.vmem, NOSPARSE_MIN_SIZE above 1GiB, and
-NOSPARSE_SKIP_FS naming the filesystem of --vm-dir. Each problem names the file and
-the fix.",
+NOSPARSE_SKIP_FS naming the filesystem of --vm-dir. A set-user-ID vmware-vmx that is
+there and not wrapped is a problem: its loader takes no library named with a path, so
+neither the launcher nor LD_PRELOAD reaches it. Each problem is one line, naming the
+file and the fix.",
         opts: &[
             opt(None, "config", "FILE", "/dev/null", "check FILE as the settings file, e.g. before installing it"),
             opt(None, "vmx", "", "", "check the settings as vmware-vmx's"),
             opt(None, "vm-dir", "DIR", "/vmfs", "where the VMs are, for NOSPARSE_SKIP_FS (implies --vmx)"),
+            opt(None, "program", "PATH", "/usr/lib/vmware/bin/vmware-vmx", "a set-user-ID program that must be wrapped, when it is there (default /usr/lib/vmware/bin/vmware-vmx); may be repeated"),
             opt(None, "settings-only", "", "", "check only the settings file"),
         ],
     },
@@ -439,7 +442,7 @@ _nosparse() {{
             if [[ $cur == -* ]]; then COMPREPLY=($(compgen -W '{rewrite} --help' -- "$cur")); else COMPREPLY=($(compgen -f -- "$cur")); fi
             return ;;
         doctor)
-            case $prev in --config) COMPREPLY=($(compgen -f -- "$cur")); return ;; esac
+            case $prev in --config|--program) COMPREPLY=($(compgen -f -- "$cur")); return ;; esac
             COMPREPLY=($(compgen -W '{doctor} --help' -- "$cur"))
             return ;;
     esac

@@ -17,7 +17,11 @@ const LOADERS: [(&str, Class); 2] =
 /// The loader's list of libraries for every process.
 pub const PRELOAD: &str = "/etc/ld.so.preload";
 /// What `nosparse-vmware install` records; not empty while a wrapper is installed.
-const VMWARE_STATE: &str = "/var/lib/nosparse/vmware";
+pub const VMWARE_STATE: &str = "/var/lib/nosparse/vmware";
+/// Where VMware installs vmx, the program `nosparse-vmware install` wraps by default.
+pub const VMX: &str = "/usr/lib/vmware/bin/vmware-vmx";
+/// The set-user-ID bit.
+const SET_UID: u32 = 0o4000;
 /// Read permission for everyone: the library is loaded by every user's processes.
 const ALL_READ: u32 = 0o444;
 
@@ -38,6 +42,12 @@ impl Report {
     fn problem(&mut self, file: &Path, what: &str, fix: &str) {
         self.problems += 1;
         println!("PROBLEM: {}: {what}; fix: {fix}", file.display());
+    }
+
+    /// A problem already worded with its file and fix (a line of `nosparse-vmware status`).
+    fn problem_line(&mut self, line: &str) {
+        self.problems += 1;
+        println!("PROBLEM: {line}");
     }
 }
 
@@ -67,6 +77,7 @@ pub fn run(d: &Doctor) -> Result<u8, Failure> {
         preload(&mut r, &loaders);
         settings_file(&mut r, &d.config, vmx, vm_fs);
         vmware(&mut r, &prefix);
+        unwrapped_vmx(&mut r, &d.programs);
     }
     if r.problems == 0 {
         println!("nosparse doctor: all is well");
@@ -97,7 +108,11 @@ fn builds(r: &mut Report, prefix: &Path) -> Vec<Found> {
         let fix = format!("install the {bits}-bit build there (scripts/install.sh installs both; or the packages)");
         match lib.metadata() {
             Err(e) => {
-                let what = if e.kind() == std::io::ErrorKind::NotFound { "missing".to_string() } else { e.to_string() };
+                let what = if e.kind() == std::io::ErrorKind::NotFound {
+                    "missing".to_string()
+                } else {
+                    crate::human::os_error(&e)
+                };
                 r.problem(&lib, &format!("{what}: {bits}-bit programs get no library from the launcher"), &fix)
             }
             Ok(_) if class_of(&lib) != Some(class) => r.problem(&lib, &format!("not a {bits}-bit ELF library"), &fix),
@@ -135,7 +150,13 @@ fn preload(r: &mut Report, loaders: &[Found]) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return r.ok(&format!("{PRELOAD} does not exist: the library is loaded only where asked for"));
         }
-        Err(e) => return r.problem(Path::new(PRELOAD), &format!("cannot read it: {e}"), "check its permissions (644)"),
+        Err(e) => {
+            return r.problem(
+                Path::new(PRELOAD),
+                &format!("cannot read it: {}", crate::human::os_error(&e)),
+                "check its permissions (644)",
+            )
+        }
     };
     // As glibc's loader reads it (tried: a bind mount over the file in a private mount
     // namespace): '#' starts a comment to the end of its line, wherever it stands; the
@@ -221,21 +242,59 @@ fn settings_file(r: &mut Report, path: &Path, vmx: bool, vm_fs: Option<FsKind>) 
     }
 }
 
-/// The VMware wrapper, as `nosparse-vmware status` sees it.
+/// The VMware wrapper, as `nosparse-vmware status` sees it: one line per finding, each
+/// broken part a problem of its own (status words them with the file and the fix).
 fn vmware(r: &mut Report, prefix: &Path) {
     let tool = prefix.join("sbin").join("nosparse-vmware");
     if !tool.is_file() {
         return r.note(&format!("{} is not installed: the VMware wrapper is not checked", tool.display()));
     }
     match Command::new(&tool).arg("status").output() {
-        Err(e) => r.problem(&tool, &format!("cannot run it: {e}"), "reinstall nosparse"),
+        Err(e) => r.problem(&tool, &format!("cannot run it: {}", crate::human::os_error(&e)), "reinstall nosparse"),
         Ok(out) => {
-            let text = String::from_utf8_lossy(&out.stdout).trim().replace('\n', "; ");
-            if out.status.success() {
-                r.ok(&format!("VMware wrapper: {text}"));
-            } else {
-                r.problem(&tool, &format!("status: {text}"), "sudo nosparse-vmware repair");
+            let text = String::from_utf8_lossy(&out.stdout);
+            let mut broken = 0;
+            for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                if let Some(what) = line.strip_prefix("BROKEN: ") {
+                    broken += 1;
+                    r.problem_line(what);
+                } else {
+                    let what = line.strip_prefix("ok: ").unwrap_or(line);
+                    r.ok(&format!("VMware wrapper: {what}"));
+                }
+            }
+            if !out.status.success() && broken == 0 {
+                r.problem(&tool, &format!("status failed ({})", out.status), "sudo nosparse-vmware repair");
             }
         }
+    }
+}
+
+/// The programs `nosparse-vmware` recorded as wrapped.
+fn recorded_wrappers() -> Vec<PathBuf> {
+    let text = std::fs::read_to_string(VMWARE_STATE).unwrap_or_default();
+    text.lines().filter_map(|l| l.split('\t').next()).filter(|v| !v.is_empty()).map(PathBuf::from).collect()
+}
+
+/// A set-user-ID vmx that is there and not wrapped: its loader ignores `LD_PRELOAD` with
+/// a path and the launcher cannot help, so its `.vmem` files are created sparse.
+fn unwrapped_vmx(r: &mut Report, programs: &[PathBuf]) {
+    let recorded = recorded_wrappers();
+    for vmx in programs {
+        // The wrapped vmx is a link to the wrapper; a recorded one that is a program
+        // again (a VMware upgrade) is nosparse-vmware status's to report.
+        let Ok(m) = vmx.symlink_metadata() else { continue };
+        if !m.is_file() || recorded.contains(vmx) {
+            continue;
+        }
+        if m.permissions().mode() & SET_UID == 0 {
+            r.ok(&format!("{} is not set-user-ID: the launcher can run it (nosparse -- ...)", vmx.display()));
+            continue;
+        }
+        r.problem(
+            vmx,
+            "set-user-ID and not wrapped: its loader ignores LD_PRELOAD with a path, so the guests' .vmem files are created sparse",
+            &format!("sudo nosparse-vmware install --vmx {}", vmx.display()),
+        );
     }
 }

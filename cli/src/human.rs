@@ -1,6 +1,15 @@
-//! Sizes, rates and durations as people read them.
+//! Sizes, rates, durations and errors as people read them.
 
 use std::time::Duration;
+
+/// An I/O error's text without Rust's ` (os error N)`: `No such file or directory`.
+pub fn os_error(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    match (e.raw_os_error(), text.rfind(" (os error ")) {
+        (Some(_), Some(at)) if text.ends_with(')') => text[..at].to_string(),
+        _ => text,
+    }
+}
 
 /// `n` bytes in the largest binary unit it fills, one decimal: `3.5 GiB`, `512 B`.
 pub fn bytes(n: u64) -> String {
@@ -46,5 +55,12 @@ mod tests {
         assert_eq!(bytes(u64::MAX), "16383.9 PiB");
         assert_eq!(duration(Duration::from_secs(65)), "1m05s");
         assert_eq!(duration(Duration::from_secs(7380)), "2h03m");
+    }
+
+    #[test]
+    fn errors_read_as_the_system_says_them() {
+        let e = std::io::Error::from_raw_os_error(libc::ENOENT);
+        assert_eq!(os_error(&e), "No such file or directory");
+        assert_eq!(os_error(&std::io::Error::other("odd (os error 2)")), "odd (os error 2)");
     }
 }

@@ -23,9 +23,12 @@ pub const LIB_NAME: &str = "libnosparse.so";
 /// The install prefix this launcher belongs to: the parent of the directory it is in
 /// (`/usr` for `/usr/bin/nosparse`).
 pub fn prefix() -> Result<PathBuf, Failure> {
-    let exe = std::env::current_exe()
-        .and_then(std::fs::canonicalize)
-        .map_err(|e| Failure::new(LAUNCHER_FAILED, format!("cannot find where this program is installed: {e}")))?;
+    let exe = std::env::current_exe().and_then(std::fs::canonicalize).map_err(|e| {
+        Failure::new(
+            LAUNCHER_FAILED,
+            format!("cannot find where this program is installed: {}", crate::human::os_error(&e)),
+        )
+    })?;
     Ok(exe.parent().and_then(Path::parent).map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("/")))
 }
 
@@ -49,7 +52,7 @@ fn loader_of(program: &Path) -> Result<Option<(PathBuf, elf::Class)>, Failure> {
     for _ in 0..4 {
         let kind = elf::kind(&path).map_err(|e| {
             let status = if e.kind() == ErrorKind::NotFound { NOT_FOUND } else { CANNOT_RUN };
-            Failure::new(status, format!("cannot run {}: {e}", path.display()))
+            Failure::new(status, format!("cannot run {}: {}", path.display(), crate::human::os_error(&e)))
         })?;
         match kind {
             Kind::Dynamic { class, interp } => return Ok(Some((interp, class))),

@@ -102,8 +102,8 @@ enum Stop {
     Failed(String),
 }
 
-fn failed(what: &str, e: impl std::fmt::Display) -> Stop {
-    Stop::Failed(format!("{what}: {e}"))
+fn failed(what: &str, e: io::Error) -> Stop {
+    Stop::Failed(format!("{what}: {}", human::os_error(&e)))
 }
 
 fn os_error(what: &str) -> Stop {
