@@ -12,7 +12,8 @@ mod common;
 use common::{artifacts, assert_same_content, have, is_root, require, Scratch, MIB};
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
+use std::os::unix::io::AsRawFd;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -299,14 +300,13 @@ fn check_counts_like_filefrag_and_judges_by_the_filesystems_best() {
     let pieces = s.path("pieces.img");
     fragmented(&pieces, 64 * MIB);
     let out = check(&["--json"], &[&pieces]);
-    let json = text(&out.stdout);
-    let field = |name: &str| -> u64 {
-        let rest = &json[json.find(&format!("\"{name}\": ")).expect(name) + name.len() + 4..];
-        rest[..rest.find([',', '}']).unwrap()].parse().unwrap()
-    };
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("--json prints JSON");
+    let file = &json["files"][0];
+    let field = |name: &str| -> u64 { file[name].as_u64().unwrap_or_else(|| panic!("{name} in {json}")) };
     assert_eq!(field("fragments"), filefrag(&pieces), "{json}");
     let verdict = if field("fragments") > field("allowed") { "fragmented" } else { "whole" };
-    assert!(json.contains(&format!("\"verdict\": \"{verdict}\"")), "{json}");
+    assert_eq!(file["verdict"], verdict, "{json}");
+    assert_eq!(json["summary"]["files"], 1, "{json}");
     assert_eq!(out.status.code(), Some(if verdict == "whole" { 0 } else { 1 }), "{json}");
     eprintln!(
         "a 64 MiB file written in turns with another: {} fragments, {} allowed",
@@ -327,12 +327,105 @@ fn check_counts_like_filefrag_and_judges_by_the_filesystems_best() {
     fifo(&f);
     let out = check(&[], &[&f]);
     assert!(out.status.code() == Some(2) && text(&out.stderr).contains("a FIFO, not a regular file"));
-    let out = check(&["--json", "--pattern", "*.vmem"], &[&s.dir]);
-    let json = text(&out.stdout);
-    assert!(json.starts_with("[\n") && json.ends_with("\n]\n"), "{json}");
-    assert_eq!(json.matches("\"path\"").count(), 2, "{json}");
-    assert!(json.contains("whole.vmem") && json.contains("sparse.vmem") && !json.contains("fifo"), "{json}");
+    let out = check(&["--format", "ndjson", "--pattern", "*.vmem"], &[&s.dir]);
+    let lines: Vec<serde_json::Value> =
+        text(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("one JSON object a line")).collect();
+    let paths: Vec<&str> = lines.iter().filter_map(|l| l["path"].as_str()).collect();
+    assert_eq!(paths.len(), 2, "{lines:?}");
+    assert!(paths[0].ends_with("sparse.vmem") && paths[1].ends_with("whole.vmem"), "{paths:?}");
+    let summary = &lines.last().unwrap()["summary"];
+    assert_eq!((summary["files"].as_u64(), summary["sparse"].as_u64()), (Some(2), Some(1)), "{summary}");
     assert_eq!(out.status.code(), Some(1));
+}
+
+/// A Python interpreter with prometheus_client, if there is one.
+fn prometheus_python() -> Option<&'static str> {
+    ["python3", "/usr/bin/python3"]
+        .into_iter()
+        .find(|py| Command::new(py).args(["-c", "import prometheus_client"]).output().is_ok_and(|o| o.status.success()))
+}
+
+/// The Prometheus output as prometheus_client's parser reads it: (name, labels, value)
+/// per sample, sorted.
+fn parse_prometheus(python: &str, exposition: &[u8]) -> Vec<(String, String, f64)> {
+    let script = "import sys, json\n\
+        from prometheus_client.parser import text_string_to_metric_families\n\
+        out = []\n\
+        for f in text_string_to_metric_families(sys.stdin.read()):\n\
+        \x20   assert f.type == 'gauge', f.name\n\
+        \x20   for s in f.samples:\n\
+        \x20       out.append([s.name, json.dumps(s.labels, sort_keys=True), s.value])\n\
+        print(json.dumps(sorted(out)))\n";
+    let mut child = Command::new(python)
+        .args(["-c", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    child.stdin.take().unwrap().write_all(exposition).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "prometheus_client refused the output:\n{}", text(exposition));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// `check --format prometheus`, read by the Prometheus client's own parser; blocks past
+/// the end; a directory with nothing to check; a pattern with '/' against absolute paths.
+#[test]
+fn check_speaks_prometheus_and_sees_past_the_end() {
+    let s = Scratch::new("cli-check-formats");
+    let p = prefix(&s, "prefix", false);
+    let dir = s.path("vms");
+    fs::create_dir_all(dir.join("a")).unwrap();
+    let sparse = dir.join("a/guest \"1\".vmem");
+    fs::File::create(&sparse).unwrap().set_len(300 * MIB).unwrap();
+    // Preallocated past its end, as a failed call under NOSPARSE_ON_ERROR=fail leaves it.
+    let past = dir.join("a/past.vmem");
+    let f = fs::File::create(&past).unwrap();
+    f.write_all_at(&[1u8; 4096], 0).unwrap();
+    // SAFETY: plain integer arguments on an open fd.
+    let ok = unsafe { libc::fallocate(f.as_raw_fd(), libc::FALLOC_FL_KEEP_SIZE, 0, 8 * MIB as libc::off_t) } == 0;
+    drop(f);
+    let out = run(Command::new(&p.bin).args(["check", "--format", "json"]).arg(&past));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    if ok {
+        assert_eq!(json["files"][0]["beyond_eof"], 8 * MIB - 4096, "{json}");
+        let out = run(Command::new(&p.bin).arg("check").arg(&past));
+        assert!(text(&out.stdout).contains("allocated past the end 7.9 MiB"), "{}", text(&out.stdout));
+    }
+    if require(prometheus_python().is_some(), "python3 with prometheus_client (python3-prometheus-client)") {
+        let out = run(Command::new(&p.bin).args(["check", "--format", "prometheus"]).arg(&dir));
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+        let samples = parse_prometheus(prometheus_python().unwrap(), &out.stdout);
+        let value = |name: &str, labels: &str| {
+            samples.iter().find(|(n, l, _)| n == name && l == labels).map(|s| s.2).unwrap_or_else(|| {
+                panic!("no {name} {labels} in {samples:?}");
+            })
+        };
+        let label = |path: &Path| serde_json::to_string(&path.to_str().unwrap()).unwrap();
+        let sparse_label = format!("{{\"path\": {}}}", label(&sparse));
+        assert_eq!(value("nosparse_file_hole_bytes", &sparse_label), (300 * MIB) as f64);
+        assert_eq!(value("nosparse_file_fragments", &sparse_label), 0.0);
+        let verdict = format!("{{\"path\": {}, \"verdict\": \"sparse\"}}", label(&sparse));
+        assert_eq!(value("nosparse_file_verdict", &verdict), 1.0);
+        if ok {
+            let past_label = format!("{{\"path\": {}}}", label(&past));
+            assert_eq!(value("nosparse_file_beyond_eof_bytes", &past_label), (8 * MIB - 4096) as f64);
+        }
+        assert_eq!(value("nosparse_check_files", "{\"verdict\": \"sparse\"}"), 1.0);
+    }
+    // A directory with nothing in it is what a pattern matching nothing is: exit 1.
+    let empty = s.path("empty");
+    fs::create_dir_all(&empty).unwrap();
+    let out = run(Command::new(&p.bin).arg("check").arg(&empty));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("empty: no regular file in it"), "{}", text(&out.stderr));
+    // A glob with '/' is matched against the absolute path, from wherever the search
+    // starts.
+    let glob = format!("{}/*/past.vmem", dir.display());
+    let out =
+        run(Command::new(&p.bin).args(["check", "--format", "ndjson", "--pattern", &glob, "."]).current_dir(&dir));
+    let first: serde_json::Value = serde_json::from_str(text(&out.stdout).lines().next().unwrap()).unwrap();
+    assert_eq!(first["path"], "./a/past.vmem", "{}", text(&out.stdout));
 }
 
 /// The page cache pages of `path` that are resident.

@@ -37,7 +37,7 @@ pub struct Launch {
 pub struct Check {
     pub max_fragments: Option<u64>,
     pub quiet: bool,
-    pub json: bool,
+    pub format: crate::check::Format,
     pub pattern: Option<String>,
     pub paths: Vec<PathBuf>,
 }
@@ -149,7 +149,12 @@ fn check(p: &mut lexopt::Parser) -> Result<Command, Usage> {
         match arg {
             Short('h') | Long("help") => return Ok(Command::Help(docs::help())),
             Short('q') | Long("quiet") => c.quiet = true,
-            Long("json") => c.json = true,
+            Long("json") => c.format = crate::check::Format::Json,
+            Long("format") => {
+                let name = text(p.value().map_err(lexopt_error)?, "--format")?;
+                c.format = crate::check::Format::from_name(&name)
+                    .ok_or_else(|| format!("--format: expected text, json, ndjson or prometheus, not {name:?}"))?;
+            }
             Long("max-fragments") => c.max_fragments = Some(count(p, "--max-fragments")?),
             Long("pattern") => {
                 let glob = text(p.value().map_err(lexopt_error)?, "--pattern")?;
@@ -165,8 +170,8 @@ fn check(p: &mut lexopt::Parser) -> Result<Command, Usage> {
     if c.paths.is_empty() {
         return Err("no FILE or DIRECTORY given".into());
     }
-    if c.quiet && c.json {
-        return Err("--quiet and --json do not go together".into());
+    if c.quiet && c.format != crate::check::Format::Text {
+        return Err("--quiet goes only with --format text".into());
     }
     Ok(Command::Check(c))
 }

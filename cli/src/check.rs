@@ -7,7 +7,9 @@ use crate::exit_codes::{NOT_WHOLE, SUCCESS, TROUBLE};
 use crate::human;
 use nosparse_core::extents::{self, Layout};
 use nosparse_core::fs::FsKind;
+use serde::Serialize;
 use std::ffi::CString;
+use std::fmt::Write as _;
 use std::fs::{self, File};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
@@ -37,6 +39,10 @@ pub struct Report {
     pub layout: Layout,
     /// The filesystem's longest extent for this file, in bytes.
     pub largest_extent: u64,
+    /// Bytes allocated past the block holding the file's end: what a preallocation the
+    /// size never caught up with leaves (e.g. after a failed call under
+    /// `NOSPARSE_ON_ERROR=fail`); they are taken from the disk and never read.
+    pub beyond_eof: u64,
 }
 
 /// What check says of a file.
@@ -115,17 +121,17 @@ fn refuse_special(m: &fs::Metadata) -> Result<(), String> {
     Err(format!("{what}, not a regular file"))
 }
 
-/// The longest extent the filesystem holding `f` can map, in bytes.
-fn largest_extent(f: &File) -> u64 {
+/// The longest extent the filesystem holding `f` can map, and its block size, in bytes.
+fn largest_extent(f: &File) -> (u64, u64) {
     let fd = f.as_raw_fd();
     // SAFETY: a zeroed statfs64 is a valid out-buffer.
     let mut st: libc::statfs64 = unsafe { std::mem::zeroed() };
     // SAFETY: fd is open; st is writable.
     if unsafe { libc::fstatfs64(fd, &mut st) } != 0 {
-        return DEFAULT_EXTENT_BYTES;
+        return (DEFAULT_EXTENT_BYTES, 0);
     }
     let bsize = st.f_bsize as u64;
-    match FsKind::from_magic(st.f_type as u32) {
+    let largest = match FsKind::from_magic(st.f_type as u32) {
         FsKind::Ext => {
             let mut flags: libc::c_int = 0;
             // SAFETY: FS_IOC_GETFLAGS writes one int.
@@ -138,7 +144,21 @@ fn largest_extent(f: &File) -> u64 {
         }
         FsKind::Xfs => XFS_EXTENT_BLOCKS * bsize,
         _ => DEFAULT_EXTENT_BYTES,
-    }
+    };
+    (largest, bsize)
+}
+
+/// Bytes of `f`'s extents past `size` rounded up to the block (FIEMAP maps whole blocks,
+/// so the block holding the end is the file's own).
+fn beyond_eof(f: &File, size: u64, block: u64) -> Result<u64, String> {
+    let end = size.div_ceil(block.max(1)).saturating_mul(block.max(1));
+    let mut past = 0u64;
+    extents::for_each(f.as_raw_fd(), |e| {
+        let stop = e.logical.saturating_add(e.length);
+        past += stop.saturating_sub(e.logical.max(end));
+    })
+    .map_err(|e| e.to_string())?;
+    Ok(past)
 }
 
 /// Measures an open regular file. Delayed allocations are flushed first (fdatasync),
@@ -159,7 +179,9 @@ pub fn measure_file(f: &File, meta: &fs::Metadata) -> Result<Report, String> {
         layout = read()?;
     }
     let allocated = f.metadata().map(|m| m.blocks() * 512).unwrap_or(meta.blocks() * 512);
-    Ok(Report { size: meta.len(), allocated, layout, largest_extent: largest_extent(f) })
+    let (largest_extent, block) = largest_extent(f);
+    let beyond_eof = beyond_eof(f, meta.len(), block)?;
+    Ok(Report { size: meta.len(), allocated, layout, largest_extent, beyond_eof })
 }
 
 /// Opens and measures `path`.
@@ -182,89 +204,200 @@ type Item = Result<PathBuf, (PathBuf, String)>;
 /// The files to check: the paths given, with directories searched (sorted by name,
 /// symbolic links not followed, only regular files matching `pattern`). An unreadable
 /// directory is an error entry.
-/// With a pattern, a directory with no file matching it is named in the second list: a
-/// mistyped pattern must not look like success.
+/// A directory in which no file is found (none matches the pattern, or it has none) is
+/// named in the second list: a mistyped pattern must not look like success.
 fn files(paths: &[PathBuf], pattern: Option<&str>) -> (Vec<Item>, Vec<PathBuf>) {
     let mut out = Vec::new();
-    let mut unmatched = Vec::new();
+    let mut empty = Vec::new();
     for p in paths {
         if fs::metadata(p).is_ok_and(|m| m.is_dir()) {
             let before = out.len();
-            walk(p, pattern, &mut out);
-            if pattern.is_some() && out.len() == before {
-                unmatched.push(p.clone());
+            // A glob with a '/' is matched against the absolute path, wherever the
+            // search started: `--pattern '/vm/*/*.vmem' .` run in /vm.
+            let abs = fs::canonicalize(p).or_else(|_| std::path::absolute(p)).unwrap_or_else(|_| p.clone());
+            walk(p, &abs, pattern, &mut out);
+            if out.len() == before {
+                empty.push(p.clone());
             }
         } else {
             out.push(Ok(p.clone()));
         }
     }
-    (out, unmatched)
+    (out, empty)
 }
 
-fn walk(dir: &Path, pattern: Option<&str>, out: &mut Vec<Item>) {
+/// Searches `dir`, known absolutely as `abs`.
+fn walk(dir: &Path, abs: &Path, pattern: Option<&str>, out: &mut Vec<Item>) {
     let entries = match fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) => return out.push(Err((dir.to_path_buf(), human::os_error(&e)))),
     };
-    let mut entries: Vec<_> = entries.flatten().map(|e| e.path()).collect();
-    entries.sort();
-    for p in entries {
+    let mut names: Vec<_> = entries.flatten().map(|e| e.file_name()).collect();
+    names.sort();
+    for name in names {
+        let (p, p_abs) = (dir.join(&name), abs.join(&name));
         let Ok(m) = p.symlink_metadata() else { continue };
         if m.is_dir() {
-            walk(&p, pattern, out);
-        } else if m.is_file() && pattern.map_or(true, |g| matches(g, &p)) {
+            walk(&p, &p_abs, pattern, out);
+        } else if m.is_file() && pattern.map_or(true, |g| matches(g, &p_abs)) {
             out.push(Ok(p));
         }
     }
 }
 
-/// A JSON string.
-fn json_str(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
+/// How `check` prints its findings.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Format {
+    /// One line per file, then the counts.
+    #[default]
+    Text,
+    /// One JSON object: `files` (one object per file) and `summary`.
+    Json,
+    /// One JSON object per line: each file, then `{"summary": ...}`.
+    Ndjson,
+    /// The Prometheus text format, for node_exporter's textfile collector.
+    Prometheus,
+}
+
+impl Format {
+    /// The names `--format` takes, in the order the help lists them.
+    pub const NAMES: [(&'static str, Format); 4] = [
+        ("text", Format::Text),
+        ("json", Format::Json),
+        ("ndjson", Format::Ndjson),
+        ("prometheus", Format::Prometheus),
+    ];
+
+    pub fn from_name(name: &str) -> Option<Format> {
+        Format::NAMES.iter().find(|(n, _)| *n == name).map(|(_, f)| *f)
+    }
+}
+
+/// One file's line of output, for JSON: its measurements, or why it has none.
+#[derive(Serialize)]
+struct FileJson<'a> {
+    path: String,
+    /// The path's bytes, when it is not UTF-8 (so `path` had to replace some).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    path_bytes: Option<&'a [u8]>,
+    #[serde(flatten)]
+    outcome: OutcomeJson,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum OutcomeJson {
+    Measured {
+        verdict: &'static str,
+        size: u64,
+        allocated: u64,
+        holes: u64,
+        fragments: u64,
+        extents: u64,
+        unwritten: u64,
+        beyond_eof: u64,
+        allowed: u64,
+    },
+    Error {
+        error: String,
+    },
+}
+
+/// The counts over every file.
+#[derive(Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    pub files: u64,
+    pub whole: u64,
+    pub sparse: u64,
+    pub fragmented: u64,
+    pub errors: u64,
+    /// Directories in which no file was found (none matching `--pattern`, or empty).
+    pub empty_dirs: Vec<String>,
+    /// Bytes allocated past the end of all files together.
+    pub beyond_eof: u64,
+}
+
+impl Summary {
+    fn add(&mut self, outcome: &Outcome, max: Option<u64>) {
+        self.files += 1;
+        match &outcome.result {
+            Ok(r) => {
+                self.beyond_eof += r.beyond_eof;
+                match r.verdict(max) {
+                    Verdict::Whole => self.whole += 1,
+                    Verdict::Sparse => self.sparse += 1,
+                    Verdict::Fragmented => self.fragmented += 1,
+                }
+            }
+            Err(_) => self.errors += 1,
         }
     }
-    out.push('"');
-    out
-}
 
-/// `"path": "..."`, and when the path is not UTF-8 (so "path" had to replace some bytes),
-/// `"path_bytes": [...]` with its bytes, losslessly.
-fn json_path(path: &Path) -> String {
-    let mut out = format!("\"path\": {}", json_str(&path.to_string_lossy()));
-    if path.to_str().is_none() {
-        let bytes: Vec<String> = path.as_os_str().as_bytes().iter().map(u8::to_string).collect();
-        out.push_str(&format!(", \"path_bytes\": [{}]", bytes.join(", ")));
+    /// 0: every file whole; 1: some file is not, or a directory had none; 2: some file
+    /// could not be read.
+    pub fn status(&self) -> u8 {
+        if self.errors > 0 {
+            TROUBLE
+        } else if self.whole < self.files || !self.empty_dirs.is_empty() {
+            NOT_WHOLE
+        } else {
+            SUCCESS
+        }
     }
-    out
+
+    fn text(&self) -> String {
+        let plural = if self.files == 1 { "" } else { "s" };
+        let mut out = format!(
+            "{} file{plural}: {} whole, {} sparse, {} fragmented, {} unreadable",
+            self.files, self.whole, self.sparse, self.fragmented, self.errors
+        );
+        if self.beyond_eof > 0 {
+            out.push_str(&format!("; {} allocated past their ends", human::bytes(self.beyond_eof)));
+        }
+        out
+    }
 }
 
-fn json_report(path: &Path, r: &Report, max: Option<u64>) -> String {
-    format!(
-        "{{{}, \"verdict\": \"{}\", \"size\": {}, \"allocated\": {}, \"holes\": {}, \"fragments\": {}, \
-         \"extents\": {}, \"unwritten\": {}, \"allowed\": {}}}",
-        json_path(path),
-        r.verdict(max).name(),
-        r.size,
-        r.allocated,
-        r.layout.hole_bytes,
-        r.layout.fragments,
-        r.layout.extents,
-        r.layout.unwritten,
-        r.allowed(max)
-    )
+/// A file and what measuring it gave.
+struct Outcome {
+    path: PathBuf,
+    result: Result<Report, String>,
+}
+
+impl Outcome {
+    fn json(&self, max: Option<u64>) -> FileJson<'_> {
+        let outcome = match &self.result {
+            Ok(r) => OutcomeJson::Measured {
+                verdict: r.verdict(max).name(),
+                size: r.size,
+                allocated: r.allocated,
+                holes: r.layout.hole_bytes,
+                fragments: r.layout.fragments,
+                extents: r.layout.extents,
+                unwritten: r.layout.unwritten,
+                beyond_eof: r.beyond_eof,
+                allowed: r.allowed(max),
+            },
+            Err(why) => OutcomeJson::Error { error: why.clone() },
+        };
+        let bytes = self.path.to_str().is_none().then(|| self.path.as_os_str().as_bytes());
+        FileJson { path: self.path.to_string_lossy().into_owned(), path_bytes: bytes, outcome }
+    }
+}
+
+fn json<T: Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("plain data serializes")
 }
 
 /// One line of text for a file.
 pub fn text_report(path: &Path, r: &Report, max: Option<u64>) -> String {
+    let beyond = if r.beyond_eof > 0 {
+        format!(", allocated past the end {}", human::bytes(r.beyond_eof))
+    } else {
+        String::new()
+    };
     format!(
-        "{}: {}: size {}, allocated {}, holes {}, {} fragments (at most {} for this size), {} extents, unwritten {}",
+        "{}: {}: size {}, allocated {}, holes {}, {} fragments (at most {} for this size), {} extents, unwritten {}{beyond}",
         path.display(),
         r.verdict(max).name(),
         human::bytes(r.size),
@@ -277,60 +410,124 @@ pub fn text_report(path: &Path, r: &Report, max: Option<u64>) -> String {
     )
 }
 
-/// Checks every file and returns the exit status.
+/// A Prometheus label value: backslash, double quote and newline escaped.
+fn label(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+/// The per-file gauges: (name, help, value).
+type Gauge = (&'static str, &'static str, fn(&Report, Option<u64>) -> u64);
+
+const GAUGES: [Gauge; 8] = [
+    ("nosparse_file_size_bytes", "The file's size.", |r, _| r.size),
+    ("nosparse_file_allocated_bytes", "Bytes allocated to the file.", |r, _| r.allocated),
+    ("nosparse_file_hole_bytes", "Bytes of the file in holes (no block allocated).", |r, _| r.layout.hole_bytes),
+    ("nosparse_file_unwritten_bytes", "Bytes in preallocated extents not written yet.", |r, _| r.layout.unwritten),
+    ("nosparse_file_beyond_eof_bytes", "Bytes allocated past the block holding the file's end.", |r, _| r.beyond_eof),
+    ("nosparse_file_fragments", "Physically contiguous runs, as filefrag counts them.", |r, _| r.layout.fragments),
+    ("nosparse_file_fragments_allowed", "The most fragments a whole file of this size may have.", |r, m| r.allowed(m)),
+    ("nosparse_file_extents", "Extents as the filesystem reports them.", |r, _| r.layout.extents),
+];
+
+/// Every file's gauges, each family once with its HELP and TYPE, then the counts.
+fn prometheus(outcomes: &[Outcome], summary: &Summary, max: Option<u64>) -> String {
+    let mut out = String::new();
+    let measured: Vec<(String, &Report)> =
+        outcomes.iter().filter_map(|o| o.result.as_ref().ok().map(|r| (label(&o.path.to_string_lossy()), r))).collect();
+    for (name, help, value) in GAUGES {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for (path, r) in &measured {
+            let _ = writeln!(out, "{name}{{path=\"{path}\"}} {}", value(r, max));
+        }
+    }
+    let name = "nosparse_file_verdict";
+    let _ = writeln!(out, "# HELP {name} The file's verdict: 1 for the one it has, 0 for the others.");
+    let _ = writeln!(out, "# TYPE {name} gauge");
+    for (path, r) in &measured {
+        let verdict = r.verdict(max);
+        for v in [Verdict::Whole, Verdict::Sparse, Verdict::Fragmented] {
+            let _ = writeln!(out, "{name}{{path=\"{path}\",verdict=\"{}\"}} {}", v.name(), u8::from(v == verdict));
+        }
+    }
+    let name = "nosparse_file_error";
+    let _ = writeln!(out, "# HELP {name} 1 for a file that could not be measured.\n# TYPE {name} gauge");
+    for o in outcomes.iter().filter(|o| o.result.is_err()) {
+        let _ = writeln!(out, "{name}{{path=\"{}\"}} 1", label(&o.path.to_string_lossy()));
+    }
+    let name = "nosparse_check_files";
+    let _ = writeln!(out, "# HELP {name} Files checked, by verdict (error: could not be measured).");
+    let _ = writeln!(out, "# TYPE {name} gauge");
+    for (verdict, n) in [
+        ("whole", summary.whole),
+        ("sparse", summary.sparse),
+        ("fragmented", summary.fragmented),
+        ("error", summary.errors),
+    ] {
+        let _ = writeln!(out, "{name}{{verdict=\"{verdict}\"}} {n}");
+    }
+    let name = "nosparse_check_empty_dirs";
+    let _ = writeln!(out, "# HELP {name} Directories searched in which no file was found.\n# TYPE {name} gauge");
+    let _ = writeln!(out, "{name} {}", summary.empty_dirs.len());
+    out
+}
+
+/// Checks every file, prints the findings in `c.format`, and returns the exit status.
 pub fn run(c: &Check) -> u8 {
-    let mut status = SUCCESS;
-    let mut first = true;
-    if c.json {
-        println!("[");
-    }
-    let (items, unmatched) = files(&c.paths, c.pattern.as_deref());
-    for dir in &unmatched {
-        eprintln!(
-            "nosparse check: {}: no file matches --pattern {}",
-            dir.display(),
-            c.pattern.as_deref().unwrap_or_default()
-        );
-        if status == SUCCESS {
-            status = NOT_WHOLE;
-        }
-    }
-    for item in items {
-        let result = item.and_then(|p| match measure(&p) {
-            Ok(r) => Ok((p, r)),
-            Err(why) => Err((p, why)),
-        });
-        let line = match &result {
-            Ok((p, r)) => {
-                if r.verdict(c.max_fragments) != Verdict::Whole && status == SUCCESS {
-                    status = NOT_WHOLE;
-                }
-                if c.json {
-                    json_report(p, r, c.max_fragments)
-                } else {
-                    text_report(p, r, c.max_fragments)
-                }
-            }
-            Err((path, why)) => {
-                status = TROUBLE;
-                if !c.json {
-                    eprintln!("nosparse check: {}: {why}", path.display());
-                    continue;
-                }
-                format!("{{{}, \"error\": {}}}", json_path(path), json_str(why))
-            }
+    let (items, empty) = files(&c.paths, c.pattern.as_deref());
+    let mut summary = Summary::default();
+    for dir in &empty {
+        let why = match c.pattern.as_deref() {
+            Some(glob) => format!("no file matches --pattern {glob}"),
+            None => "no regular file in it".to_string(),
         };
-        if c.json {
-            print!("{}{line}", if first { "" } else { ",\n" });
-            first = false;
-        } else if !c.quiet {
-            println!("{line}");
+        eprintln!("nosparse check: {}: {why}", dir.display());
+        summary.empty_dirs.push(dir.to_string_lossy().into_owned());
+    }
+    let mut outcomes = Vec::new();
+    for item in items {
+        let outcome = match item {
+            Ok(path) => {
+                let result = measure(&path);
+                Outcome { path, result }
+            }
+            Err((path, why)) => Outcome { path, result: Err(why) },
+        };
+        summary.add(&outcome, c.max_fragments);
+        match (&outcome.result, c.format) {
+            (Err(why), Format::Text | Format::Prometheus) => {
+                eprintln!("nosparse check: {}: {why}", outcome.path.display());
+            }
+            (Ok(r), Format::Text) if !c.quiet => println!("{}", text_report(&outcome.path, r, c.max_fragments)),
+            (_, Format::Ndjson) => println!("{}", json(&outcome.json(c.max_fragments))),
+            _ => {}
+        }
+        if matches!(c.format, Format::Json | Format::Prometheus) {
+            outcomes.push(outcome);
         }
     }
-    if c.json {
-        println!("{}]", if first { "" } else { "\n" });
+    match c.format {
+        Format::Text if !c.quiet => println!("{}", summary.text()),
+        Format::Text => {}
+        Format::Json => {
+            #[derive(Serialize)]
+            struct All<'a> {
+                files: Vec<FileJson<'a>>,
+                summary: &'a Summary,
+            }
+            let files = outcomes.iter().map(|o| o.json(c.max_fragments)).collect();
+            let all = All { files, summary: &summary };
+            println!("{}", serde_json::to_string_pretty(&all).expect("plain data serializes"));
+        }
+        Format::Ndjson => {
+            #[derive(Serialize)]
+            struct Last<'a> {
+                summary: &'a Summary,
+            }
+            println!("{}", json(&Last { summary: &summary }));
+        }
+        Format::Prometheus => print!("{}", prometheus(&outcomes, &summary, c.max_fragments)),
     }
-    status
+    summary.status()
 }
 
 #[cfg(test)]
@@ -341,7 +538,7 @@ mod tests {
 
     fn report(size: u64, holes: u64, fragments: u64) -> Report {
         let layout = Layout { fragments, hole_bytes: holes, ..Layout::default() };
-        Report { size, allocated: size - holes, layout, largest_extent: 128 * MIB }
+        Report { size, allocated: size - holes, layout, largest_extent: 128 * MIB, beyond_eof: 0 }
     }
 
     #[test]
@@ -371,15 +568,41 @@ mod tests {
     }
 
     #[test]
-    fn json_strings_are_escaped() {
-        assert_eq!(json_str("a\"b\\c\nd"), "\"a\\\"b\\\\c\\u000ad\"");
+    fn json_paths_keep_their_bytes() {
+        let o = Outcome { path: PathBuf::from("/vm/a\"b.vmem"), result: Err("gone".into()) };
+        assert_eq!(json(&o.json(None)), r#"{"path":"/vm/a\"b.vmem","error":"gone"}"#);
+        let odd = PathBuf::from(std::ffi::OsStr::from_bytes(b"/v\xff"));
+        let o = Outcome { path: odd, result: Ok(report(MIB, 0, 1)) };
+        let text = json(&o.json(None));
+        assert!(
+            text.starts_with("{\"path\":\"/v\u{fffd}\",\"path_bytes\":[47,118,255],\"verdict\":\"whole\""),
+            "{text}"
+        );
     }
 
     #[test]
-    fn json_paths_keep_their_bytes() {
-        use std::os::unix::ffi::OsStrExt;
-        assert_eq!(json_path(Path::new("/vm/a.vmem")), "\"path\": \"/vm/a.vmem\"");
-        let odd = Path::new(std::ffi::OsStr::from_bytes(b"/v\xff"));
-        assert_eq!(json_path(odd), "\"path\": \"/v\u{fffd}\", \"path_bytes\": [47, 118, 255]");
+    fn prometheus_labels_are_escaped_and_families_appear_once() {
+        let outcomes = [
+            Outcome { path: PathBuf::from("/vm/a\"\\\n.vmem"), result: Ok(report(256 * MIB, 0, 30)) },
+            Outcome { path: PathBuf::from("/vm/b.vmem"), result: Ok(report(256 * MIB, 4096, 1)) },
+            Outcome { path: PathBuf::from("/vm/c.vmem"), result: Err("gone".into()) },
+        ];
+        let mut summary = Summary::default();
+        outcomes.iter().for_each(|o| summary.add(o, None));
+        assert_eq!((summary.fragmented, summary.sparse, summary.errors, summary.status()), (1, 1, 1, TROUBLE));
+        let text = prometheus(&outcomes, &summary, None);
+        assert!(text.contains("nosparse_file_fragments{path=\"/vm/a\\\"\\\\\\n.vmem\"} 30\n"), "{text}");
+        assert!(text.contains("nosparse_file_verdict{path=\"/vm/b.vmem\",verdict=\"sparse\"} 1\n"), "{text}");
+        assert!(text.contains("nosparse_check_files{verdict=\"error\"} 1\n"), "{text}");
+        for line in text.lines().filter(|l| l.starts_with("# TYPE ")) {
+            assert_eq!(text.matches(&format!("{line}\n")).count(), 1, "{line}");
+        }
+    }
+
+    #[test]
+    fn an_empty_directory_is_not_success() {
+        let s = Summary { empty_dirs: vec!["/vm".into()], ..Summary::default() };
+        assert_eq!(s.status(), NOT_WHOLE);
+        assert_eq!(Summary::default().status(), SUCCESS);
     }
 }

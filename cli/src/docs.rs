@@ -65,7 +65,7 @@ doctor is run as 'nosparse -- check ...'.",
     },
     Cmd {
         name: "check",
-        synopsis: "[--json | --quiet] [--max-fragments N] [--pattern GLOB] PATH...",
+        synopsis: "[--format FORMAT] [--max-fragments N] [--pattern GLOB] PATH...",
         about: "\
 Prints each file's size, allocated bytes, bytes in holes, and physical fragments counted
 as filefrag counts them (FIEMAP; physically adjacent extents are one), with a verdict:
@@ -73,21 +73,36 @@ sparse (it has holes), fragmented, or whole. A file is fragmented when it has mo
 twice the fragments its filesystem needs at least for its size: the size divided by the
 filesystem's largest extent (128 MiB on ext4 and btrfs, 8 GiB on xfs with 4 KiB blocks,
 128 MiB elsewhere), rounded up. So a 256 MiB file on ext4 may have 4 fragments, and a
-3.5 GiB one 56.
+3.5 GiB one 56. Blocks allocated past the file's end (a preallocation the file's size
+never reached, which the library can leave after a failed call under
+NOSPARSE_ON_ERROR=fail) are reported too, without changing the verdict. The counts
+over all files come last.
 
 A directory is searched, without following symbolic links, for regular files whose
-name matches --pattern (a glob; with a '/' it is matched against the whole path), or
-for every regular file without it. Special files (FIFOs, devices, sockets) named on the command
-line are reported as errors without being opened for reading, and skipped in a search.
-A directory where no file matches --pattern is named on stderr, and check exits 1 (a
-mistyped pattern does not look like success). A file on tmpfs or ramfs is an error
-saying there is nothing to check: they keep no extent map. In --json, a path that is
-not UTF-8 gets \"path_bytes\" (its bytes) beside the lossy \"path\".",
+name matches --pattern (a glob; with a '/' it is matched against the file's absolute
+path, wherever the search starts), or for every regular file without it. Special files
+(FIFOs, devices, sockets) named on the command line are reported as errors without
+being opened for reading, and skipped in a search. A directory in which no file is
+found (none matches --pattern, or it has none) is named on stderr, and check exits 1: a
+mistyped pattern does not look like success. A file on tmpfs or ramfs is an error
+saying there is nothing to check: they keep no extent map.
+
+--format json prints one object: \"files\", one object per file (path, verdict, size,
+allocated, holes, fragments, extents, unwritten, beyond_eof, allowed; or path and
+error), and \"summary\" (files, whole, sparse, fragmented, errors, empty_dirs,
+beyond_eof); a path that is not UTF-8 gets \"path_bytes\" (its bytes) beside the lossy
+\"path\". ndjson prints the same objects one per line, the summary last as
+{\"summary\": ...}. prometheus prints gauges for node_exporter's textfile collector,
+one per file and measure (nosparse_file_fragments, nosparse_file_hole_bytes,
+nosparse_file_unwritten_bytes, nosparse_file_beyond_eof_bytes, nosparse_file_verdict
+with a verdict label, ...), labelled with the path, and the counts
+(nosparse_check_files by verdict).",
         opts: &[
-            opt(None, "json", "", "", "one JSON array of objects (path, verdict, size, allocated, holes, fragments, extents, unwritten, allowed; or path and error)"),
+            opt(None, "format", "FORMAT", "ndjson", "text (the default), json, ndjson or prometheus"),
+            opt(None, "json", "", "", "the same as --format json"),
             opt(Some('q'), "quiet", "", "", "print nothing; only the exit status tells"),
             MAX_FRAGMENTS,
-            opt(None, "pattern", "GLOB", "*.vmem", "in directories, only files whose name (or path, with a '/') matches GLOB"),
+            opt(None, "pattern", "GLOB", "*.vmem", "in directories, only files whose name (or absolute path, with a '/') matches GLOB"),
         ],
     },
     Cmd {
@@ -146,7 +161,7 @@ file and the fix.",
 /// The exit statuses, as (status, meaning).
 pub const EXIT_STATUS: [(&str, &str); 7] = [
     ("0", "PROGRAM's own status when it runs; otherwise success: every file whole, the file rewritten or already whole, the setup sound"),
-    ("1", "check: some file is sparse or fragmented, or --pattern matched nothing; rewrite: refused (the copy kept the original when it came out worse), or the result is still over the limit; doctor: something needs fixing"),
+    ("1", "check: some file is sparse or fragmented, or a directory had no file to check (none matched --pattern); rewrite: refused (the copy kept the original when it came out worse), or the result is still over the limit; doctor: something needs fixing"),
     ("2", "check, rewrite, doctor: a file could not be read or written, or a usage error"),
     ("125", "the launcher failed: a bad option or value, or the build PROGRAM needs is missing"),
     ("126", "PROGRAM was found but cannot be run"),
@@ -434,7 +449,7 @@ _nosparse() {{
     COMPREPLY=()
     case ${{COMP_WORDS[1]}} in
         check)
-            case $prev in --pattern|--max-fragments) return ;; esac
+            case $prev in --pattern|--max-fragments) return ;; --format) COMPREPLY=($(compgen -W 'text json ndjson prometheus' -- "$cur")); return ;; esac
             if [[ $cur == -* ]]; then COMPREPLY=($(compgen -W '{check} --help' -- "$cur")); else COMPREPLY=($(compgen -f -- "$cur")); fi
             return ;;
         rewrite)
