@@ -117,10 +117,15 @@ it copies, progress (percent, rate, time left) is shown on a terminal; the page 
 is dropped behind the copy, so other programs' cached data is not evicted. Interrupted
 (SIGINT, SIGTERM, SIGHUP), it removes the copy and leaves the original as it was.
 
-It refuses (exit 1) while another process has FILE open for writing or mapped for
-writing, when FILE has other hard links, when the filesystem lacks room for a second
-copy, when FILE changes during the copy, and when FILE is not a regular file; not as
-root, when it cannot look at other users' processes. A copy in more fragments than FILE
+FILE's owner (or root) takes a write lease on it (fcntl F_SETLEASE), which the kernel
+grants only while no other process has FILE open or mapped, and breaks when one opens
+it during the copy: rewrite then removes the copy and refuses. Where no lease can be
+had (another user's file, a filesystem without leases), it looks through /proc for a
+process with FILE open for writing or mapped for writing, which needs root. A file in
+use is refused (exit 1) naming the process, with the in-place defragmenter that works
+on a file in use (e4defrag on ext4, xfs_fsr on xfs). It also refuses when FILE has
+other hard links, when the filesystem lacks room for a second copy, when FILE changes
+during the copy, and when FILE is not a regular file. A copy in more fragments than FILE
 (free space more broken up than FILE was) is removed, FILE kept, exit 1. A copy still
 over the limit but no worse than FILE replaces it, with exit 1 and a line saying so.
 I/O errors are exit 2.",

@@ -1,9 +1,11 @@
 //! `nosparse rewrite FILE`: the manual fix for a file that is already fragmented (a
 //! suspended guest's `.vmem`): a preallocated copy, made beside it and renamed over it,
 //! with its owner, mode, times and extended attributes. It refuses while another process
-//! has the file open for writing or mapped writable, and when the file changes during
-//! the copy; the original is untouched until the rename, which is atomic. A signal
-//! removes the copy at once, whatever the copy is doing (see [`Cleanup`]).
+//! has the file open, and when the file changes during the copy; the original is
+//! untouched until the rename, which is atomic. "Open" is settled by a write lease
+//! ([`Lease`]) where the file's owner (or root) can take one, else by looking through
+//! /proc. A signal removes the copy at once, whatever the copy is doing (see
+//! [`Cleanup`]).
 
 use crate::args::Rewrite;
 use crate::check::{self, Verdict};
@@ -96,6 +98,74 @@ impl Drop for Cleanup {
     }
 }
 
+/// A write lease on the original (`fcntl(F_SETLEASE, F_WRLCK)`): the kernel grants it
+/// only while no other open file description of the file exists (no reader, no writer,
+/// no mapping), and breaks it when anyone opens the file during the copy. The opener
+/// then waits (up to /proc/sys/fs/lease-break-time) until the lease is released, which
+/// happens as soon as the copy sees it broken, after at most one chunk. SIGIO, the
+/// break's signal, is ignored meanwhile: the lease's state is read, not signalled.
+struct Lease {
+    fd: libc::c_int,
+    old_sigio: libc::sighandler_t,
+}
+
+/// Why no lease was taken.
+enum NoLease {
+    /// Another process has the file open or mapped.
+    InUse,
+    /// Not the owner without CAP_LEASE (EACCES), or a filesystem without leases.
+    Unavailable,
+}
+
+impl Lease {
+    fn take(f: &File) -> Result<Lease, NoLease> {
+        let fd = f.as_raw_fd();
+        // SAFETY: ignoring SIGIO; the previous action is put back on drop.
+        let old_sigio = unsafe { libc::signal(libc::SIGIO, libc::SIG_IGN) };
+        // SAFETY: fcntl on an fd we own, with an integer argument.
+        if unsafe { libc::fcntl(fd, libc::F_SETLEASE, libc::F_WRLCK) } == 0 {
+            return Ok(Lease { fd, old_sigio });
+        }
+        let e = io::Error::last_os_error();
+        // SAFETY: as above.
+        unsafe { libc::signal(libc::SIGIO, old_sigio) };
+        match e.raw_os_error() {
+            Some(libc::EAGAIN | libc::EBUSY) => Err(NoLease::InUse),
+            _ => Err(NoLease::Unavailable),
+        }
+    }
+
+    /// Whether someone opened the file since the lease was granted.
+    fn broken(&self) -> bool {
+        // SAFETY: fcntl on an fd we own.
+        unsafe { libc::fcntl(self.fd, libc::F_GETLEASE) != libc::F_WRLCK }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        // SAFETY: as in take; the fd is still open (the lease is dropped before the file).
+        unsafe {
+            libc::fcntl(self.fd, libc::F_SETLEASE, libc::F_UNLCK);
+            libc::signal(libc::SIGIO, self.old_sigio);
+        }
+    }
+}
+
+/// What to do about a file in use, beyond waiting: the in-place defragmenter of its
+/// filesystem, which works on a file that is open.
+fn in_place_tool(f: &File, path: &Path) -> String {
+    let quoted = path.display();
+    match crate::conf::fs_of_fd(f.as_raw_fd()) {
+        Some(FsKind::Ext) => format!("or defragment it in place while it is in use: e4defrag {quoted}"),
+        Some(FsKind::Xfs) => format!("or defragment it in place while it is in use: xfs_fsr {quoted}"),
+        Some(FsKind::Btrfs) => {
+            format!("or defragment it in place while it is in use: btrfs filesystem defragment {quoted}")
+        }
+        _ => "or defragment it in place while it is in use (e4defrag on ext4, xfs_fsr on xfs)".to_string(),
+    }
+}
+
 /// Why the file was not rewritten.
 enum Stop {
     Refused(String),
@@ -157,9 +227,25 @@ fn rewrite(r: &Rewrite) -> Result<u8, Stop> {
             meta.nlink()
         )));
     }
-    if let Some(who) = writer(&meta)? {
-        return Err(Stop::Refused(format!("{who}; stop it (suspend the guest) first")));
-    }
+    let lease = match Lease::take(&src) {
+        Ok(lease) => Some(lease),
+        Err(NoLease::InUse) => {
+            let who = user(&meta, true).ok().flatten().unwrap_or_else(|| "another process has it open".into());
+            return Err(Stop::Refused(format!(
+                "{who}; stop it (suspend the guest) first, {}",
+                in_place_tool(&src, &path)
+            )));
+        }
+        Err(NoLease::Unavailable) => {
+            if let Some(who) = user(&meta, false)? {
+                return Err(Stop::Refused(format!(
+                    "{who}; stop it (suspend the guest) first, {}",
+                    in_place_tool(&src, &path)
+                )));
+            }
+            None
+        }
+    };
     let dir = path.parent().ok_or_else(|| Stop::Refused("no parent directory".into()))?;
     let free = free_bytes(src.as_raw_fd())?;
     if free < meta.len() {
@@ -184,7 +270,7 @@ fn rewrite(r: &Rewrite) -> Result<u8, Stop> {
         // SAFETY: isatty only looks at the fd.
         unsafe { libc::isatty(libc::STDERR_FILENO) == 1 }
     });
-    let result = fill(&src, &dst, &meta, progress).and_then(|()| {
+    let result = fill(&src, &dst, &meta, progress, lease.as_ref()).and_then(|()| {
         // The source must be the file it was at the start, unchanged, with no writer.
         let now = src.metadata().map_err(|e| failed("stat", e))?;
         if (now.len(), now.mtime(), now.mtime_nsec(), now.ctime(), now.ctime_nsec())
@@ -192,8 +278,14 @@ fn rewrite(r: &Rewrite) -> Result<u8, Stop> {
         {
             return Err(Stop::Refused("it changed while it was being copied".into()));
         }
-        if let Some(who) = writer(&meta)? {
-            return Err(Stop::Refused(format!("{who} (it started during the copy)")));
+        match &lease {
+            Some(l) if l.broken() => return Err(opened_during_copy()),
+            Some(_) => {}
+            None => {
+                if let Some(who) = user(&meta, false)? {
+                    return Err(Stop::Refused(format!("{who} (it started during the copy)")));
+                }
+            }
         }
         dst.sync_all().map_err(|e| failed("fsync of the copy", e))?;
         // Never a copy that is worse than the original: free space can be more broken
@@ -209,6 +301,7 @@ fn rewrite(r: &Rewrite) -> Result<u8, Stop> {
         }
         fs::rename(&tmp, &path).map_err(|e| failed("rename over the original", e))
     });
+    drop(lease);
     if let Err(stop) = result {
         let _ = fs::remove_file(&tmp);
         return Err(stop);
@@ -251,8 +344,13 @@ fn temp_name(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{name}.nosparse-{}", std::process::id()))
 }
 
-/// Makes `dst` a preallocated copy of `src`, with its metadata.
-fn fill(src: &File, dst: &File, meta: &fs::Metadata, progress: bool) -> Result<(), Stop> {
+fn opened_during_copy() -> Stop {
+    Stop::Refused("a process opened it during the copy: removed the copy; try again once nothing uses it".into())
+}
+
+/// Makes `dst` a preallocated copy of `src`, with its metadata; stops when `lease` is
+/// broken.
+fn fill(src: &File, dst: &File, meta: &fs::Metadata, progress: bool, lease: Option<&Lease>) -> Result<(), Stop> {
     let dfd = dst.as_raw_fd();
     let len = meta.len() as i64;
     // SAFETY: a zeroed statfs64 is a valid out-buffer.
@@ -279,11 +377,15 @@ fn fill(src: &File, dst: &File, meta: &fs::Metadata, progress: bool) -> Result<(
         }
         preallocated = false;
     }
-    copy_data(src, dst, len, preallocated, progress)?;
+    copy_data(src, dst, len, preallocated, progress, lease)?;
     copy_xattrs(src, dst)?;
-    // Owner before mode: chown clears the set-user-ID and set-group-ID bits.
+    // Owner before mode: chown clears the set-user-ID and set-group-ID bits. The owner
+    // rewriting their own file gives the copy what it already has, which needs no
+    // privilege: no call then.
+    let made = dst.metadata().map_err(|e| failed("stat of the copy", e))?;
     // SAFETY: plain integer arguments on an fd we own.
-    if unsafe { libc::fchown(dfd, meta.uid(), meta.gid()) } != 0 {
+    if (made.uid(), made.gid()) != (meta.uid(), meta.gid()) && unsafe { libc::fchown(dfd, meta.uid(), meta.gid()) } != 0
+    {
         return Err(os_error(&format!("cannot give the copy owner {}:{}", meta.uid(), meta.gid())));
     }
     // SAFETY: as above.
@@ -394,7 +496,14 @@ impl Progress {
 
 /// Copies `src` into `dst`: its data regions (holes read as zero, and the copy is
 /// preallocated), or every byte when it could not be preallocated.
-fn copy_data(src: &File, dst: &File, len: i64, preallocated: bool, progress: bool) -> Result<(), Stop> {
+fn copy_data(
+    src: &File,
+    dst: &File,
+    len: i64,
+    preallocated: bool,
+    progress: bool,
+    lease: Option<&Lease>,
+) -> Result<(), Stop> {
     let fd = src.as_raw_fd();
     let mut buf = vec![0u8; CHUNK];
     let mut cache = CacheDropper { src: fd, dst: dst.as_raw_fd(), pending: None };
@@ -418,6 +527,10 @@ fn copy_data(src: &File, dst: &File, len: i64, preallocated: bool, progress: boo
             pos += n as i64;
             shown.copied += n as u64;
             shown.update(pos as u64);
+            if lease.is_some_and(Lease::broken) {
+                shown.done();
+                return Err(opened_during_copy());
+            }
         }
         at = end;
     }
@@ -470,9 +583,9 @@ fn xattr_buf(call: impl Fn(*mut u8, usize) -> isize) -> io::Result<Vec<u8>> {
 }
 
 /// A process other than this one that has the file open for writing, or mapped shared
-/// and writable, described; None if there is none. Refuses when some processes could
-/// not be looked at (not root).
-fn writer(meta: &fs::Metadata) -> Result<Option<String>, Stop> {
+/// and writable (with `readers`, open or mapped at all), described; None if there is
+/// none. Refuses when some processes could not be looked at (not root).
+fn user(meta: &fs::Metadata, readers: bool) -> Result<Option<String>, Stop> {
     let me = std::process::id();
     let (dev, ino) = (meta.dev(), meta.ino());
     let map_dev = format!("{:02x}:{:02x}", libc::major(dev), libc::minor(dev));
@@ -507,14 +620,18 @@ fn writer(meta: &fs::Metadata) -> Result<Option<String>, Stop> {
             if flags & libc::O_ACCMODE != libc::O_RDONLY {
                 return Ok(Some(describe("open for writing")));
             }
+            if readers {
+                return Ok(Some(describe("open")));
+            }
         }
         let maps = fs::read_to_string(base.join("maps")).unwrap_or_default();
         let mapped = maps.lines().any(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
-            f.len() >= 5 && f[1].starts_with("rw") && f[1].ends_with('s') && f[3] == map_dev && f[4] == ino.to_string()
+            let writable = f.len() >= 2 && f[1].starts_with("rw") && f[1].ends_with('s');
+            f.len() >= 5 && (writable || readers) && f[3] == map_dev && f[4] == ino.to_string()
         });
         if mapped {
-            return Ok(Some(describe("mapped for writing")));
+            return Ok(Some(describe(if readers { "mapped" } else { "mapped for writing" })));
         }
     }
     if hidden > 0 {
