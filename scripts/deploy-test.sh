@@ -115,7 +115,7 @@ t_install_under_a_prefix() {
         [ -f "$P/share/man/$page" ] || fail "$page was not installed"
     done
     [ -f "$P/share/bash-completion/completions/nosparse" ] || fail "no bash completion"
-    [ "$(wc -l <"$P/share/nosparse/installed-files")" -eq 11 ] || fail "manifest: $(cat "$P/share/nosparse/installed-files")"
+    [ "$(wc -l <"$P/share/nosparse/installed-files")" -eq 13 ] || fail "manifest: $(cat "$P/share/nosparse/installed-files")"
     grep -qxF "library=$P/$LIB32/libnosparse.so" <<<"$("$P/bin/nosparse" --dry-run -- "$VMX32")" || fail "dry run"
 }
 
@@ -198,8 +198,15 @@ vmware_end_to_end() {
         as_nobody "$vmx" --path "$V/vm/bare$bits.vmem" --size $((256 * MIB)) >/dev/null
         sparse "$V/vm/bare$bits.vmem"
         [ "$(stat -c %U "$V/vm/bare$bits.vmem")" = root ] || fail "fake vmx did not run set-user-ID root"
+        local rc=0
+        nosparse vmware install --check --vmx "$vmx" --wrapper-dir "$S/etc-vmware$bits" --state "$state" >"$S/out" || rc=$?
+        [ "$rc" = 2 ] && grep -q '^would change: ' "$S/out" && [ ! -L "$vmx" ] || fail "install --check: exit $rc: $(cat "$S/out")"
         nosparse-vmware install --vmx "$vmx" --wrapper-dir "$S/etc-vmware$bits" --state "$state"
         [ -L "$vmx" ] && [ -u "$real" ] || fail "not diverted to $real"
+        # Each step twice: the second changes nothing, and --check agrees.
+        [ "$(nosparse vmware install --vmx "$vmx" --wrapper-dir "$S/etc-vmware$bits" --state "$state")" = unchanged ] || fail "install twice"
+        [ "$(nosparse vmware repair --vmx "$vmx" --state "$state")" = unchanged ] || fail "repair of a sound install"
+        nosparse vmware repair --check --state "$state" >"$S/out" || fail "repair --check of a sound install: $(cat "$S/out")"
         [ -u "/usr/$([ $bits = 32 ] && echo "$LIB32" || echo "$LIB64")/libnosparse.so" ] || fail "library not set-user-ID"
         grep -q libnosparse <<<"$(dpkg-statoverride --list)" || fail "no statoverride"
         # Unprivileged user, wrapper, set-user-ID root program: whole, with ftruncate too.
@@ -215,9 +222,13 @@ vmware_end_to_end() {
     done
     nosparse-vmware status --state "$state" >"$S/status" || fail "status: $(cat "$S/status")"
     cat "$S/status"
+    nosparse vmware status --json --state "$state" >"$S/status.json" || fail "status --json: $(cat "$S/status.json")"
+    python3 -c 'import json, sys; s = json.load(open(sys.argv[1])); assert s["ok"] and len(s["wrapped"]) == 2, s' "$S/status.json" ||
+        fail "status --json: $(cat "$S/status.json")"
     for bits in 32 64; do
         local vmx=$V/bin$bits/vmware-vmx
         nosparse-vmware uninstall --vmx "$vmx" --state "$state"
+        [ "$(nosparse vmware uninstall --vmx "$vmx" --state "$state")" = unchanged ] || fail "uninstall twice"
         [ ! -L "$vmx" ] && [ ! -e "$V/bin$bits/nosparse-real" ] && [ -u "$vmx" ] || fail "not restored"
         local src=VMX$bits
         cmp "$vmx" "${!src}" || fail "the restored program differs"
@@ -227,6 +238,8 @@ vmware_end_to_end() {
     [ ! -u "/usr/$LIB32/libnosparse.so" ] && [ ! -u "/usr/$LIB64/libnosparse.so" ] || fail "set-user-ID bit left on a library"
     ! grep -q libnosparse <<<"$(dpkg-statoverride --list)" || fail "statoverride left"
     [ ! -e "$state" ] || fail "state left: $(cat "$state")"
+    # Repair repairs only what was installed: with nothing recorded, nothing.
+    [ "$(nosparse vmware repair --state "$state")" = unchanged ] && [ ! -L "$V/bin64/vmware-vmx" ] || fail "repair installed"
     ! grep -q "$V" <<<"$(dpkg-divert --list)" || fail "diversion left"
     as_nobody /usr/bin/nosparse -- "$V/bin32/vmware-vmx" --path "$V/vm/x.vmem" --size $MIB >/dev/null 2>"$S/err"
     grep -q 'set-user-ID bit' "$S/err" || fail "no warning for a set-user-ID program: $(cat "$S/err")"
@@ -260,6 +273,9 @@ vmware_status_and_repair() {
     chmod u-s "$lib"
     ! nosparse-vmware status --state "$state" >"$S/status" || fail "status passed without the bit: $(cat "$S/status")"
     grep -q "^BROKEN: $lib has lost its set-user-ID bit" "$S/status" || fail "status: $(cat "$S/status")"
+    local rc=0
+    nosparse vmware repair --check --state "$state" >"$S/out" || rc=$?
+    [ "$rc" = 2 ] && grep -qx "would change: set the set-user-ID bit on $lib" "$S/out" && [ ! -u "$lib" ] || fail "repair --check: exit $rc: $(cat "$S/out")"
     setpriv --reuid=nobody --regid=nogroup --clear-groups "$vmx" 600 &
     pid=$!
     wait_loaded "$pid" "$real"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs nosparse: the launcher as PREFIX/bin/nosparse, the VMware helper as
 # PREFIX/sbin/nosparse-vmware, the man pages under PREFIX/share/man, the bash completion,
+# the systemd units that repair the VMware wrapper after an upgrade (not enabled),
 # and each build of libnosparse.so where its loader looks
 # for it under PREFIX: PREFIX/$LIB, with $LIB as the 64-bit and the 32-bit loader
 # expand it on this machine (asked of each loader, `ld.so --list-diagnostics`).
@@ -74,6 +75,8 @@ put 644 docs/man/nosparse.1 "$prefix/share/man/man1/nosparse.1"
 put 644 docs/man/nosparse.conf.5 "$prefix/share/man/man5/nosparse.conf.5"
 put 644 docs/man/nosparse-vmware.8 "$prefix/share/man/man8/nosparse-vmware.8"
 put 644 deploy/bash-completion/nosparse "$prefix/share/bash-completion/completions/nosparse"
+put 644 deploy/systemd/nosparse-vmware-repair.path "$prefix/lib/systemd/system/nosparse-vmware-repair.path"
+put 644 deploy/systemd/nosparse-vmware-repair.service "$prefix/lib/systemd/system/nosparse-vmware-repair.service"
 put 644 target/release/libnosparse.so "$prefix/$(dst_lib "$LOADER64")/libnosparse.so"
 if [ "$have32" = 1 ]; then
     put 644 "target/$I686/release/libnosparse.so" "$prefix/$(dst_lib "$LOADER32")/libnosparse.so"

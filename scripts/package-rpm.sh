@@ -35,6 +35,12 @@ preun='if [ "$1" = 0 ]; then
   if [ -s /var/lib/nosparse/vmware ]; then echo "nosparse: the VMware wrapper is installed: run nosparse-vmware uninstall first" >&2; exit 1; fi
 fi'
 
+# RPM has no dpkg-statoverride: an upgrade of the library gives it the package's mode,
+# without the set-user-ID bit vmx's loader needs. After every transaction that touches
+# the library, the wrapper is repaired when one is recorded (repair changes nothing
+# else, and nothing when all is in place).
+posttrans='if [ -s /var/lib/nosparse/vmware ] && [ -x /usr/bin/nosparse ]; then /usr/bin/nosparse vmware repair || :; fi'
+
 # rpm_for ARCH BUILD_DIR LIBDIR: the two packages of one architecture, from stripped
 # copies of the build.
 rpm_for() {
@@ -52,6 +58,7 @@ name = \"nosparse-libs\"
 summary = \"preload library that preallocates files programs create sparse\"
 release = \"1\"
 pre_uninstall_script = '''$preun'''
+post_trans_script = '''$posttrans'''
 assets = [
 $(a "$dir/libnosparse.so" "$libdir/libnosparse.so" 755)
 $(a "$PWD/deploy/debian/copyright" "/usr/share/licenses/nosparse-libs/copyright" 644)
@@ -62,12 +69,15 @@ summary = \"run programs with libnosparse, check and rewrite files' layout, wrap
 release = \"1\"
 requires = { \"nosparse-libs$isa\" = \"= $version-1\", bash = \"*\" }
 pre_uninstall_script = '''if [ \"\$1\" = 0 ] && [ -s /var/lib/nosparse/vmware ]; then echo \"nosparse: run nosparse-vmware uninstall first\" >&2; exit 1; fi'''
+post_trans_script = '''$posttrans'''
 assets = [
 $(a "$dir/nosparse" /usr/bin/nosparse 755)
 $(a "$PWD/deploy/nosparse-vmware" /usr/sbin/nosparse-vmware 755)
 $(a "$PWD/deploy/vmware-vmx-wrapper" /usr/share/nosparse/vmware-vmx-wrapper 755)
 $(a "$PWD/deploy/nosparse.conf.example" /usr/share/nosparse/nosparse.conf.example 644)
 $(a "$PWD/deploy/bash-completion/nosparse" /usr/share/bash-completion/completions/nosparse 644)
+$(a "$PWD/deploy/systemd/nosparse-vmware-repair.path" /usr/lib/systemd/system/nosparse-vmware-repair.path 644)
+$(a "$PWD/deploy/systemd/nosparse-vmware-repair.service" /usr/lib/systemd/system/nosparse-vmware-repair.service 644)
 $(a "$man/nosparse.1.gz" /usr/share/man/man1/nosparse.1.gz 644)
 $(a "$man/nosparse.conf.5.gz" /usr/share/man/man5/nosparse.conf.5.gz 644)
 $(a "$man/nosparse-vmware.8.gz" /usr/share/man/man8/nosparse-vmware.8.gz 644)

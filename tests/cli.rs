@@ -706,7 +706,7 @@ fn doctor_names_the_file_and_the_fix() {
     let report = text(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{report}");
     let line = format!("PROBLEM: {}: set-user-ID and not wrapped", vmx.display());
-    let fix = format!("; fix: sudo nosparse-vmware install --vmx {}\n", vmx.display());
+    let fix = format!("; fix: sudo nosparse vmware install --vmx {}\n", vmx.display());
     assert!(report.lines().any(|l| l.starts_with(&line) && format!("{l}\n").ends_with(&fix)), "{report}");
     fs::set_permissions(&vmx, fs::Permissions::from_mode(0o755)).unwrap();
     let out = run(Command::new(&p.bin).arg("doctor").arg("--program").arg(&vmx));

@@ -19,6 +19,7 @@ pub enum Command {
     Check(Check),
     Rewrite(Rewrite),
     Doctor(Doctor),
+    Vmware(Vmware),
 }
 
 /// `nosparse [OPTIONS] [--] PROGRAM [ARGS...]`.
@@ -66,8 +67,42 @@ pub struct Doctor {
     pub programs: Vec<PathBuf>,
 }
 
+/// What `nosparse vmware` does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VmwareAction {
+    Install,
+    Uninstall,
+    Repair,
+    Status,
+}
+
+impl VmwareAction {
+    pub const NAMES: [(&'static str, VmwareAction); 4] = [
+        ("install", VmwareAction::Install),
+        ("uninstall", VmwareAction::Uninstall),
+        ("repair", VmwareAction::Repair),
+        ("status", VmwareAction::Status),
+    ];
+}
+
+/// `nosparse vmware install|uninstall|repair|status [OPTIONS]`.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Vmware {
+    pub action: VmwareAction,
+    /// `--vmx`: the program; None for the default (or, for uninstall, repair and status,
+    /// every recorded one).
+    pub vmx: Option<PathBuf>,
+    pub wrapper_dir: Option<PathBuf>,
+    pub state: PathBuf,
+    pub vm_dir: Option<PathBuf>,
+    /// Change nothing; exit 2 when something would change.
+    pub check: bool,
+    /// status: one JSON object.
+    pub json: bool,
+}
+
 /// The subcommands, each named only as the first argument.
-pub const SUBCOMMANDS: [&str; 3] = ["check", "rewrite", "doctor"];
+pub const SUBCOMMANDS: [&str; 4] = ["check", "rewrite", "doctor", "vmware"];
 
 /// Reads the arguments after the program's name.
 pub fn parse(args: Vec<OsString>) -> Result<Command, Failure> {
@@ -79,6 +114,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Command, Failure> {
         Some("check") => check(&mut p),
         Some("rewrite") => rewrite(&mut p),
         Some("doctor") => doctor(&mut p),
+        Some("vmware") => vmware(&mut p),
         _ => launch(&mut p),
     };
     let status = if sub.is_some() { TROUBLE } else { LAUNCHER_FAILED };
@@ -221,6 +257,46 @@ fn doctor(p: &mut lexopt::Parser) -> Result<Command, Usage> {
     Ok(Command::Doctor(d))
 }
 
+fn vmware(p: &mut lexopt::Parser) -> Result<Command, Usage> {
+    let mut action = None;
+    let mut v = Vmware {
+        action: VmwareAction::Status,
+        vmx: None,
+        wrapper_dir: None,
+        state: PathBuf::from(crate::vmware::STATE),
+        vm_dir: None,
+        check: false,
+        json: false,
+    };
+    while let Some(arg) = p.next().map_err(lexopt_error)? {
+        match arg {
+            Short('h') | Long("help") => return Ok(Command::Help(docs::help())),
+            Long("vmx") => v.vmx = Some(p.value().map_err(lexopt_error)?.into()),
+            Long("wrapper-dir") => v.wrapper_dir = Some(p.value().map_err(lexopt_error)?.into()),
+            Long("state") => v.state = p.value().map_err(lexopt_error)?.into(),
+            Long("vm-dir") => v.vm_dir = Some(p.value().map_err(lexopt_error)?.into()),
+            Long("check") => v.check = true,
+            Long("json") => v.json = true,
+            Value(word) if action.is_none() => {
+                let word = word.to_string_lossy().into_owned();
+                let found = VmwareAction::NAMES.iter().find(|(n, _)| *n == word);
+                action = Some(found.map(|(_, a)| *a).ok_or_else(|| {
+                    format!("unknown action {word:?}: expected install, uninstall, repair or status")
+                })?);
+            }
+            other => return Err(lexopt_error(other.unexpected())),
+        }
+    }
+    v.action = action.ok_or("expected install, uninstall, repair or status")?;
+    if v.json && v.action != VmwareAction::Status {
+        return Err("--json goes only with status".into());
+    }
+    if v.check && v.action == VmwareAction::Status {
+        return Err("--check goes with install, uninstall and repair (status changes nothing)".into());
+    }
+    Ok(Command::Vmware(v))
+}
+
 /// Every option of every subcommand, for the tests that the help and the parser agree.
 pub fn documented() -> impl Iterator<Item = (&'static str, &'static Opt)> {
     docs::COMMANDS.iter().flat_map(|c| c.opts.iter().map(move |o| (c.name, o)))
@@ -349,6 +425,9 @@ mod tests {
             }
             if cmd == "check" || cmd == "rewrite" {
                 args.push("f".into());
+            }
+            if cmd == "vmware" {
+                args.push(if o.long == "check" { "repair" } else { "status" }.into());
             }
             if cmd == "launch" {
                 args.push("p".into());

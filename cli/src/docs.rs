@@ -40,7 +40,7 @@ const fn opt(
 const MAX_FRAGMENTS: Opt =
     opt(None, "max-fragments", "N", "10", "a file in more than N fragments is fragmented (instead of check's rule)");
 
-pub static COMMANDS: [Cmd; 4] = [
+pub static COMMANDS: [Cmd; 5] = [
     Cmd {
         name: "launch",
         synopsis: "[OPTIONS] [--] PROGRAM [ARGS...]",
@@ -144,7 +144,7 @@ Checks this host's setup and prints one line per finding: each build of the libr
 installed where its loader looks, the entries of /etc/ld.so.preload, /etc/nosparse.conf
 (trusted: a regular file owned by root, not writable by group or others, at most 64
 KiB; every line a known setting with a good value, NOSPARSE_PROGRAMS included), and the
-VMware wrapper (nosparse-vmware status). Settings that keep the library from acting are
+VMware wrapper (nosparse vmware status). Settings that keep the library from acting are
 problems too: NOSPARSE_DISABLE=1, NOSPARSE_METHOD=off, a comment after a value (the
 library takes it as part of the value); and when the file is for vmx (a wrapper is
 installed, NOSPARSE_PROGRAMS names vmware-vmx, or --vmx), NOSPARSE_PROGRAMS or
@@ -161,13 +161,43 @@ file and the fix.",
             opt(None, "settings-only", "", "", "check only the settings file"),
         ],
     },
+    Cmd {
+        name: "vmware",
+        synopsis: "install|uninstall|repair|status [--vmx PATH] [--check] [--json]",
+        about: "\
+Puts the wrapper in front of VMware's set-user-ID vmware-vmx, checks it, repairs it
+after a VMware upgrade, and takes it away (nosparse-vmware(8) is the same command under
+its old name). install moves the real program into nosparse-real/ beside it (with
+dpkg-divert --local --rename where there is dpkg), writes the wrapper to
+WRAPPER_DIR/nosparse-NAME and links vmware-vmx to it, sets the set-user-ID bit on the
+build of libnosparse.so vmx's loader takes (through dpkg-statoverride where there is
+dpkg, so package upgrades keep it), and writes /etc/nosparse.conf when there is none.
+What was done is recorded in the state file, under a lock; uninstall undoes exactly
+that, and after a VMware upgrade keeps the new program. repair repairs only what was
+installed: a vmware-vmx replaced or copied over the wrapper by an upgrade is wrapped
+again, a lost set-user-ID bit set again; with nothing recorded it does nothing. status
+prints one line per check (ok, BROKEN with the fix, note) and exits 1 when anything is
+broken.
+
+Every step looks before it acts: run twice, the second run prints \"unchanged\" and
+exits 0. With --check nothing is changed: the first change the step would make is
+printed (\"would change: ...\") and the exit status is 2, or 0 when there is none.",
+        opts: &[
+            opt(None, "vmx", "PATH", "/usr/lib/vmware/bin/vmware-vmx", "the program (default /usr/lib/vmware/bin/vmware-vmx; uninstall, repair and status: every recorded one)"),
+            opt(None, "wrapper-dir", "DIR", "/etc/vmware", "where install writes the wrapper (default /etc/vmware)"),
+            opt(None, "state", "FILE", "/var/lib/nosparse/vmware", "the state file (default /var/lib/nosparse/vmware)"),
+            opt(None, "vm-dir", "DIR", "/vmfs", "status: where the VMs are, to check NOSPARSE_SKIP_FS against"),
+            opt(None, "check", "", "", "change nothing; exit 2 when the step would change something"),
+            opt(None, "json", "", "", "status: one JSON object (ok, state, wrapped, findings)"),
+        ],
+    },
 ];
 
 /// The exit statuses, as (status, meaning).
 pub const EXIT_STATUS: [(&str, &str); 7] = [
     ("0", "PROGRAM's own status when it runs; otherwise success: every file whole, the file rewritten or already whole, the setup sound"),
-    ("1", "check: some file is sparse or fragmented, or a directory had no file to check (none matched --pattern); rewrite: refused (the copy kept the original when it came out worse), or the result is still over the limit; doctor: something needs fixing"),
-    ("2", "check, rewrite, doctor: a file could not be read or written, or a usage error"),
+    ("1", "check: some file is sparse or fragmented, or a directory had no file to check (none matched --pattern); vmware: a step failed, or status found something broken; rewrite: refused (the copy kept the original when it came out worse), or the result is still over the limit; doctor: something needs fixing"),
+    ("2", "check, rewrite, doctor: a file could not be read or written, or a usage error; vmware --check: the step would change something"),
     ("125", "the launcher failed: a bad option or value, or the build PROGRAM needs is missing"),
     ("126", "PROGRAM was found but cannot be run"),
     ("127", "PROGRAM was not found"),
@@ -424,6 +454,80 @@ fn capitalized(s: &str) -> String {
     c.next().map(|f| f.to_uppercase().chain(c).collect()).unwrap_or_default()
 }
 
+/// The exit statuses of `nosparse vmware`, as (status, meaning).
+pub const VMWARE_EXIT_STATUS: [(&str, &str); 3] = [
+    ("0", "done, or unchanged (nothing to do); status: everything is in place"),
+    ("1", "a step failed (the message says why); status: something is broken"),
+    ("2", "--check: the step would change something; or a usage error"),
+];
+
+/// nosparse-vmware(8), from the `vmware` command's entry of [`COMMANDS`].
+pub fn man_vmware() -> String {
+    let c = cmd("vmware");
+    let mut out = String::new();
+    man_header(
+        &mut out,
+        "nosparse-vmware",
+        8,
+        "System Administration",
+        "put libnosparse.so in front of VMware's vmware-vmx, check it, repair it",
+    );
+    let _ = writeln!(
+        out,
+        ".SH SYNOPSIS\n.PP\n{}\n.PP\n{}",
+        roff(&format!("nosparse vmware {}", c.synopsis)),
+        roff(&format!("nosparse-vmware {}", c.synopsis))
+    );
+    let _ = writeln!(
+        out,
+        ".SH DESCRIPTION\n{}\n.PP\n{}",
+        roff_paragraphs(
+            "\
+vmware-vmx creates each guest's memory file (.vmem) sparse, and the file fragments as
+the guest runs. vmx is set-user-ID root, so its loader runs in secure-execution mode:
+it preloads only a library named without a path, from a directory it trusts
+(/usr/lib/x86_64-linux-gnu, /usr/lib32, ...), and only if that file has the
+set-user-ID bit; the library then reads its settings from /etc/nosparse.conf only,
+never from the environment. Neither the launcher nor LD_PRELOAD with a path reaches
+it: the wrapper does."
+        ),
+        roff_paragraphs(c.about)
+    );
+    out.push_str(".SH OPTIONS\n");
+    for o in c.opts {
+        man_opt(&mut out, &opt_label(o), o.help);
+    }
+    out.push_str(".SH \"EXIT STATUS\"\n");
+    for (status, meaning) in VMWARE_EXIT_STATUS {
+        man_opt(&mut out, status, meaning);
+    }
+    out.push_str(
+        ".SH FILES\n.TP\n.B /var/lib/nosparse/vmware\nwhat was done, one line per wrapped program \
+         (locked with flock(2) on its directory)\n.TP\n.B /etc/vmware/nosparse\\-vmware\\-vmx\nthe wrapper\n\
+         .TP\n.B /etc/nosparse.conf\nthe library's settings in vmx; see\n.BR nosparse.conf (5)\n\
+         .TP\n.B /usr/lib/systemd/system/nosparse\\-vmware\\-repair.path\nwatches vmware\\-vmx and runs \
+         repair when it changes (enable it with systemctl enable \\-\\-now)\n",
+    );
+    let _ = writeln!(
+        out,
+        ".SH EXAMPLES\n.EX\n{}\n.EE",
+        roff(
+            "sudo nosparse vmware install          # wrap /usr/lib/vmware/bin/vmware-vmx
+nosparse vmware status                # one line per check; exit 1 if broken
+nosparse vmware status --json         # the same, for scripts
+sudo nosparse vmware repair --check   # exit 2: a VMware upgrade needs repairing
+sudo nosparse vmware repair           # after upgrading VMware
+sudo systemctl enable --now nosparse-vmware-repair.path   # repair by itself
+sudo nosparse vmware uninstall"
+        )
+    );
+    out.push_str(
+        ".SH \"SEE ALSO\"\n.BR nosparse (1),\n.BR nosparse.conf (5),\n.BR dpkg\\-divert (1),\n\
+         .BR dpkg\\-statoverride (8),\n.BR ld.so (8)\n",
+    );
+    out
+}
+
 /// The bash completion script.
 pub fn bash_completion() -> String {
     let launch_opts: Vec<String> = options()
@@ -465,6 +569,10 @@ _nosparse() {{
             case $prev in --config|--program) COMPREPLY=($(compgen -f -- "$cur")); return ;; esac
             COMPREPLY=($(compgen -W '{doctor} --help' -- "$cur"))
             return ;;
+        vmware)
+            case $prev in --vmx|--state) COMPREPLY=($(compgen -f -- "$cur")); return ;; --wrapper-dir|--vm-dir) COMPREPLY=($(compgen -d -- "$cur")); return ;; esac
+            if ((COMP_CWORD == 2)); then COMPREPLY=($(compgen -W 'install uninstall repair status' -- "$cur")); else COMPREPLY=($(compgen -W '{vmware} --help' -- "$cur")); fi
+            return ;;
     esac
     # The launcher: once PROGRAM is there, the rest is PROGRAM's.
     for ((i = 1; i < COMP_CWORD; i++)); do
@@ -483,7 +591,7 @@ _nosparse() {{
     if [[ $cur == -* ]]; then
         COMPREPLY=($(compgen -W '{launch} --' -- "$cur"))
     elif ((COMP_CWORD == 1)); then
-        COMPREPLY=($(compgen -W 'check rewrite doctor' -- "$cur") $(compgen -c -- "$cur"))
+        COMPREPLY=($(compgen -W 'check rewrite doctor vmware' -- "$cur") $(compgen -c -- "$cur"))
     else
         COMPREPLY=($(compgen -c -- "$cur"))
     fi
@@ -493,6 +601,7 @@ complete -F _nosparse nosparse
         check = sub_opts("check"),
         rewrite = sub_opts("rewrite"),
         doctor = sub_opts("doctor"),
+        vmware = sub_opts("vmware"),
         with_value = with_value.join("|"),
         launch = launch_opts.join(" "),
     )
@@ -522,6 +631,7 @@ pub fn generated() -> Vec<(&'static str, String)> {
     vec![
         ("docs/man/nosparse.1", man_nosparse()),
         ("docs/man/nosparse.conf.5", man_conf()),
+        ("docs/man/nosparse-vmware.8", man_vmware()),
         ("deploy/bash-completion/nosparse", bash_completion()),
     ]
 }

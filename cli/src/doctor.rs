@@ -9,7 +9,6 @@ use crate::{conf, loader};
 use nosparse_core::fs::FsKind;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 /// The loaders of an x86_64 host, 64- and 32-bit.
 const LOADERS: [(&str, Class); 2] =
@@ -17,9 +16,9 @@ const LOADERS: [(&str, Class); 2] =
 /// The loader's list of libraries for every process.
 pub const PRELOAD: &str = "/etc/ld.so.preload";
 /// What `nosparse-vmware install` records; not empty while a wrapper is installed.
-pub const VMWARE_STATE: &str = "/var/lib/nosparse/vmware";
+pub const VMWARE_STATE: &str = crate::vmware::STATE;
 /// Where VMware installs vmx, the program `nosparse-vmware install` wraps by default.
-pub const VMX: &str = "/usr/lib/vmware/bin/vmware-vmx";
+pub const VMX: &str = crate::vmware::VMX;
 /// The set-user-ID bit.
 const SET_UID: u32 = 0o4000;
 /// Read permission for everyone: the library is loaded by every user's processes.
@@ -76,7 +75,7 @@ pub fn run(d: &Doctor) -> Result<u8, Failure> {
         let loaders = builds(&mut r, &prefix);
         preload(&mut r, &loaders);
         settings_file(&mut r, &d.config, vmx, vm_fs);
-        vmware(&mut r, &prefix);
+        vmware(&mut r);
         unwrapped_vmx(&mut r, &d.programs);
     }
     if r.problems == 0 {
@@ -242,29 +241,19 @@ fn settings_file(r: &mut Report, path: &Path, vmx: bool, vm_fs: Option<FsKind>) 
     }
 }
 
-/// The VMware wrapper, as `nosparse-vmware status` sees it: one line per finding, each
+/// The VMware wrapper, as `nosparse vmware status` sees it: one line per finding, each
 /// broken part a problem of its own (status words them with the file and the fix).
-fn vmware(r: &mut Report, prefix: &Path) {
-    let tool = prefix.join("sbin").join("nosparse-vmware");
-    if !tool.is_file() {
-        return r.note(&format!("{} is not installed: the VMware wrapper is not checked", tool.display()));
-    }
-    match Command::new(&tool).arg("status").output() {
-        Err(e) => r.problem(&tool, &format!("cannot run it: {}", crate::human::os_error(&e)), "reinstall nosparse"),
-        Ok(out) => {
-            let text = String::from_utf8_lossy(&out.stdout);
-            let mut broken = 0;
-            for line in text.lines().filter(|l| !l.trim().is_empty()) {
-                if let Some(what) = line.strip_prefix("BROKEN: ") {
-                    broken += 1;
-                    r.problem_line(what);
-                } else {
-                    let what = line.strip_prefix("ok: ").unwrap_or(line);
-                    r.ok(&format!("VMware wrapper: {what}"));
+fn vmware(r: &mut Report) {
+    match crate::vmware::findings(Path::new(VMWARE_STATE)) {
+        Err(why) => r.problem(Path::new(VMWARE_STATE), &why, "sudo nosparse vmware repair"),
+        Ok(found) if found.is_empty() => r.ok("no VMware wrapper installed"),
+        Ok(found) => {
+            for (level, text) in found {
+                match level {
+                    "broken" => r.problem_line(&text),
+                    "note" => r.note(&format!("VMware wrapper: {text}")),
+                    _ => r.ok(&format!("VMware wrapper: {text}")),
                 }
-            }
-            if !out.status.success() && broken == 0 {
-                r.problem(&tool, &format!("status failed ({})", out.status), "sudo nosparse-vmware repair");
             }
         }
     }
@@ -294,7 +283,7 @@ fn unwrapped_vmx(r: &mut Report, programs: &[PathBuf]) {
         r.problem(
             vmx,
             "set-user-ID and not wrapped: its loader ignores LD_PRELOAD with a path, so the guests' .vmem files are created sparse",
-            &format!("sudo nosparse-vmware install --vmx {}", vmx.display()),
+            &format!("sudo nosparse vmware install --vmx {}", vmx.display()),
         );
     }
 }

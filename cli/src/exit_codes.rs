@@ -11,6 +11,10 @@ pub const REFUSED: u8 = 1;
 pub const PROBLEMS: u8 = 1;
 /// check, rewrite, doctor: some file could not be read or written, or a usage error.
 pub const TROUBLE: u8 = 2;
+/// vmware: a step failed, or status found something broken.
+pub const VMWARE_FAILED: u8 = 1;
+/// vmware --check: the step would change something.
+pub const WOULD_CHANGE: u8 = 2;
 /// The launcher itself failed (bad option, missing build), as env(1) has it.
 pub const LAUNCHER_FAILED: u8 = 125;
 /// PROGRAM was found but cannot be run.

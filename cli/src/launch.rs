@@ -80,6 +80,19 @@ fn secure(program: &Path) -> bool {
     (m.mode() & libc::S_ISUID != 0 && m.uid() != euid) || (m.mode() & libc::S_ISGID != 0 && m.gid() != egid)
 }
 
+/// The build of the library `program`'s loader takes from this launcher's prefix, and
+/// whether its directory is one the loader trusts (so that a set-user-ID program may
+/// load it by its bare name); an error for a program without a loader.
+pub fn library_for(program: &Path) -> Result<(PathBuf, bool), String> {
+    let Some((interp, class)) = loader_of(program).map_err(|f| f.msg)? else {
+        return Err(format!("{} is not a dynamically linked program", program.display()));
+    };
+    let loader = loader::find(&interp, class)?;
+    let lib_dir = prefix().map_err(|f| f.msg)?.join(&loader.dst_lib);
+    let trusted = loader.system_dirs.iter().any(|d| d.as_path() == lib_dir.as_path());
+    Ok((lib_dir.join(LIB_NAME), trusted))
+}
+
 /// Runs the program; returns only on failure, or after a dry run.
 pub fn run(l: Launch) -> Result<u8, Failure> {
     let Some(program) = find_program(&l.program) else {

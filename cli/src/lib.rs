@@ -15,6 +15,7 @@ pub mod human;
 pub mod launch;
 pub mod loader;
 pub mod rewrite;
+pub mod vmware;
 
 use args::Command;
 use exit_codes::{Failure, SUCCESS};
@@ -34,6 +35,7 @@ pub fn main(args: Vec<std::ffi::OsString>) -> u8 {
         Command::Check(c) => Ok(check::run(&c)),
         Command::Rewrite(r) => Ok(rewrite::run(&r)),
         Command::Doctor(d) => doctor::run(&d),
+        Command::Vmware(v) => vmware::run_command(&v),
     });
     result.unwrap_or_else(|Failure { status, msg }| {
         eprintln!("nosparse: {msg}");
