@@ -446,6 +446,17 @@ t_debian_packages_are_sound() {
     mkdir -p "$S/i386"
     dpkg-deb -x "$d"/nosparse_*_i386.deb "$S/i386"
     grep -q 'Class:.*ELF32' <<<"$(readelf -h "$S/i386/usr/bin/nosparse")" || fail "i386 launcher is not 32-bit"
+    # The tools are linked statically: no loader, no library, no glibc symbol version,
+    # so they run on glibc 2.17 hosts and older; their Depends name no C library.
+    mkdir -p "$S/amd64"
+    dpkg-deb -x "$d"/nosparse_*_amd64.deb "$S/amd64"
+    for bin in "$S/amd64/usr/bin/nosparse" "$S/i386/usr/bin/nosparse"; do
+        ! readelf -l "$bin" | grep -q 'INTERP' || fail "$bin has a loader: $(readelf -l "$bin" | grep -A1 INTERP)"
+        ! readelf -d "$bin" 2>/dev/null | grep -q '(NEEDED)' || fail "$bin needs libraries: $(readelf -d "$bin" | grep NEEDED)"
+        ! objdump -T "$bin" 2>/dev/null | grep -q 'GLIBC_' || fail "$bin has glibc symbol versions"
+        "$bin" --version >/dev/null || fail "$bin does not run"
+    done
+    [[ $depends != *libc6* ]] || fail "the static tools depend on a C library: $depends"
     lintian --fail-on error,warning "$d"/*.deb >"$S/lintian" 2>&1 || fail "lintian: $(cat "$S/lintian")"
     cat "$S/lintian"
 }

@@ -51,7 +51,9 @@ have32=0
 
 if [ "$build" = 1 ]; then
     say "building (cargo build --release)"
-    cargo build --release --quiet -p nosparse -p nosparse-cli
+    cargo build --release --quiet -p nosparse
+    # The command statically linked (see scripts/package.sh): it runs on any glibc.
+    cargo rustc --release --quiet -p nosparse-cli --bin nosparse -- -C target-feature=+crt-static
     if [ "$have32" = 1 ]; then
         cargo build --release --quiet -p nosparse --target "$I686"
     fi

@@ -26,9 +26,14 @@ if ! cargo deb --version >/dev/null 2>&1; then
 fi
 # A build of its own, with line tables for the -dbgsym packages, in a target dir of its
 # own so that it neither changes nor rebuilds target/release (the contract's paths).
+# The nosparse command is linked statically (crt-static, for that binary only: the flag
+# would also make cargo drop the cdylib), so the tools run on any glibc host, old ones
+# included, and depend on no C library.
 export CARGO_TARGET_DIR=$PWD/target/package CARGO_PROFILE_RELEASE_DEBUG=line-tables-only
-cargo build --release --quiet -p nosparse -p nosparse-cli
-cargo build --release --quiet -p nosparse -p nosparse-cli --target "$I686"
+for target in "" "$I686"; do
+    cargo build --release --quiet -p nosparse ${target:+--target "$target"}
+    cargo rustc --release --quiet -p nosparse-cli --bin nosparse ${target:+--target "$target"} -- -C target-feature=+crt-static
+done
 build=$CARGO_TARGET_DIR
 
 version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n 1)-$REVISION
@@ -55,7 +60,7 @@ glibc_floor() {
 # architecture, "lib32" for amd64's biarch ones (libc6-i386, lib32gcc-s1).
 library_depends() {
     local lib=$1 biarch=$2 need deps=()
-    for need in $(readelf -d "$lib" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p'); do
+    for need in $(readelf -d "$lib" 2>/dev/null | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p'); do
         case $need in
             libc.so.6 | ld-linux*.so.2)
                 deps+=("$([ -n "$biarch" ] && echo libc6-i386 || echo libc6) (>= $(glibc_floor "$lib"))") ;;
@@ -63,6 +68,7 @@ library_depends() {
             *) say "$lib needs $need: which package has it?"; exit 1 ;;
         esac
     done
+    [ "${#deps[@]}" -gt 0 ] || return 0
     printf '%s\n' "${deps[@]}" | sort -u | paste -sd, | sed 's/,/, /g'
 }
 
@@ -125,7 +131,8 @@ deb --target "$I686" --variant tools-i386
 for tools in "$out"/nosparse_*.deb; do
     root=$stage/tools-$(basename "$tools" .deb)
     dpkg-deb -R "$tools" "$root"
-    depends="$(library_depends "$root/usr/bin/nosparse" ""), libnosparse0 (= $version)"
+    depends=$(library_depends "$root/usr/bin/nosparse" "")
+    depends="${depends:+$depends, }libnosparse0 (= $version)"
     sed -i "s/^Depends: .*/Depends: $depends/" "$root/DEBIAN/control"
     (cd "$root" && find . -path ./DEBIAN -prune -o -type f -printf '%P\0' | sort -z | xargs -0 md5sum) >"$root/DEBIAN/md5sums"
     chmod 644 "$root/DEBIAN/md5sums"
