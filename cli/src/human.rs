@@ -32,6 +32,22 @@ pub fn bytes(n: u64) -> String {
     }
 }
 
+/// `bytes` per `d` as `421.9 MiB/s`: the one way rewrite states a rate, in its progress
+/// line and its summary alike (bytes of the file, holes included, per second).
+pub fn rate(bytes: u64, d: Duration) -> String {
+    let per_second = bytes as f64 / d.as_secs_f64().max(1e-3);
+    format!("{}/s", self::bytes(per_second as u64))
+}
+
+/// A time taken: `0.05 s`, `12.3 s`, `1m05s`.
+pub fn elapsed(d: Duration) -> String {
+    match d.as_secs_f64() {
+        s if s < 1.0 => format!("{s:.2} s"),
+        s if s < 60.0 => format!("{s:.1} s"),
+        _ => duration(d),
+    }
+}
+
 /// `1m05s`, `12s`, `2h03m`.
 pub fn duration(d: Duration) -> String {
     let s = d.as_secs();
@@ -55,6 +71,10 @@ mod tests {
         assert_eq!(bytes(u64::MAX), "16383.9 PiB");
         assert_eq!(duration(Duration::from_secs(65)), "1m05s");
         assert_eq!(duration(Duration::from_secs(7380)), "2h03m");
+        assert_eq!(rate(3 << 30, Duration::from_secs(2)), "1.5 GiB/s");
+        assert_eq!(rate(1 << 20, Duration::ZERO), "1000.0 MiB/s");
+        assert_eq!(elapsed(Duration::from_millis(50)), "0.05 s");
+        assert_eq!(elapsed(Duration::from_secs(65)), "1m05s");
     }
 
     #[test]

@@ -312,13 +312,12 @@ fn rewrite(r: &Rewrite) -> Result<u8, Stop> {
     }
     let took = started.elapsed();
     let after = check::measure(&path).map_err(Stop::Failed)?;
-    let rate = meta.len() as f64 / took.as_secs_f64().max(1e-3);
     println!(
-        "{}: rewrote {} in {:.1} s ({}/s): {} fragments before, {} after (at most {} for this size)",
+        "{}: rewrote {} in {} ({}): {} fragments before, {} after (at most {} for this size)",
         path.display(),
         human::bytes(meta.len()),
-        took.as_secs_f64(),
-        human::bytes(rate as u64),
+        human::elapsed(took),
+        human::rate(meta.len(), took),
         before.layout.fragments,
         after.layout.fragments,
         after.allowed(r.max_fragments)
@@ -460,7 +459,6 @@ struct Progress {
     started: Instant,
     shown: Option<Instant>,
     total: u64,
-    copied: u64,
 }
 
 impl Progress {
@@ -469,20 +467,21 @@ impl Progress {
             return;
         }
         self.shown = Some(Instant::now());
-        let secs = self.started.elapsed().as_secs_f64().max(1e-3);
-        let rate = self.copied as f64 / secs;
-        let left = if rate > 0.0 {
-            Duration::from_secs_f64(self.total.saturating_sub(pos) as f64 / rate)
+        // Bytes of the file (holes included) per second, as the summary counts them.
+        let took = self.started.elapsed();
+        let per_second = pos as f64 / took.as_secs_f64().max(1e-3);
+        let left = if per_second > 0.0 {
+            Duration::from_secs_f64(self.total.saturating_sub(pos) as f64 / per_second)
         } else {
             Duration::ZERO
         };
         let pct = (pos * 100).checked_div(self.total).unwrap_or(100);
         let _ = write!(
             io::stderr(),
-            "\r{pct:3}%  {} of {}  {}/s  {} left   ",
+            "\r{pct:3}%  {} of {}  {}  {} left   ",
             human::bytes(pos),
             human::bytes(self.total),
-            human::bytes(rate as u64),
+            human::rate(pos, took),
             human::duration(left)
         );
     }
@@ -507,7 +506,7 @@ fn copy_data(
     let fd = src.as_raw_fd();
     let mut buf = vec![0u8; CHUNK];
     let mut cache = CacheDropper { src: fd, dst: dst.as_raw_fd(), pending: None };
-    let mut shown = Progress { on: progress, started: Instant::now(), shown: None, total: len as u64, copied: 0 };
+    let mut shown = Progress { on: progress, started: Instant::now(), shown: None, total: len as u64 };
     let mut at = 0i64;
     while at < len {
         let (start, end) = if preallocated {
@@ -525,7 +524,6 @@ fn copy_data(
             dst.write_all_at(&buf[..n], pos as u64).map_err(|e| failed("write to the copy", e))?;
             cache.copied(pos, n as i64);
             pos += n as i64;
-            shown.copied += n as u64;
             shown.update(pos as u64);
             if lease.is_some_and(Lease::broken) {
                 shown.done();
