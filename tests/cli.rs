@@ -739,3 +739,17 @@ fn the_man_pages_render_cleanly() {
         assert!(out.stdout.len() > 1000, "{page} rendered to almost nothing");
     }
 }
+
+/// The bash completion offers a file name with a space as one word.
+#[test]
+fn the_completion_keeps_file_names_whole() {
+    let s = Scratch::new("cli-completion");
+    fs::create_dir_all(s.path("a dir")).unwrap();
+    fs::write(s.path("a dir/my guest.vmem"), b"").unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/bash-completion/nosparse");
+    let out = run(Command::new("bash").current_dir(&s.dir).arg("-c").arg(format!(
+        "source '{}'; COMP_WORDS=(nosparse check 'a dir/my'); COMP_CWORD=2; _nosparse; printf '[%s]\\n' \"${{COMPREPLY[@]}}\"",
+        script.display()
+    )));
+    assert_eq!(text(&out.stdout), "[a dir/my guest.vmem]\n", "{}", text(&out.stderr));
+}
