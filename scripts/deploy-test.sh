@@ -115,13 +115,20 @@ t_install_under_a_prefix() {
         [ -f "$P/share/man/$page" ] || fail "$page was not installed"
     done
     [ -f "$P/share/bash-completion/completions/nosparse" ] || fail "no bash completion"
-    [ "$(wc -l <"$P/share/nosparse/installed-files")" -eq 13 ] || fail "manifest: $(cat "$P/share/nosparse/installed-files")"
+    [ "$(grep -vc '/$' "$P/share/nosparse/installed-files")" -eq 13 ] || fail "manifest: $(cat "$P/share/nosparse/installed-files")"
     grep -qxF "library=$P/$LIB32/libnosparse.so" <<<"$("$P/bin/nosparse" --dry-run -- "$VMX32")" || fail "dry run"
 }
 
 t_uninstall_under_a_prefix() {
     scripts/uninstall.sh --prefix "$P"
-    [ -z "$(find "$P" -type f)" ] || fail "left behind: $(find "$P" -type f)"
+    # Nothing left, not even the directories install.sh made.
+    [ ! -e "$P" ] || fail "left behind: $(find "$P")"
+    # DESTDIR stages the same files; the list names them as installed.
+    DESTDIR=$S/stage scripts/install.sh --prefix /opt/nosparse-stage --no-build
+    [ -f "$S/stage/opt/nosparse-stage/bin/nosparse" ] && [ ! -e /opt/nosparse-stage ] || fail "DESTDIR"
+    grep -qx /opt/nosparse-stage/bin/nosparse "$S/stage/opt/nosparse-stage/share/nosparse/installed-files" || fail "DESTDIR's list"
+    DESTDIR=$S/stage scripts/uninstall.sh --prefix /opt/nosparse-stage
+    [ -z "$(ls -A "$S/stage")" ] || fail "left in DESTDIR: $(find "$S/stage")"
 }
 
 # Everything below uses an install under /usr, as an admin's would be.

@@ -11,9 +11,11 @@ cd "$(dirname "$0")/.."
 
 usage() {
     cat <<'USAGE'
-usage: scripts/install.sh [--prefix DIR] [--no-build]
+usage: [DESTDIR=STAGE] scripts/install.sh [--prefix DIR] [--no-build]
   --prefix DIR   install under DIR (default /usr; the 32-bit build needs a 32-bit loader)
   --no-build     install the builds already in target/ instead of running cargo build
+  DESTDIR        stage the files under STAGE/DIR (for packaging); the list of installed
+                 files names them without STAGE
 USAGE
 }
 
@@ -59,14 +61,23 @@ if [ "$build" = 1 ]; then
     fi
 fi
 
+dest=${DESTDIR:-}
 manifest_dir=$prefix/share/nosparse
 manifest=$manifest_dir/installed-files
 files=()
+# The directories this made, deepest first: uninstall.sh removes them when empty.
+made_dirs=()
 put() { # put MODE SOURCE DEST
     [ -f "$2" ] || die "$2 is missing: build it first, or leave out --no-build"
-    install -D -m "$1" "$2" "$3"
+    local d
+    d=$(dirname "$3")
+    while [ "$d" != / ] && [ "$d" != . ] && [ ! -e "$dest$d" ]; do
+        made_dirs+=("$d/")
+        d=$(dirname "$d")
+    done
+    install -D -m "$1" "$2" "$dest$3"
     files+=("$3")
-    say "installed $3"
+    say "installed $dest$3"
 }
 
 put 755 target/release/nosparse "$prefix/bin/nosparse"
@@ -85,5 +96,8 @@ if [ "$have32" = 1 ]; then
 else
     say "no 32-bit loader at $LOADER32: the 32-bit build is not installed (install libc6-i386 for 32-bit programs)"
 fi
-printf '%s\n' "${files[@]}" "$manifest" >"$manifest"
+# The files, then the directories made (a trailing '/'), deepest first.
+printf '%s\n' "${files[@]}" "$manifest" >"$dest$manifest"
+[ "${#made_dirs[@]}" -eq 0 ] || printf '%s\n' "${made_dirs[@]}" | awk '{ print length($0) "\t" $0 }' |
+    sort -rn | cut -f2- >>"$dest$manifest"
 say "installed; scripts/uninstall.sh --prefix $prefix removes it"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Removes what scripts/install.sh installed under PREFIX (default /usr), from the list
-# it kept in PREFIX/share/nosparse/installed-files. Refuses while the VMware wrapper is
-# in front of vmware-vmx: `nosparse-vmware uninstall` first.
+# it kept in PREFIX/share/nosparse/installed-files: the files, then the directories it
+# made, when they are empty. Refuses while the VMware wrapper is in front of
+# vmware-vmx: `nosparse vmware uninstall` first. DESTDIR as for install.sh.
 set -euo pipefail
 
 prefix=/usr
@@ -14,18 +15,22 @@ while [ $# -gt 0 ]; do
     esac
 done
 prefix=$(realpath -m "$prefix")
-manifest=$prefix/share/nosparse/installed-files
+dest=${DESTDIR:-}
+manifest=$dest$prefix/share/nosparse/installed-files
 say() { printf 'uninstall: %s\n' "$*" >&2; }
 
 [ -f "$manifest" ] || { say "nothing installed under $prefix ($manifest is missing)"; exit 1; }
 state=${NOSPARSE_VMWARE_STATE:-/var/lib/nosparse/vmware}
 if [ -s "$state" ]; then
-    say "the VMware wrapper is installed ($state): run 'nosparse-vmware uninstall' first"
+    say "the VMware wrapper is installed ($state): run 'nosparse vmware uninstall' first"
     exit 1
 fi
+list=$(cat "$manifest")
 while IFS= read -r f; do
-    [ -n "$f" ] || continue
-    rm -f -- "$f"
-    say "removed $f"
-done <"$manifest"
-rmdir --ignore-fail-on-non-empty "$prefix/share/nosparse" 2>/dev/null || true
+    case $f in
+        "") ;;
+        */) if rmdir -- "$dest$f" 2>/dev/null; then say "removed $dest$f"; fi ;;
+        *) rm -f -- "$dest$f"; say "removed $dest$f" ;;
+    esac
+done <<<"$list"
+rmdir --ignore-fail-on-non-empty "$dest$prefix/share/nosparse" 2>/dev/null || true
