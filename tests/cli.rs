@@ -228,7 +228,9 @@ fn the_launchers_errors_have_envs_statuses() {
     let out = run(Command::new(&p.bin).arg("-nV"));
     assert_eq!(text(&out.stdout), format!("nosparse {}\n", env!("CARGO_PKG_VERSION")));
     let out = run(Command::new(&p.bin).arg("--help"));
-    assert!(out.status.success() && text(&out.stdout).contains("nosparse check"));
+    assert!(out.status.success() && text(&out.stdout).contains("nosparse COMMAND --help"));
+    let out = run(Command::new(&p.bin).args(["check", "--help"]));
+    assert!(out.status.success() && text(&out.stdout).starts_with("usage: nosparse check "));
     // A prefix with only the 64-bit build: a 32-bit program is refused, with the path.
     let only64 = prefix(&s, "only64", false);
     let file = s.path("x.vmem");

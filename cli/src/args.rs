@@ -183,7 +183,7 @@ fn check(p: &mut lexopt::Parser) -> Result<Command, Usage> {
     let mut c = Check::default();
     while let Some(arg) = p.next().map_err(lexopt_error)? {
         match arg {
-            Short('h') | Long("help") => return Ok(Command::Help(docs::help())),
+            Short('h') | Long("help") => return Ok(Command::Help(docs::help_for("check"))),
             Short('q') | Long("quiet") => c.quiet = true,
             Long("json") => c.format = crate::check::Format::Json,
             Long("format") => {
@@ -217,7 +217,7 @@ fn rewrite(p: &mut lexopt::Parser) -> Result<Command, Usage> {
     let (mut force, mut max_fragments, mut progress) = (false, None, None);
     while let Some(arg) = p.next().map_err(lexopt_error)? {
         match arg {
-            Short('h') | Long("help") => return Ok(Command::Help(docs::help())),
+            Short('h') | Long("help") => return Ok(Command::Help(docs::help_for("rewrite"))),
             Short('f') | Long("force") => force = true,
             Long("max-fragments") => max_fragments = Some(count(p, "--max-fragments")?),
             Long("progress") => progress = Some(true),
@@ -242,7 +242,7 @@ fn doctor(p: &mut lexopt::Parser) -> Result<Command, Usage> {
     };
     while let Some(arg) = p.next().map_err(lexopt_error)? {
         match arg {
-            Short('h') | Long("help") => return Ok(Command::Help(docs::help())),
+            Short('h') | Long("help") => return Ok(Command::Help(docs::help_for("doctor"))),
             Long("config") => d.config = p.value().map_err(lexopt_error)?.into(),
             Long("vmx") => d.vmx = true,
             Long("vm-dir") => d.vm_dir = Some(p.value().map_err(lexopt_error)?.into()),
@@ -270,7 +270,7 @@ fn vmware(p: &mut lexopt::Parser) -> Result<Command, Usage> {
     };
     while let Some(arg) = p.next().map_err(lexopt_error)? {
         match arg {
-            Short('h') | Long("help") => return Ok(Command::Help(docs::help())),
+            Short('h') | Long("help") => return Ok(Command::Help(docs::help_for("vmware"))),
             Long("vmx") => v.vmx = Some(p.value().map_err(lexopt_error)?.into()),
             Long("wrapper-dir") => v.wrapper_dir = Some(p.value().map_err(lexopt_error)?.into()),
             Long("state") => v.state = p.value().map_err(lexopt_error)?.into(),

@@ -21,10 +21,14 @@ pub struct Opt {
 /// A subcommand (the launcher is `launch`, called without a name).
 pub struct Cmd {
     pub name: &'static str,
+    /// What it does, in one line (the list of commands in `--help`).
+    pub summary: &'static str,
     pub synopsis: &'static str,
     /// Paragraphs, separated by blank lines (filled to the width when shown).
     pub about: &'static str,
     pub opts: &'static [Opt],
+    /// (command line, what it does), for `--help` and the man pages' EXAMPLES.
+    pub examples: &'static [(&'static str, &'static str)],
 }
 
 const fn opt(
@@ -43,6 +47,7 @@ const MAX_FRAGMENTS: Opt =
 pub static COMMANDS: [Cmd; 5] = [
     Cmd {
         name: "launch",
+        summary: "run PROGRAM with libnosparse.so preloaded",
         synopsis: "[OPTIONS] [--] PROGRAM [ARGS...]",
         about: "\
 Runs PROGRAM with libnosparse.so preloaded, so that the big files it creates sparse (one
@@ -62,9 +67,16 @@ doctor is run as 'nosparse -- check ...'.",
             opt(Some('h'), "help", "", "", "this text"),
             opt(Some('V'), "version", "", "", "the version"),
         ],
+        examples: &[
+            ("nosparse -- vmware-vmx ...", "run vmx with the library (not set-user-ID)"),
+            ("nosparse --match '*.vmem' --log stderr -- PROGRAM", "only .vmem files; log to stderr"),
+            ("nosparse --triggers pwrite,ftruncate -- qemu-system-x86_64 ...", "also files sized by ftruncate"),
+            ("nosparse --dry-run -- PROGRAM", "the library PROGRAM would get"),
+        ],
     },
     Cmd {
         name: "check",
+        summary: "report files' holes and fragments",
         synopsis: "[--format FORMAT] [--max-fragments N] [--pattern GLOB] PATH...",
         about: "\
 Prints each file's size, allocated bytes, bytes in holes, and physical fragments counted
@@ -104,9 +116,16 @@ with a verdict label, ...), labelled with the path, and the counts
             MAX_FRAGMENTS,
             opt(None, "pattern", "GLOB", "*.vmem", "in directories, only files whose name (or absolute path, with a '/') matches GLOB"),
         ],
+        examples: &[
+            ("nosparse check guest.vmem", "one file; exit 0 when whole"),
+            ("nosparse check --pattern '*.vmem' /vm", "every .vmem under /vm"),
+            ("nosparse check --format ndjson /vm", "one JSON object a line, for scripts"),
+            ("nosparse check --format prometheus /vm >nosparse.prom", "for node_exporter"),
+        ],
     },
     Cmd {
         name: "rewrite",
+        summary: "rewrite a fragmented file whole",
         synopsis: "[--force] [--max-fragments N] [--progress | --no-progress] FILE",
         about: "\
 Replaces FILE, a fragmented or sparse file such as a suspended guest's .vmem, with a
@@ -135,9 +154,14 @@ I/O errors are exit 2.",
             opt(None, "progress", "", "", "show progress even when stderr is not a terminal"),
             opt(None, "no-progress", "", "", "show no progress"),
         ],
+        examples: &[
+            ("nosparse rewrite /vm/guest/guest.vmem", "a suspended guest's memory file"),
+            ("nosparse rewrite --force --no-progress FILE", "even when whole, quietly"),
+        ],
     },
     Cmd {
         name: "doctor",
+        summary: "check this host's setup",
         synopsis: "[--config FILE] [--vmx] [--vm-dir DIR] [--program PATH]...",
         about: "\
 Checks this host's setup and prints one line per finding: each build of the library
@@ -160,9 +184,14 @@ file and the fix.",
             opt(None, "program", "PATH", "/usr/lib/vmware/bin/vmware-vmx", "a set-user-ID program that must be wrapped, when it is there (default /usr/lib/vmware/bin/vmware-vmx); may be repeated"),
             opt(None, "settings-only", "", "", "check only the settings file"),
         ],
+        examples: &[
+            ("nosparse doctor", "the whole host"),
+            ("nosparse doctor --config ./nosparse.conf --vmx", "a settings file before installing it"),
+        ],
     },
     Cmd {
         name: "vmware",
+        summary: "wrap VMware's vmware-vmx; check and repair it",
         synopsis: "install|uninstall|repair|status [--vmx PATH] [--check] [--json]",
         about: "\
 Puts the wrapper in front of VMware's set-user-ID vmware-vmx, checks it, repairs it
@@ -189,6 +218,12 @@ printed (\"would change: ...\") and the exit status is 2, or 0 when there is non
             opt(None, "vm-dir", "DIR", "/vmfs", "status: where the VMs are, to check NOSPARSE_SKIP_FS against"),
             opt(None, "check", "", "", "change nothing; exit 2 when the step would change something"),
             opt(None, "json", "", "", "status: one JSON object (ok, state, wrapped, findings)"),
+        ],
+        examples: &[
+            ("sudo nosparse vmware install", "wrap /usr/lib/vmware/bin/vmware-vmx"),
+            ("nosparse vmware status", "one line per check; exit 1 when broken"),
+            ("sudo nosparse vmware repair --check", "exit 2 when an upgrade needs repairing"),
+            ("sudo nosparse vmware repair", "after upgrading VMware"),
         ],
     },
 ];
@@ -249,7 +284,7 @@ fn opt_label(o: &Opt) -> String {
 
 /// Width of the option column in `--help`, and of the whole text.
 const HELP_COLUMN: usize = 24;
-const HELP_WIDTH: usize = 88;
+const HELP_WIDTH: usize = 80;
 
 /// `text` cut into lines of at most `width` characters, at spaces.
 fn wrap(text: &str, width: usize) -> Vec<String> {
@@ -286,16 +321,39 @@ fn paragraphs(text: &str) -> String {
     filled.join("\n\n")
 }
 
-/// What `--help` prints.
-pub fn help() -> String {
-    let mut out = String::from("usage: ");
-    for (i, c) in COMMANDS.iter().enumerate() {
-        let indent = if i == 0 { "" } else { "       " };
-        let _ = writeln!(out, "{indent}{}", usage_line(c));
+/// `usage: ` and the synopsis, wrapped at the width with its words aligned.
+fn usage_block(out: &mut String, first: &str, lines: &[String]) {
+    for (i, line) in lines.iter().enumerate() {
+        let lead = if i == 0 { first } else { "       " };
+        let words = wrap(line, HELP_WIDTH - lead.len() - 4);
+        let _ = writeln!(out, "{lead}{}", words[0]);
+        for more in &words[1..] {
+            let _ = writeln!(out, "{:11}{more}", "");
+        }
     }
-    out.push_str("       nosparse --help | --version\n\n");
+}
+
+fn examples(out: &mut String, c: &Cmd) {
+    if c.examples.is_empty() {
+        return;
+    }
+    out.push_str("\nexamples:\n");
+    for (line, what) in c.examples {
+        let _ = writeln!(out, "  {line}");
+        let _ = writeln!(out, "      {what}");
+    }
+}
+
+/// What `nosparse --help` prints: the launcher's usage and options, the commands.
+pub fn help() -> String {
+    let mut out = String::new();
     let launch = cmd("launch");
-    let _ = writeln!(out, "{}\n", paragraphs(launch.about));
+    usage_block(
+        &mut out,
+        "usage: ",
+        &[usage_line(launch), "nosparse COMMAND [OPTIONS] ...".into(), "nosparse --help | --version".into()],
+    );
+    let _ = writeln!(out, "\n{}\n", paragraphs(launch.about));
     out.push_str("options (each sets the NOSPARSE_* setting of that name; see nosparse.conf(5)):\n");
     for s in options() {
         let what = if s.switch { format!("{} ({}=1)", s.help, s.name) } else { s.help.to_string() };
@@ -307,17 +365,31 @@ pub fn help() -> String {
     for o in launch.opts {
         help_row(&mut out, &opt_label(o), o.help);
     }
+    out.push_str("\ncommands (nosparse COMMAND --help for each one's options):\n");
     for c in COMMANDS.iter().skip(1) {
-        let _ = writeln!(out, "\n{}\n\n{}\n", usage_line(c), paragraphs(c.about));
-        for o in c.opts {
-            help_row(&mut out, &opt_label(o), o.help);
-        }
+        help_row(&mut out, c.name, c.summary);
     }
+    examples(&mut out, launch);
     out.push_str("\nexit status:\n");
     for (status, meaning) in EXIT_STATUS {
         help_row(&mut out, status, meaning);
     }
     out.push_str("\nMore in nosparse(1), nosparse.conf(5), nosparse-vmware(8).\n");
+    out
+}
+
+/// What `nosparse COMMAND --help` prints.
+pub fn help_for(name: &str) -> String {
+    let c = cmd(name);
+    let mut out = String::new();
+    usage_block(&mut out, "usage: ", &[usage_line(c)]);
+    let _ = writeln!(out, "\n{}\n\noptions:", paragraphs(c.about));
+    for o in c.opts {
+        help_row(&mut out, &opt_label(o), o.help);
+    }
+    help_row(&mut out, "-h, --help", "this text");
+    examples(&mut out, c);
+    let _ = writeln!(out, "\nMore in {}.", if name == "vmware" { "nosparse-vmware(8)" } else { "nosparse(1)" });
     out
 }
 
@@ -410,6 +482,12 @@ pub fn man_nosparse() -> String {
     out.push_str(".SH \"EXIT STATUS\"\n");
     for (status, meaning) in EXIT_STATUS {
         man_opt(&mut out, status, meaning);
+    }
+    out.push_str(".SH EXAMPLES\n");
+    for c in &COMMANDS {
+        for (line, what) in c.examples {
+            man_opt(&mut out, line, what);
+        }
     }
     out.push_str(
         ".SH FILES\n.TP\n.B PREFIX/$LIB/libnosparse.so\nthe library, one build per class\n\
@@ -693,17 +771,21 @@ mod tests {
     }
 
     #[test]
-    fn help_names_every_option_and_setting() {
+    fn help_names_every_option_and_setting_in_80_columns() {
         let h = help();
         for s in options() {
             assert!(h.contains(&option_label(s)), "{}", s.name);
         }
         for c in &COMMANDS {
+            let text = if c.name == "launch" { help() } else { help_for(c.name) };
             for o in c.opts {
-                assert!(h.contains(&format!("--{}", o.long)), "{}", o.long);
+                assert!(text.contains(&format!("--{}", o.long)), "{} --{}", c.name, o.long);
+            }
+            assert!(c.name == "launch" || h.contains(&format!("  {}", c.name)), "{}", c.name);
+            for l in text.lines() {
+                assert!(l.chars().count() <= HELP_WIDTH, "too long in {}'s help: {l}", c.name);
             }
         }
-        assert!(h.lines().all(|l| l.chars().count() <= HELP_WIDTH), "a line of --help is too long");
     }
 
     #[test]
