@@ -445,6 +445,9 @@ t_debian_packages_are_sound() {
     depends=$(dpkg-deb -f "$d"/nosparse_*_amd64.deb Depends)
     version=$(dpkg-deb -f "$d"/libnosparse0_*_amd64.deb Version)
     [[ $depends == *"libnosparse0 (= $version)"* ]] || fail "tools do not depend on the same library version: $depends"
+    [ "$(dpkg-deb -f "$d"/nosparse_*_amd64.deb Suggests)" = "lib32nosparse0 (= $version)" ] || fail "amd64 tools' Suggests"
+    [ -z "$(dpkg-deb -f "$d"/nosparse_*_amd64.deb Recommends)" ] && [ -z "$(dpkg-deb -f "$d"/nosparse_*_i386.deb Suggests)" ] || fail "Recommends, or i386 Suggests"
+    [ "$(dpkg-deb -f "$d"/nosparse_*_amd64.deb Homepage)" = "$(dpkg-deb -f "$d"/libnosparse0_*_amd64.deb Homepage)" ] || fail "Homepage"
     for deb in "$d"/*.deb; do
         dpkg-deb -I "$deb" md5sums >/dev/null || fail "$deb has no md5sums"
     done
@@ -541,6 +544,8 @@ t_rpm_packages() {
     for f in /usr/bin/nosparse /usr/sbin/nosparse-vmware /usr/share/man/man1/nosparse.1.gz /usr/share/man/man8/nosparse-vmware.8.gz; do
         grep -qx "$f" "$S/list" || fail "$f not in the tools package"
     done
+    [ "$(rpm -qp --qf '%{URL}' "$r/nosparse-$v.x86_64.rpm")" = "$(sed -n 's/^homepage = "\(.*\)"$/\1/p' cli/Cargo.toml)" ] || fail "the tools' URL"
+    rpm -qp --qf '%{POSTTRANS}' "$r/nosparse-libs-$v.x86_64.rpm" | grep -q 'nosparse vmware repair' || fail "no %posttrans repair"
     rpm -qp --requires "$r/nosparse-$v.x86_64.rpm" >"$S/requires"
     grep -qx "nosparse-libs(x86-64) = $v" "$S/requires" || fail "tools do not require the same library of their architecture: $(cat "$S/requires")"
     rpm -qp --requires "$r/nosparse-$v.i686.rpm" | grep -qx "nosparse-libs(x86-32) = $v" || fail "i686 tools' requires"

@@ -16,7 +16,10 @@ out=$(realpath -m "${1:-target/debian}")
 I686=i686-unknown-linux-gnu
 CARGO_DEB_VERSION=3.8.0
 SONAME=libnosparse.so.0
-REVISION=1
+# The Debian revision and the homepage, from the tools' Cargo.toml; the version is the
+# workspace's (Cargo.toml), the one place it is written.
+REVISION=$(sed -n 's/^revision = "\(.*\)"$/\1/p' cli/Cargo.toml)
+HOMEPAGE=$(sed -n 's/^homepage = "\(.*\)"$/\1/p' cli/Cargo.toml)
 
 say() { printf 'package: %s\n' "$*" >&2; }
 
@@ -37,8 +40,6 @@ done
 build=$CARGO_TARGET_DIR
 
 version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n 1)-$REVISION
-grep -q "libnosparse0 (= $version)" cli/Cargo.toml ||
-    { say "cli/Cargo.toml's depends do not name libnosparse0 (= $version): update them"; exit 1; }
 head -n 1 deploy/debian/changelog | grep -qF "($version)" ||
     { say "deploy/debian/changelog has no entry for $version"; exit 1; }
 
@@ -103,7 +104,7 @@ libdeb() {
         echo "Depends: $(library_depends "$root/$dir/$SONAME" "$biarch")"
         echo "Section: libs"
         echo "Priority: optional"
-        echo "Homepage: https://github.com/nosparse/nosparse"
+        echo "Homepage: $HOMEPAGE"
         echo "Description: $desc"
         echo " libnosparse.so is loaded with LD_PRELOAD (or /etc/ld.so.preload) into programs"
         echo " that create big files sparse, such as VMware's vmware-vmx with its .vmem files,"
@@ -127,13 +128,19 @@ deb
 deb --target "$I686" --variant tools-i386
 # cargo-deb writes no md5sums (dpkg --verify and debsums read them), and for the i386
 # build it resolves dependencies against this amd64 host's /usr/lib32 (libc6-i386):
-# both are put right here, the Depends computed as for the library.
+# both are put right here, the Depends computed as for the library, with the Suggests,
+# from the workspace's version.
 for tools in "$out"/nosparse_*.deb; do
     root=$stage/tools-$(basename "$tools" .deb)
     dpkg-deb -R "$tools" "$root"
     depends=$(library_depends "$root/usr/bin/nosparse" "")
     depends="${depends:+$depends, }libnosparse0 (= $version)"
-    sed -i "s/^Depends: .*/Depends: $depends/" "$root/DEBIAN/control"
+    relations="Depends: $depends"
+    if [ "$(sed -n 's/^Architecture: //p' "$root/DEBIAN/control")" = amd64 ]; then
+        relations+="\nSuggests: lib32nosparse0 (= $version)"
+    fi
+    # Before the Description, which runs to the end of the paragraph.
+    sed -i -e '/^Depends: /d; /^Suggests: /d' -e "/^Description: /i $relations" "$root/DEBIAN/control"
     (cd "$root" && find . -path ./DEBIAN -prune -o -type f -printf '%P\0' | sort -z | xargs -0 md5sum) >"$root/DEBIAN/md5sums"
     chmod 644 "$root/DEBIAN/md5sums"
     dpkg-deb --root-owner-group -Zxz --build "$root" "$tools" >/dev/null
