@@ -3,7 +3,7 @@
 //! edit here. Parsing only describes what to do; nothing here exits.
 
 use crate::docs::{self, Opt};
-use crate::exit_codes::{Failure, LAUNCHER_FAILED, TROUBLE};
+use crate::exit_codes::{Failure, Status};
 use lexopt::prelude::*;
 use nosparse_core::settings::{Setting, SETTINGS};
 use std::ffi::OsString;
@@ -117,7 +117,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Command, Failure> {
         Some("vmware") => vmware(&mut p),
         _ => launch(&mut p),
     };
-    let status = if sub.is_some() { TROUBLE } else { LAUNCHER_FAILED };
+    let status = if sub.is_some() { Status::Trouble } else { Status::LauncherFailed };
     result.map_err(|e| {
         Failure::new(
             status,
@@ -305,7 +305,7 @@ pub fn documented() -> impl Iterator<Item = (&'static str, &'static Opt)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exit_codes::TROUBLE;
+    use crate::exit_codes::Status;
 
     fn run(args: &[&str]) -> Result<Command, Failure> {
         parse(args.iter().map(OsString::from).collect())
@@ -355,7 +355,7 @@ mod tests {
         }
         for s in SETTINGS.iter().filter(|s| s.option.is_none()) {
             let name = s.name.trim_start_matches("NOSPARSE_").to_lowercase().replace('_', "-");
-            assert_eq!(usage_error(&[&format!("--{name}"), "x", "p"]).status, LAUNCHER_FAILED);
+            assert_eq!(usage_error(&[&format!("--{name}"), "x", "p"]).status, Status::LauncherFailed);
         }
     }
 
@@ -369,14 +369,14 @@ mod tests {
             &["-x", "p"],
         ] {
             let f = usage_error(bad);
-            assert_eq!(f.status, LAUNCHER_FAILED, "{bad:?}");
+            assert_eq!(f.status, Status::LauncherFailed, "{bad:?}");
         }
         assert!(usage_error(&["--frobnicate", "p"]).msg.starts_with("unknown option --frobnicate"));
         assert!(usage_error(&["--min-size", "1X", "p"]).msg.contains("--min-size: bad value \"1X\""));
         assert!(usage_error(&["--min-size"]).msg.contains("--min-size needs a value"));
         assert!(usage_error(&[]).msg.contains("no PROGRAM"));
         let f = usage_error(&["check", "--max-fragmentsXYZ", "f"]);
-        assert_eq!(f.status, TROUBLE);
+        assert_eq!(f.status, Status::Trouble);
         assert!(f.msg.starts_with("check: unknown option --max-fragmentsXYZ"), "{}", f.msg);
         assert!(usage_error(&["rewrite", "--bogus", "f"]).msg.contains("unknown option --bogus"));
         assert!(usage_error(&["rewrite", "a", "b"]).msg.contains("exactly one FILE"));

@@ -3,7 +3,7 @@
 //! filesystem could do at best for that size.
 
 use crate::args::Check;
-use crate::exit_codes::{NOT_WHOLE, SUCCESS, TROUBLE};
+use crate::exit_codes::Status;
 use crate::human;
 use nosparse_core::extents::{self, Layout};
 use nosparse_core::fs::FsKind;
@@ -335,13 +335,13 @@ impl Summary {
 
     /// 0: every file whole; 1: some file is not, or a directory had none; 2: some file
     /// could not be read.
-    pub fn status(&self) -> u8 {
+    pub fn status(&self) -> Status {
         if self.errors > 0 {
-            TROUBLE
+            Status::Trouble
         } else if self.whole < self.files || !self.empty_dirs.is_empty() {
-            NOT_WHOLE
+            Status::NotWhole
         } else {
-            SUCCESS
+            Status::Success
         }
     }
 
@@ -472,7 +472,7 @@ fn prometheus(outcomes: &[Outcome], summary: &Summary, max: Option<u64>) -> Stri
 }
 
 /// Checks every file, prints the findings in `c.format`, and returns the exit status.
-pub fn run(c: &Check) -> u8 {
+pub fn run(c: &Check) -> Status {
     let (items, empty) = files(&c.paths, c.pattern.as_deref());
     let mut summary = Summary::default();
     for dir in &empty {
@@ -589,7 +589,7 @@ mod tests {
         ];
         let mut summary = Summary::default();
         outcomes.iter().for_each(|o| summary.add(o, None));
-        assert_eq!((summary.fragmented, summary.sparse, summary.errors, summary.status()), (1, 1, 1, TROUBLE));
+        assert_eq!((summary.fragmented, summary.sparse, summary.errors, summary.status()), (1, 1, 1, Status::Trouble));
         let text = prometheus(&outcomes, &summary, None);
         assert!(text.contains("nosparse_file_fragments{path=\"/vm/a\\\"\\\\\\n.vmem\"} 30\n"), "{text}");
         assert!(text.contains("nosparse_file_verdict{path=\"/vm/b.vmem\",verdict=\"sparse\"} 1\n"), "{text}");
@@ -602,7 +602,7 @@ mod tests {
     #[test]
     fn an_empty_directory_is_not_success() {
         let s = Summary { empty_dirs: vec!["/vm".into()], ..Summary::default() };
-        assert_eq!(s.status(), NOT_WHOLE);
-        assert_eq!(Summary::default().status(), SUCCESS);
+        assert_eq!(s.status(), Status::NotWhole);
+        assert_eq!(Summary::default().status(), Status::Success);
     }
 }

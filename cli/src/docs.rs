@@ -3,6 +3,7 @@
 //! `nosparse_core::settings::SETTINGS`. `cargo run -p nosparse-cli --example gen-docs`
 //! writes the generated files; a test fails when the committed ones differ.
 
+use crate::exit_codes::Status;
 use nosparse_core::settings::{Setting, SETTINGS};
 use std::fmt::Write;
 
@@ -228,16 +229,12 @@ printed (\"would change: ...\") and the exit status is 2, or 0 when there is non
     },
 ];
 
-/// The exit statuses, as (status, meaning).
-pub const EXIT_STATUS: [(&str, &str); 7] = [
-    ("0", "PROGRAM's own status when it runs; otherwise success: every file whole, the file rewritten or already whole, the setup sound"),
-    ("1", "check: some file is sparse or fragmented, or a directory had no file to check (none matched --pattern); vmware: a step failed, or status found something broken; rewrite: refused (the copy kept the original when it came out worse), or the result is still over the limit; doctor: something needs fixing"),
-    ("2", "check, rewrite, doctor: a file could not be read or written, or a usage error; vmware --check: the step would change something"),
-    ("125", "the launcher failed: a bad option or value, or the build PROGRAM needs is missing"),
-    ("126", "PROGRAM was found but cannot be run"),
-    ("127", "PROGRAM was not found"),
-    ("128+N", "rewrite was stopped by signal N; the copy was removed"),
-];
+/// The exit statuses, as (status, meaning): [`Status::ALL`]'s, and death by a signal.
+pub fn exit_status() -> Vec<(String, String)> {
+    let mut rows = crate::exit_codes::rows(&Status::ALL);
+    rows.push(("128+N".into(), "rewrite was stopped by signal N; the copy was removed".into()));
+    rows
+}
 
 fn cmd(name: &str) -> &'static Cmd {
     COMMANDS.iter().find(|c| c.name == name).expect("a known command")
@@ -371,8 +368,8 @@ pub fn help() -> String {
     }
     examples(&mut out, launch);
     out.push_str("\nexit status:\n");
-    for (status, meaning) in EXIT_STATUS {
-        help_row(&mut out, status, meaning);
+    for (status, meaning) in exit_status() {
+        help_row(&mut out, &status, &meaning);
     }
     out.push_str("\nMore in nosparse(1), nosparse.conf(5), nosparse-vmware(8).\n");
     out
@@ -480,8 +477,8 @@ pub fn man_nosparse() -> String {
         }
     }
     out.push_str(".SH \"EXIT STATUS\"\n");
-    for (status, meaning) in EXIT_STATUS {
-        man_opt(&mut out, status, meaning);
+    for (status, meaning) in exit_status() {
+        man_opt(&mut out, &status, &meaning);
     }
     out.push_str(".SH EXAMPLES\n");
     for c in &COMMANDS {
@@ -552,11 +549,12 @@ fn capitalized(s: &str) -> String {
 }
 
 /// The exit statuses of `nosparse vmware`, as (status, meaning).
-pub const VMWARE_EXIT_STATUS: [(&str, &str); 3] = [
-    ("0", "done, or unchanged (nothing to do); status: everything is in place"),
-    ("1", "a step failed (the message says why); status: something is broken"),
-    ("2", "--check: the step would change something; or a usage error"),
-];
+pub fn vmware_exit_status() -> Vec<(String, String)> {
+    let mut rows =
+        vec![("0".to_string(), "done, or unchanged (nothing to do); status: everything is in place".to_string())];
+    rows.extend(crate::exit_codes::rows(&[Status::VmwareFailed, Status::WouldChange, Status::Trouble]));
+    rows
+}
 
 /// nosparse-vmware(8), from the `vmware` command's entry of [`COMMANDS`].
 pub fn man_vmware() -> String {
@@ -595,8 +593,8 @@ it: the wrapper does."
         man_opt(&mut out, &opt_label(o), o.help);
     }
     out.push_str(".SH \"EXIT STATUS\"\n");
-    for (status, meaning) in VMWARE_EXIT_STATUS {
-        man_opt(&mut out, status, meaning);
+    for (status, meaning) in vmware_exit_status() {
+        man_opt(&mut out, &status, &meaning);
     }
     out.push_str(
         ".SH FILES\n.TP\n.B /var/lib/nosparse/vmware\nwhat was done, one line per wrapped program \

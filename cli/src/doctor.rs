@@ -3,7 +3,7 @@
 
 use crate::args::Doctor;
 use crate::elf::{self, Class, Kind};
-use crate::exit_codes::{Failure, PROBLEMS, SUCCESS};
+use crate::exit_codes::{Failure, Status};
 use crate::launch::{self, LIB_NAME};
 use crate::{conf, loader};
 use nosparse_core::fs::FsKind;
@@ -63,7 +63,7 @@ fn class_of(path: &Path) -> Option<Class> {
     }
 }
 
-pub fn run(d: &Doctor) -> Result<u8, Failure> {
+pub fn run(d: &Doctor) -> Result<Status, Failure> {
     let mut r = Report::default();
     // The settings are vmx's when asked, or when the wrapper is installed.
     let vmx = d.vmx || d.vm_dir.is_some() || std::fs::metadata(VMWARE_STATE).is_ok_and(|m| m.len() > 0);
@@ -80,10 +80,10 @@ pub fn run(d: &Doctor) -> Result<u8, Failure> {
     }
     if r.problems == 0 {
         println!("nosparse doctor: all is well");
-        Ok(SUCCESS)
+        Ok(Status::Success)
     } else {
         println!("nosparse doctor: {} problem{} found", r.problems, if r.problems == 1 { "" } else { "s" });
-        Ok(PROBLEMS)
+        Ok(Status::Problems)
     }
 }
 

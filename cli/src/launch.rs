@@ -7,7 +7,7 @@
 
 use crate::args::Launch;
 use crate::elf::{self, Kind};
-use crate::exit_codes::{Failure, CANNOT_RUN, LAUNCHER_FAILED, NOT_FOUND, SUCCESS};
+use crate::exit_codes::{Failure, Status};
 use crate::{conf, loader};
 use std::ffi::OsString;
 use std::io::ErrorKind;
@@ -25,7 +25,7 @@ pub const LIB_NAME: &str = "libnosparse.so";
 pub fn prefix() -> Result<PathBuf, Failure> {
     let exe = std::env::current_exe().and_then(std::fs::canonicalize).map_err(|e| {
         Failure::new(
-            LAUNCHER_FAILED,
+            Status::LauncherFailed,
             format!("cannot find where this program is installed: {}", crate::human::os_error(&e)),
         )
     })?;
@@ -51,7 +51,7 @@ fn loader_of(program: &Path) -> Result<Option<(PathBuf, elf::Class)>, Failure> {
     // A script's interpreter may itself be a script, as the kernel allows, a few deep.
     for _ in 0..4 {
         let kind = elf::kind(&path).map_err(|e| {
-            let status = if e.kind() == ErrorKind::NotFound { NOT_FOUND } else { CANNOT_RUN };
+            let status = if e.kind() == ErrorKind::NotFound { Status::NotFound } else { Status::CannotRun };
             Failure::new(status, format!("cannot run {}: {}", path.display(), crate::human::os_error(&e)))
         })?;
         match kind {
@@ -94,9 +94,9 @@ pub fn library_for(program: &Path) -> Result<(PathBuf, bool), String> {
 }
 
 /// Runs the program; returns only on failure, or after a dry run.
-pub fn run(l: Launch) -> Result<u8, Failure> {
+pub fn run(l: Launch) -> Result<Status, Failure> {
     let Some(program) = find_program(&l.program) else {
-        return Err(Failure::new(NOT_FOUND, format!("{}: command not found", l.program.to_string_lossy())));
+        return Err(Failure::new(Status::NotFound, format!("{}: command not found", l.program.to_string_lossy())));
     };
     let prefix = prefix()?;
     let pattern = prefix.join("$LIB").join(LIB_NAME);
@@ -104,12 +104,12 @@ pub fn run(l: Launch) -> Result<u8, Failure> {
     // What the dry run reports about the library this program will get.
     let mut facts: Vec<(&str, String)> = Vec::new();
     if let Some((interp, class)) = loader_of(&program)? {
-        let loader = loader::find(&interp, class).map_err(|e| Failure::new(LAUNCHER_FAILED, e))?;
+        let loader = loader::find(&interp, class).map_err(|e| Failure::new(Status::LauncherFailed, e))?;
         let lib_dir = prefix.join(&loader.dst_lib);
         let lib = lib_dir.join(LIB_NAME);
         if !lib.is_file() {
             return Err(Failure::new(
-                LAUNCHER_FAILED,
+                Status::LauncherFailed,
                 format!(
                     "{} is a {}-bit program; its loader ({}) expands $LIB to {}, and there is no {}. \
                      Install the {}-bit build (scripts/install.sh installs both).",
@@ -181,10 +181,10 @@ pub fn run(l: Launch) -> Result<u8, Failure> {
         for (k, v) in &facts {
             println!("{k}={v}");
         }
-        return Ok(SUCCESS);
+        return Ok(Status::Success);
     }
     let err = Command::new(&program).args(&l.args).env("LD_PRELOAD", &preload).envs(settings).exec();
-    let status = if err.kind() == ErrorKind::NotFound { NOT_FOUND } else { CANNOT_RUN };
+    let status = if err.kind() == ErrorKind::NotFound { Status::NotFound } else { Status::CannotRun };
     Err(Failure::new(status, format!("cannot run {}: {err}", program.display())))
 }
 

@@ -18,18 +18,18 @@ pub mod rewrite;
 pub mod vmware;
 
 use args::Command;
-use exit_codes::{Failure, SUCCESS};
+use exit_codes::{Failure, Status};
 
 /// Runs the command line `args` (without the program's name); the exit status.
 pub fn main(args: Vec<std::ffi::OsString>) -> u8 {
     let result = args::parse(args).and_then(|command| match command {
         Command::Help(text) => {
             print!("{text}");
-            Ok(SUCCESS)
+            Ok(Status::Success)
         }
         Command::Version => {
             println!("nosparse {}", env!("CARGO_PKG_VERSION"));
-            Ok(SUCCESS)
+            Ok(Status::Success)
         }
         Command::Launch(l) => launch::run(l),
         Command::Check(c) => Ok(check::run(&c)),
@@ -37,8 +37,9 @@ pub fn main(args: Vec<std::ffi::OsString>) -> u8 {
         Command::Doctor(d) => doctor::run(&d),
         Command::Vmware(v) => vmware::run_command(&v),
     });
-    result.unwrap_or_else(|Failure { status, msg }| {
+    let status = result.unwrap_or_else(|Failure { status, msg }| {
         eprintln!("nosparse: {msg}");
         status
-    })
+    });
+    status.code()
 }

@@ -9,7 +9,7 @@
 
 use crate::args::Rewrite;
 use crate::check::{self, Verdict};
-use crate::exit_codes::{REFUSED, SUCCESS, TROUBLE};
+use crate::exit_codes::Status;
 use crate::human;
 use nosparse_core::fs::FsKind;
 use std::ffi::{CString, OsStr};
@@ -181,16 +181,16 @@ fn os_error(what: &str) -> Stop {
 }
 
 /// Rewrites the file; prints what it did and returns the exit status.
-pub fn run(r: &Rewrite) -> u8 {
+pub fn run(r: &Rewrite) -> Status {
     match rewrite(r) {
         Ok(status) => status,
         Err(Stop::Refused(why)) => {
             eprintln!("nosparse rewrite: {}: refusing: {why}", r.file.display());
-            REFUSED
+            Status::Refused
         }
         Err(Stop::Failed(why)) => {
             eprintln!("nosparse rewrite: {}: {why}; the file is as it was", r.file.display());
-            TROUBLE
+            Status::Trouble
         }
     }
 }
@@ -206,9 +206,9 @@ fn free_bytes(fd: libc::c_int) -> Result<u64, Stop> {
     Ok((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
 }
 
-/// Rewrites the file; Ok with the exit status: SUCCESS, or REFUSED when the result is
+/// Rewrites the file; Ok with the exit status: Status::Success, or Status::Refused when the result is
 /// still over the limit (though better than before).
-fn rewrite(r: &Rewrite) -> Result<u8, Stop> {
+fn rewrite(r: &Rewrite) -> Result<Status, Stop> {
     let path = fs::canonicalize(&r.file).map_err(|e| failed("cannot resolve the path", e))?;
     let (src, meta) = check::open_regular(&path).map_err(Stop::Refused)?;
     let before = check::measure_file(&src, &meta).map_err(Stop::Failed)?;
@@ -219,7 +219,7 @@ fn rewrite(r: &Rewrite) -> Result<u8, Stop> {
             before.layout.fragments,
             before.allowed(r.max_fragments)
         );
-        return Ok(SUCCESS);
+        return Ok(Status::Success);
     }
     if meta.nlink() > 1 {
         return Err(Stop::Refused(format!(
@@ -323,7 +323,7 @@ fn rewrite(r: &Rewrite) -> Result<u8, Stop> {
         after.allowed(r.max_fragments)
     );
     if after.verdict(r.max_fragments) == Verdict::Whole {
-        return Ok(SUCCESS);
+        return Ok(Status::Success);
     }
     let than_before = if after.layout.fragments < before.layout.fragments { "better" } else { "no worse" };
     eprintln!(
@@ -334,7 +334,7 @@ fn rewrite(r: &Rewrite) -> Result<u8, Stop> {
         after.allowed(r.max_fragments),
         before.layout.fragments
     );
-    Ok(REFUSED)
+    Ok(Status::Refused)
 }
 
 /// `.NAME.nosparse-PID` beside the file.

@@ -15,7 +15,7 @@
 //! ("unchanged", exit 0), and `--check` stops at the first change it would make (exit 2).
 
 use crate::args::{Vmware, VmwareAction};
-use crate::exit_codes::{Failure, SUCCESS, VMWARE_FAILED, WOULD_CHANGE};
+use crate::exit_codes::{Failure, Status};
 use crate::human;
 use crate::launch;
 use serde::Serialize;
@@ -753,8 +753,8 @@ fn status_conf(out: &mut Findings, vm_dir: Option<&Path>) {
 }
 
 /// `nosparse vmware ...`: the exit status.
-pub fn run_command(v: &Vmware) -> Result<u8, Failure> {
-    let fail = |msg: String| Failure::new(VMWARE_FAILED, format!("vmware: {msg}"));
+pub fn run_command(v: &Vmware) -> Result<Status, Failure> {
+    let fail = |msg: String| Failure::new(Status::VmwareFailed, format!("vmware: {msg}"));
     if v.action == VmwareAction::Status {
         return status(v).map_err(fail);
     }
@@ -811,16 +811,16 @@ pub fn run_command(v: &Vmware) -> Result<u8, Failure> {
     match result {
         Err(Stop::WouldChange(what)) => {
             println!("would change: {what}");
-            Ok(WOULD_CHANGE)
+            Ok(Status::WouldChange)
         }
         Err(Stop::Failed(why)) => Err(fail(why)),
         Ok(()) if a.changes == 0 => {
             println!("unchanged");
-            Ok(SUCCESS)
+            Ok(Status::Success)
         }
         Ok(()) => {
             println!("changed: {} step{}", a.changes, if a.changes == 1 { "" } else { "s" });
-            Ok(SUCCESS)
+            Ok(Status::Success)
         }
     }
 }
@@ -837,7 +837,7 @@ pub fn findings(state: &Path) -> Result<Vec<(&'static str, String)>, String> {
 }
 
 /// `status [--json]`: exit 0 when everything is in place, 1 when anything is broken.
-fn status(v: &Vmware) -> Result<u8, String> {
+fn status(v: &Vmware) -> Result<Status, String> {
     let st = State::open(&v.state, false)?;
     let mut out = Findings::default();
     let entries: Vec<Entry> = match &v.vmx {
@@ -882,7 +882,7 @@ fn status(v: &Vmware) -> Result<u8, String> {
             println!("{level}: {}", f.text);
         }
     }
-    Ok(u8::from(broken))
+    Ok(if broken { Status::VmwareFailed } else { Status::Success })
 }
 
 #[cfg(test)]
