@@ -625,7 +625,7 @@ fn an_interrupted_rewrite_removes_its_copy() {
         assert_eq!(out.status.signal(), Some(sig), "{:?}", out.status);
         // The last line says what became of the copy and the file.
         let said = format!(
-            "nosparse rewrite: interrupted: copy removed, {} untouched\n",
+            "nosparse: rewrite: interrupted: copy removed, {} untouched\n",
             fs::canonicalize(&file).unwrap().display()
         );
         assert!(text(&out.stderr).ends_with(&said), "{:?}", text(&out.stderr));

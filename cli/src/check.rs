@@ -480,7 +480,7 @@ pub fn run(c: &Check) -> Status {
             Some(glob) => format!("no file matches --pattern {glob}"),
             None => "no regular file in it".to_string(),
         };
-        eprintln!("nosparse check: {}: {why}", dir.display());
+        crate::say("check", &format!("{}: {why}", dir.display()));
         summary.empty_dirs.push(dir.to_string_lossy().into_owned());
     }
     let mut outcomes = Vec::new();
@@ -495,7 +495,7 @@ pub fn run(c: &Check) -> Status {
         summary.add(&outcome, c.max_fragments);
         match (&outcome.result, c.format) {
             (Err(why), Format::Text | Format::Prometheus) => {
-                eprintln!("nosparse check: {}: {why}", outcome.path.display());
+                crate::say("check", &format!("{}: {why}", outcome.path.display()));
             }
             (Ok(r), Format::Text) if !c.quiet => println!("{}", text_report(&outcome.path, r, c.max_fragments)),
             (_, Format::Ndjson) => println!("{}", json(&outcome.json(c.max_fragments))),

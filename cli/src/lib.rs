@@ -20,6 +20,12 @@ pub mod vmware;
 use args::Command;
 use exit_codes::{Failure, Status};
 
+/// Writes one line to stderr, as every message of the command is written:
+/// `nosparse: COMMAND: MESSAGE`.
+pub fn say(command: &str, msg: &str) {
+    eprintln!("nosparse: {command}: {msg}");
+}
+
 /// Runs the command line `args` (without the program's name); the exit status.
 pub fn main(args: Vec<std::ffi::OsString>) -> u8 {
     let result = args::parse(args).and_then(|command| match command {

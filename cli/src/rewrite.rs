@@ -67,7 +67,7 @@ struct Cleanup {
 impl Cleanup {
     fn arm(copy: &Path, original: &Path) -> Cleanup {
         let path = CString::new(copy.as_os_str().as_bytes()).expect("a path has no NUL").into_raw();
-        let line = format!("\nnosparse rewrite: interrupted: copy removed, {} untouched\n", original.display());
+        let line = format!("\nnosparse: rewrite: interrupted: copy removed, {} untouched\n", original.display());
         let stopped = CString::new(line).expect("a path has no NUL").into_raw();
         STOPPED.store(stopped, Ordering::SeqCst);
         COPY.store(path, Ordering::SeqCst);
@@ -185,11 +185,11 @@ pub fn run(r: &Rewrite) -> Status {
     match rewrite(r) {
         Ok(status) => status,
         Err(Stop::Refused(why)) => {
-            eprintln!("nosparse rewrite: {}: refusing: {why}", r.file.display());
+            crate::say("rewrite", &format!("{}: refusing: {why}", r.file.display()));
             Status::Refused
         }
         Err(Stop::Failed(why)) => {
-            eprintln!("nosparse rewrite: {}: {why}; the file is as it was", r.file.display());
+            crate::say("rewrite", &format!("{}: {why}; the file is as it was", r.file.display()));
             Status::Trouble
         }
     }
@@ -206,7 +206,7 @@ fn free_bytes(fd: libc::c_int) -> Result<u64, Stop> {
     Ok((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
 }
 
-/// Rewrites the file; Ok with the exit status: Status::Success, or Status::Refused when the result is
+/// Rewrites the file; Ok with the exit status: success, or refused when the result is
 /// still over the limit (though better than before).
 fn rewrite(r: &Rewrite) -> Result<Status, Stop> {
     let path = fs::canonicalize(&r.file).map_err(|e| failed("cannot resolve the path", e))?;
@@ -326,14 +326,15 @@ fn rewrite(r: &Rewrite) -> Result<Status, Stop> {
         return Ok(Status::Success);
     }
     let than_before = if after.layout.fragments < before.layout.fragments { "better" } else { "no worse" };
-    eprintln!(
-        "nosparse rewrite: {}: still over the limit ({} fragments, at most {}), though {than_before} than \
+    let line = format!(
+        "{}: still over the limit ({} fragments, at most {}), though {than_before} than \
          before ({}): kept the copy; the free space on this filesystem is too broken up for a whole copy",
         path.display(),
         after.layout.fragments,
         after.allowed(r.max_fragments),
         before.layout.fragments
     );
+    crate::say("rewrite", &line);
     Ok(Status::Refused)
 }
 

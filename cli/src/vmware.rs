@@ -253,7 +253,7 @@ impl Actor {
 }
 
 fn say(msg: &str) {
-    eprintln!("nosparse vmware: {msg}");
+    crate::say("vmware", msg);
 }
 
 /// Whether `tool` is a program on PATH (dpkg's, on Debian hosts).
