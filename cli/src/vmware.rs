@@ -758,6 +758,10 @@ pub fn run_command(v: &Vmware) -> Result<Status, Failure> {
     if v.action == VmwareAction::Status {
         return status(v).map_err(fail);
     }
+    // SAFETY: geteuid cannot fail.
+    if !v.check && unsafe { libc::geteuid() } != 0 {
+        return Err(fail("run as root (--check shows what would change, as any user)".into()));
+    }
     let mut st = State::open(&v.state, !v.check).map_err(fail)?;
     let mut a = Actor { check: v.check, changes: 0 };
     let given = v.vmx.clone();
@@ -798,11 +802,11 @@ pub fn run_command(v: &Vmware) -> Result<Status, Failure> {
                 None => st.entries.clone(),
             };
             if entries.is_empty() {
-                say(&format!(
-                    "{} has no wrapper recorded in {}: nothing to repair (install puts one in place)",
-                    given.as_deref().unwrap_or(Path::new("no program")).display(),
-                    st.path.display()
-                ));
+                let what = match &given {
+                    Some(g) => format!("{} has no wrapper recorded", g.display()),
+                    None => "no wrapper is recorded".into(),
+                };
+                say(&format!("{what} in {}: nothing to repair (install puts one in place)", st.path.display()));
             }
             entries.iter().try_for_each(|e| repair(&mut a, &mut st, e, v.wrapper_dir.as_deref()))
         }
