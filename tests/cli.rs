@@ -292,7 +292,12 @@ fn check_counts_like_filefrag_and_judges_by_the_filesystems_best() {
         |args: &[&str], paths: &[&Path]| run_unblocked(Command::new(&p.bin).arg("check").args(args).args(paths));
     let out = check(&[], &[&whole_file]);
     let line = text(&out.stdout);
-    assert!(out.status.code() == Some(0) && line.contains(": whole: "), "{line}");
+    // The library asks for the file whole, but on a disk other tests are filling at the
+    // same time the free space may come in more pieces than the filesystem's best allows
+    // (4 for 256 MiB on ext4): check must then say fragmented, and whole otherwise.
+    let allowed: u64 = line.split("(at most ").nth(1).and_then(|r| r.split(' ').next()?.parse().ok()).expect(&line);
+    let expected = if filefrag(&whole_file) <= allowed { (0, ": whole: ") } else { (1, ": fragmented: ") };
+    assert!(out.status.code() == Some(expected.0) && line.contains(expected.1), "{line}");
     assert!(
         line.contains(&format!(" {} fragments", filefrag(&whole_file))),
         "filefrag says {}: {line}",
