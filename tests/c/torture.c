@@ -1,0 +1,489 @@
+/* One scenario of the torture test (tests/torture.rs): a file prepared with a layout,
+ * actors started beside the creation call, an optional seccomp filter on the calling
+ * thread alone that makes one syscall fail, then the call. Run with and without the
+ * library; the test compares what it prints and what it leaves.
+ *
+ * usage: torture --path FILE --old BYTES --offset N [--call pwrite64|write|ftruncate]
+ *        [--open rdwr|wronly] [--flags direct,sync,append,nolargefile]
+ *        [--layout empty|data|holes|keepsize|unwritten] [--keep BYTES] [--mode OCTAL]
+ *        [--xattr] [--caps] [--wt-at A --wt-n N] [--wp-at A --wp-n N]
+ *        [--mover-at A --mover-n N] [--forker] [--lease] [--fault NAME:ERRNO]
+ *        [--rlimit BYTES] [--proc]
+ *
+ * Actors write the pattern of each block's own index (tests/c/common.h), on disjoint
+ * blocks, so the final content does not depend on the interleaving:
+ *   --wt / --wp  a thread / a process rewriting N blocks at A, A + 8 KiB, ... through
+ *                an fd of their own, from before the call (one whole pass first) until
+ *                it has returned (or, for the process, until its parent is gone)
+ *   --mover      a thread that write()s N blocks through the call's own fd from A
+ *                on, once the call has started: it moves the shared file offset
+ *   --forker     a thread forking children during the call; each lists the fds it
+ *                holds (/proc/self/fd) and exits; printed as child_fd= lines
+ *   --lease      a write lease (F_SETLEASE) on the call's fd; a break is a SIGIO
+ * --proc   the call goes to /proc/self/mem at the last byte of a mapping of --offset
+ *          bytes instead (--path is not used)
+ * --fault  a seccomp filter on the calling thread: syscall NAME fails with ERRNO
+ * Prints `calling=1` just before the call (the test may SIGKILL then), key=value lines. */
+#include "common.h"
+#include <dirent.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stddef.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <sys/xattr.h>
+
+#define STRIDE (2 * BLOCK)
+#define MAX_FORK_ENTRIES 64
+
+static const char *path;
+static int fd, wfd;
+static int64_t offset;
+static const char *how;
+static unsigned char *mem; /* --proc: the mapping written through /proc/self/mem */
+
+struct shared {
+    volatile int in_call, done;
+    volatile long long wt_writes, wp_writes, wp_passes, mover_writes;
+};
+static struct shared *sh;
+static volatile int wt_passes;
+
+static void write_block(int f, int64_t at)
+{
+    unsigned char block[BLOCK];
+    pattern(block, BLOCK, at / BLOCK);
+    if (pwrite64(f, block, BLOCK, at) != BLOCK)
+        die("writer: pwrite at %lld", (long long)at);
+}
+
+static int64_t wt_at, wt_n, wp_at, wp_n, mover_at, mover_n;
+
+static void *writer_thread(void *arg)
+{
+    (void)arg;
+    for (int last = 0; !last;) {
+        last = sh->done;
+        for (int64_t i = 0; i < wt_n; i++, sh->wt_writes++)
+            write_block(wfd, wt_at + i * STRIDE);
+        wt_passes++;
+    }
+    return NULL;
+}
+
+static void writer_process(pid_t parent)
+{
+    for (int last = 0; !last;) {
+        last = sh->done || getppid() != parent;
+        for (int64_t i = 0; i < wp_n; i++, sh->wp_writes++)
+            write_block(wfd, wp_at + i * STRIDE);
+        sh->wp_passes++;
+    }
+    _exit(0);
+}
+
+static void *mover(void *arg)
+{
+    (void)arg;
+    unsigned char *block;
+    if (posix_memalign((void **)&block, BLOCK, BLOCK) != 0)
+        die("posix_memalign");
+    while (!sh->in_call && !sh->done)
+        sched_yield();
+    for (int64_t i = 0; i < mover_n; i++) {
+        pattern(block, BLOCK, mover_at / BLOCK + i);
+        if (write(fd, block, BLOCK) != BLOCK)
+            die("mover: write %lld", (long long)i);
+        if (sh->in_call)
+            sh->mover_writes++;
+    }
+    free(block);
+    return NULL;
+}
+
+/* The fds a forked child holds, "N:target" with pipe and socket inode numbers cut off. */
+static char fork_seen[MAX_FORK_ENTRIES][160];
+static int fork_seen_n, forks_during;
+
+static void child_lists_fds(int out)
+{
+    DIR *d = opendir("/proc/self/fd");
+    if (!d)
+        _exit(3);
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.' || atoi(e->d_name) == dirfd(d))
+            continue;
+        char link[300], target[128] = "";
+        snprintf(link, sizeof link, "/proc/self/fd/%s", e->d_name);
+        ssize_t n = readlink(link, target, sizeof target - 1);
+        target[n > 0 ? n : 0] = 0;
+        /* /proc/PID/...: another pid in each run. */
+        if (strncmp(target, "/proc/", 6) == 0 && target[6] >= '0' && target[6] <= '9') {
+            char *rest = target + 6;
+            while (*rest >= '0' && *rest <= '9')
+                rest++;
+            memmove(target + 9, rest, strlen(rest) + 1);
+            memcpy(target + 6, "PID", 3);
+        }
+        char *bracket = strchr(target, '[');
+        if (bracket && (strncmp(target, "pipe:", 5) == 0 || strncmp(target, "socket:", 7) == 0))
+            *bracket = 0;
+        dprintf(out, "%s:%s\n", e->d_name, target);
+    }
+    _exit(0);
+}
+
+static void remember(const char *line)
+{
+    for (int i = 0; i < fork_seen_n; i++)
+        if (strcmp(fork_seen[i], line) == 0)
+            return;
+    if (fork_seen_n < MAX_FORK_ENTRIES)
+        snprintf(fork_seen[fork_seen_n++], sizeof fork_seen[0], "%s", line);
+}
+
+static void fork_once(void)
+{
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) != 0)
+        die("pipe");
+    pid_t pid = fork();
+    if (pid < 0)
+        die("fork");
+    if (pid == 0) {
+        close(p[0]);
+        child_lists_fds(p[1]);
+    }
+    close(p[1]);
+    char buf[4096];
+    size_t len = 0;
+    ssize_t n;
+    while ((n = read(p[0], buf + len, sizeof buf - 1 - len)) > 0)
+        len += n;
+    buf[len] = 0;
+    close(p[0]);
+    waitpid(pid, NULL, 0);
+    for (char *line = strtok(buf, "\n"); line; line = strtok(NULL, "\n"))
+        remember(line);
+}
+
+static void *forker(void *arg)
+{
+    (void)arg;
+    while (!sh->in_call && !sh->done)
+        sched_yield();
+    do {
+        int during = sh->in_call;
+        fork_once();
+        forks_during += during && sh->in_call;
+    } while (!sh->done);
+    return NULL;
+}
+
+/* --fault: the syscall numbers a name stands for on this architecture. */
+struct fault_name {
+    const char *name;
+    long nrs[5];
+};
+#define NONE (-1L)
+static const struct fault_name FAULTS[] = {
+#ifdef __i386__
+    {"fstat", {__NR_fstat, __NR_fstat64, __NR_fstatat64, __NR_statx, NONE}},
+    {"fcntl", {__NR_fcntl, __NR_fcntl64, NONE}},
+    {"fstatfs", {__NR_fstatfs, __NR_fstatfs64, NONE}},
+    {"mmap", {__NR_mmap, __NR_mmap2, NONE}},
+    {"readlinkat", {__NR_readlinkat, __NR_readlink, NONE}},
+    {"openat", {__NR_openat, __NR_open, NONE}},
+    {"lseek", {__NR_lseek, __NR__llseek, NONE}},
+    {"ftruncate", {__NR_ftruncate, __NR_ftruncate64, NONE}},
+    {"socket", {__NR_socket, __NR_socketcall, NONE}},
+    {"prlimit", {__NR_prlimit64, __NR_getrlimit, __NR_ugetrlimit, NONE}},
+#else
+    {"fstat", {__NR_fstat, __NR_newfstatat, __NR_statx, NONE}},
+    {"fcntl", {__NR_fcntl, NONE}},
+    {"fstatfs", {__NR_fstatfs, NONE}},
+    {"mmap", {__NR_mmap, NONE}},
+    {"readlinkat", {__NR_readlinkat, __NR_readlink, NONE}},
+    {"openat", {__NR_openat, __NR_open, NONE}},
+    {"lseek", {__NR_lseek, NONE}},
+    {"ftruncate", {__NR_ftruncate, NONE}},
+    {"socket", {__NR_socket, NONE}},
+    {"prlimit", {__NR_prlimit64, __NR_getrlimit, NONE}},
+#endif
+    {"ioctl", {__NR_ioctl, NONE}},
+    {"fallocate", {__NR_fallocate, NONE}},
+    {"madvise", {__NR_madvise, NONE}},
+    {"pwritev", {__NR_pwritev, __NR_pwritev2, NONE}},
+    {"sync_file_range", {__NR_sync_file_range, NONE}},
+    {"pwrite64", {__NR_pwrite64, NONE}}, /* count 1 only: the program's own call */
+    {"write", {__NR_write, NONE}},       /* count 1 only */
+};
+
+/* Installs, on the calling thread only, a filter failing `spec` ("NAME:ERRNO"). */
+static void install_fault(const char *spec)
+{
+    char name[32];
+    int err;
+    if (sscanf(spec, "%31[^:]:%d", name, &err) != 2)
+        die("--fault NAME:ERRNO: %s", spec);
+    const struct fault_name *f = NULL;
+    for (size_t i = 0; i < sizeof FAULTS / sizeof FAULTS[0]; i++)
+        if (strcmp(FAULTS[i].name, name) == 0)
+            f = &FAULTS[i];
+    if (!f)
+        die("--fault: unknown syscall %s", name);
+    int count_one = strcmp(name, "pwrite64") == 0 || strcmp(name, "write") == 0;
+#ifdef __i386__
+    const unsigned arch = AUDIT_ARCH_I386;
+#else
+    const unsigned arch = AUDIT_ARCH_X86_64;
+#endif
+    struct sock_filter prog[32];
+    int n = 0;
+    prog[n++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch));
+    prog[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, arch, 1, 0);
+    prog[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
+    prog[n++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr));
+    int nrs = 0;
+    while (nrs < 5 && f->nrs[nrs] != NONE)
+        nrs++;
+    /* For each number: equal → jump to the match block after the final ALLOW. */
+    for (int i = 0; i < nrs; i++)
+        prog[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, f->nrs[i], (unsigned char)(nrs - i), 0);
+    prog[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
+    if (count_one) {
+        prog[n++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[2]));
+        prog[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 1, 1, 0);
+        prog[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
+    }
+    prog[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (err & SECCOMP_RET_DATA));
+    struct sock_fprog fprog = {.len = (unsigned short)n, .filter = prog};
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+        die("PR_SET_NO_NEW_PRIVS");
+    if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &fprog) != 0)
+        die("PR_SET_SECCOMP");
+}
+
+static const char *fault;
+static long long call_ret;
+static int call_errno;
+
+static void *caller(void *arg)
+{
+    (void)arg;
+    static const char byte = 0;
+    kv("calling", 1);
+    if (fault)
+        install_fault(fault);
+    sh->in_call = 1;
+    errno = 0;
+    if (strcmp(how, "pwrite64") == 0) {
+        call_ret = pwrite64(fd, &byte, 1, offset);
+    } else if (strcmp(how, "write") == 0) {
+        call_ret = lseek64(fd, offset, SEEK_SET) < 0 ? -1 : write(fd, &byte, 1);
+    } else if (strcmp(how, "ftruncate") == 0) {
+        call_ret = ftruncate64(fd, offset + 1);
+    } else {
+        die("--call: unknown %s", how);
+    }
+    call_errno = call_ret < 0 ? errno : 0;
+    sh->in_call = 0;
+    return NULL;
+}
+
+static volatile sig_atomic_t signals[65];
+
+static void count_signal(int sig)
+{
+    signals[sig]++;
+}
+
+static void prepare(const char *layout, int64_t old, int64_t keep)
+{
+    int dfd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (dfd < 0)
+        die("open %s", path);
+    if (strcmp(layout, "data") == 0 || strcmp(layout, "keepsize") == 0) {
+        for (int64_t at = 0; at < old; at += BLOCK)
+            write_block(dfd, at);
+        if (old % BLOCK && ftruncate64(dfd, old) != 0)
+            die("ftruncate");
+    } else if (strcmp(layout, "holes") == 0) {
+        write_block(dfd, 0);
+        write_block(dfd, old - BLOCK);
+    } else if (strcmp(layout, "unwritten") == 0) {
+        kv("layout_errno", fallocate64(dfd, 0, 0, old) == 0 ? 0 : errno);
+        if (ftruncate64(dfd, old) != 0)
+            die("ftruncate");
+    } else if (strcmp(layout, "empty") != 0) {
+        die("--layout: unknown %s", layout);
+    }
+    if (keep > 0)
+        kv("layout_errno", fallocate64(dfd, FALLOC_FL_KEEP_SIZE, old, keep) == 0 ? 0 : errno);
+    if (fsync(dfd) != 0)
+        die("fsync");
+    close(dfd);
+}
+
+/* The fd of the call, as --open and --flags say. */
+static int open_call_fd(const char *mode, const char *flags)
+{
+    int f = strcmp(mode, "wronly") == 0 ? O_WRONLY : O_RDWR;
+    if (strstr(flags, "direct"))
+        f |= O_DIRECT;
+    if (strstr(flags, "sync"))
+        f |= O_SYNC;
+    if (strstr(flags, "append"))
+        f |= O_APPEND;
+    if (strstr(flags, "nolargefile"))
+        return (int)syscall(SYS_open, path, f | O_CLOEXEC); /* glibc's open adds O_LARGEFILE */
+    return open(path, f | O_CLOEXEC);
+}
+
+static int64_t proc_target(int64_t len)
+{
+    /* A mapping high in the address space; the byte written is its last. */
+    mem = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (mem == MAP_FAILED)
+        die("mmap %lld", (long long)len);
+    mem[len - 1] = 0xAA;
+    path = "/proc/self/mem";
+    return (int64_t)(uintptr_t)mem + len - 1;
+}
+
+int main(int argc, char **argv)
+{
+    prog_name = "torture";
+    path = opt(argc, argv, "--path", NULL);
+    how = opt(argc, argv, "--call", "pwrite64");
+    fault = opt(argc, argv, "--fault", NULL);
+    const char *layout = opt(argc, argv, "--layout", "empty");
+    const char *flags = opt(argc, argv, "--flags", "");
+    int64_t old = opt_num(argc, argv, "--old", 0);
+    int64_t keep = opt_num(argc, argv, "--keep", 0);
+    int64_t mode = strtoll(opt(argc, argv, "--mode", "0"), NULL, 8);
+    int64_t rlimit = opt_num(argc, argv, "--rlimit", -1);
+    offset = opt_num(argc, argv, "--offset", 0);
+    wt_at = opt_num(argc, argv, "--wt-at", 0), wt_n = opt_num(argc, argv, "--wt-n", 0);
+    wp_at = opt_num(argc, argv, "--wp-at", 0), wp_n = opt_num(argc, argv, "--wp-n", 0);
+    mover_at = opt_num(argc, argv, "--mover-at", 0), mover_n = opt_num(argc, argv, "--mover-n", 0);
+    int proc = flag(argc, argv, "--proc");
+    if (!path && !proc)
+        die("--path is required");
+
+    sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (sh == MAP_FAILED)
+        die("mmap");
+    struct sigaction sa = {.sa_handler = count_signal, .sa_flags = SA_RESTART};
+    int counted[] = {SIGIO, SIGXFSZ, SIGBUS, SIGPIPE, SIGURG};
+    for (size_t i = 0; i < sizeof counted / sizeof counted[0]; i++)
+        sigaction(counted[i], &sa, NULL);
+
+    if (proc)
+        offset = proc_target(offset + 1);
+    else
+        prepare(layout, old, keep);
+    fd = open_call_fd(opt(argc, argv, "--open", "rdwr"), flags);
+    kv("open_errno", fd < 0 ? errno : 0);
+    if (fd < 0)
+        return 0;
+    if (mode && !proc)
+        kv("chmod_errno", fchmod(fd, (mode_t)mode) == 0 ? 0 : errno);
+    if (flag(argc, argv, "--xattr"))
+        kv("xattr_errno", fsetxattr(fd, "user.x", "torture", 7, 0) == 0 ? 0 : errno);
+    if (flag(argc, argv, "--caps")) {
+        /* vfs_cap_data, revision 2: cap_net_raw permitted and effective. */
+        uint32_t caps[5] = {0x02000001, 1u << 13, 0, 0, 0};
+        kv("caps_errno", fsetxattr(fd, "security.capability", caps, sizeof caps, 0) == 0 ? 0 : errno);
+    }
+    if (flag(argc, argv, "--lease")) {
+        fcntl(fd, F_SETSIG, 0);
+        kv("lease_errno", fcntl(fd, F_SETLEASE, F_WRLCK) == 0 ? 0 : errno);
+    }
+    if (mover_n > 0 && lseek64(fd, mover_at, SEEK_SET) != mover_at)
+        die("lseek to %lld", (long long)mover_at);
+    wfd = -1;
+    if (wt_n > 0 || wp_n > 0) {
+        wfd = open(path, O_RDWR | O_CLOEXEC);
+        if (wfd < 0)
+            die("open the writers' fd");
+    }
+    if (rlimit >= 0) {
+        struct rlimit r = {(rlim_t)rlimit, (rlim_t)rlimit};
+        if (setrlimit(RLIMIT_FSIZE, &r) != 0)
+            die("setrlimit");
+    }
+
+    pthread_t t_wt, t_mover, t_forker, t_caller;
+    pid_t wp = 0;
+    if (wp_n > 0) {
+        pid_t parent = getpid();
+        wp = fork();
+        if (wp < 0)
+            die("fork");
+        if (wp == 0)
+            writer_process(parent);
+    }
+    if (wt_n > 0 && pthread_create(&t_wt, NULL, writer_thread, NULL) != 0)
+        die("pthread_create");
+    if (mover_n > 0 && pthread_create(&t_mover, NULL, mover, NULL) != 0)
+        die("pthread_create");
+    int fork_actor = flag(argc, argv, "--forker");
+    if (fork_actor && pthread_create(&t_forker, NULL, forker, NULL) != 0)
+        die("pthread_create");
+    /* The writers have each written every block once: the size before the call is
+     * known, and they are busy rewriting while it runs. */
+    while ((wt_n > 0 && wt_passes < 1) || (wp_n > 0 && sh->wp_passes < 1))
+        sched_yield();
+
+    long long wt0 = sh->wt_writes, wp0 = sh->wp_writes;
+    if (pthread_create(&t_caller, NULL, caller, NULL) != 0)
+        die("pthread_create");
+    pthread_join(t_caller, NULL);
+    long long wt_during = sh->wt_writes - wt0, wp_during = sh->wp_writes - wp0;
+    sh->done = 1;
+    if (wt_n > 0)
+        pthread_join(t_wt, NULL);
+    if (mover_n > 0)
+        pthread_join(t_mover, NULL);
+    if (fork_actor)
+        pthread_join(t_forker, NULL);
+    if (wp) {
+        int status;
+        if (waitpid(wp, &status, 0) != wp || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+            die("writer process failed (status %d)", status);
+    }
+
+    kv("ret", call_ret);
+    kv("errno", call_errno);
+    /* /proc/self/mem: relative to the mapping, which is elsewhere in each run. */
+    int relative = proc && strcmp(how, "write") == 0;
+    kv("offset_after", lseek64(fd, 0, SEEK_CUR) - (relative ? (int64_t)(uintptr_t)mem : 0));
+    if (proc) {
+        kv("mem_byte", mem[offset - (int64_t)(uintptr_t)mem]);
+    } else {
+        struct stat64 st = fstat_or_die(fd);
+        kv("size_after", st.st_size);
+        kv("mode_after", st.st_mode);
+    }
+    if (flag(argc, argv, "--lease"))
+        kv("lease_after", fcntl(fd, F_GETLEASE));
+    kv("wt_during", wt_during);
+    kv("wp_during", wp_during);
+    kv("mover_during", sh->mover_writes);
+    kv("forks_during", forks_during);
+    for (int i = 0; i < fork_seen_n; i++)
+        printf("child_fd=%s\n", fork_seen[i]);
+    for (size_t i = 0; i < sizeof counted / sizeof counted[0]; i++)
+        if (signals[counted[i]])
+            printf("signal_%d=%d\n", counted[i], (int)signals[counted[i]]);
+    fflush(stdout);
+    return 0;
+}
