@@ -118,7 +118,9 @@ static void child_lists_fds(int out)
         _exit(3);
     struct dirent *e;
     while ((e = readdir(d))) {
-        if (e->d_name[0] == '.' || atoi(e->d_name) == dirfd(d))
+        /* Not its own listing's fd, nor the pipe it answers through: their numbers
+         * depend on what else was open a moment before. */
+        if (e->d_name[0] == '.' || atoi(e->d_name) == dirfd(d) || atoi(e->d_name) == out)
             continue;
         char link[300], target[128] = "";
         snprintf(link, sizeof link, "/proc/self/fd/%s", e->d_name);

@@ -129,16 +129,32 @@ pub struct Filler(PathBuf);
 impl Filler {
     pub fn new(dir: &Path, leave: u64, even_reserved: bool) -> Filler {
         let path = dir.join("filler");
-        let room = if even_reserved { free(dir) } else { available(dir) };
-        let take = room.saturating_sub(leave);
         let f = std::fs::File::create(&path).expect("create the filler");
-        if take > 0 {
+        let room = || if even_reserved { free(dir) } else { available(dir) };
+        // In steps, smaller ones where the filesystem's own metadata takes the last bytes.
+        let (mut at, mut step) = (0u64, 64 * MIB);
+        while step >= 64 * 1024 {
+            let take = room().saturating_sub(leave).min(step);
+            if take == 0 {
+                break;
+            }
             use std::os::unix::io::AsRawFd;
             // SAFETY: a valid fd; the filesystem is ext4 or xfs, which have fallocate.
-            let r = unsafe { libc::fallocate64(f.as_raw_fd(), 0, 0, take as i64) };
-            assert_eq!(r, 0, "fallocate the filler: {}", std::io::Error::last_os_error());
+            if unsafe { libc::fallocate64(f.as_raw_fd(), 0, at as i64, take as i64) } == 0 {
+                at += take;
+            } else {
+                let e = std::io::Error::last_os_error();
+                assert_eq!(e.raw_os_error(), Some(libc::ENOSPC), "fallocate the filler: {e}");
+                step /= 2;
+            }
         }
         Filler(path)
+    }
+}
+
+impl Drop for Filler {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
     }
 }
 
@@ -155,10 +171,4 @@ pub fn leaked(dir: &Path, before: u64, slack: u64) -> u64 {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     leaked
-}
-
-impl Drop for Filler {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
 }

@@ -12,6 +12,10 @@ pub const MIB: u64 = 1 << 20;
 const MOVER_FROM: u64 = 256 * KIB;
 /// The new hole starts this far past the old end (beyond every actor's block).
 const ACTORS_SPAN: u64 = 512 * KIB;
+/// A disk made too full for the new range still leaves half of it, and this much
+/// besides (ext4 keeps some blocks even from root) for the writers.
+pub const SHORT_SPARE: u64 = 8 * MIB;
+const SHORT_MIN_RANGE: u64 = 32 * MIB;
 /// The largest byte a 32-bit fd without O_LARGEFILE can write is below this.
 pub const MAX_NON_LFS: u64 = (1 << 31) - 1;
 
@@ -344,7 +348,8 @@ impl Scenario {
             s.kill_ms = Some(r.pick(&[0, 1, 2, 5, 10, 20, 40]));
         }
         if matches!(fs, Fs::Ext4 | Fs::Xfs) && r.chance(12) {
-            s.full = r.pick(&[Full::Tight, Full::Short]);
+            // Short needs a range large enough to leave the writers room beside half of it.
+            s.full = if s.new_range() >= SHORT_MIN_RANGE && r.chance(50) { Full::Short } else { Full::Tight };
         }
         s.triggers = if r.chance(85) {
             let mut t = vec![call.trigger()];
