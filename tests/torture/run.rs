@@ -5,7 +5,6 @@ use crate::common;
 use crate::gen::{Scenario, BLOCK};
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::CString;
-use std::hash::Hasher;
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::ExitStatusExt;
@@ -140,7 +139,7 @@ pub fn measure(path: &Path, must: &[(u64, u64)], may: &[u64], new_range: (u64, u
     let mut f = std::fs::File::open(path).expect("open the file");
     let expect: BTreeMap<u64, u64> = must.iter().copied().collect();
     let may: BTreeSet<u64> = may.iter().copied().collect();
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    let mut hash = 0u64;
     let mut model_error = None;
     let mut buf = vec![0u8; 1 << 20];
     let mut block = 0u64;
@@ -149,15 +148,13 @@ pub fn measure(path: &Path, must: &[(u64, u64)], may: &[u64], new_range: (u64, u
         if n == 0 {
             break;
         }
-        hasher.write(&buf[..n]);
+        hash = mix(hash, &buf[..n]);
         for chunk in buf[..n].chunks(BLOCK as usize) {
             if model_error.is_none() {
-                let pattern = common::pattern(block);
                 let want_len = expect.get(&block).copied().unwrap_or(0) as usize;
-                let ok_as =
-                    |len: usize| chunk.iter().enumerate().all(|(j, &b)| b == if j < len { pattern[j] } else { 0 });
-                let ok = ok_as(want_len) || (may.contains(&block) && (ok_as(BLOCK as usize) || ok_as(0)));
-                if !ok {
+                if !block_is(chunk, block, want_len)
+                    && !(may.contains(&block) && (block_is(chunk, block, BLOCK as usize) || block_is(chunk, block, 0)))
+                {
                     let what = if want_len > 0 { "the pattern" } else { "zeros" };
                     model_error = Some(format!("block {block} (byte {}) is not {what}", block * BLOCK));
                 }
@@ -174,7 +171,7 @@ pub fn measure(path: &Path, must: &[(u64, u64)], may: &[u64], new_range: (u64, u
         allocated: meta.blocks() * 512,
         mode: meta.mode(),
         xattrs: xattrs(path),
-        hash: hasher.finish(),
+        hash,
         new_range_holes: mapped_in(&f, new_range).map(|m| new_range.1 - new_range.0 - m),
         model_error,
     })
@@ -191,6 +188,26 @@ fn mapped_in(f: &std::fs::File, (start, end): (u64, u64)) -> Option<u64> {
     })
     .ok()?;
     Some(n)
+}
+
+/// Whether `chunk`, block number `block`, holds its pattern in its first `len` bytes
+/// and zeros after.
+fn block_is(chunk: &[u8], block: u64, len: usize) -> bool {
+    let len = len.min(chunk.len());
+    chunk[len..].iter().all(|&b| b == 0) && (len == 0 || chunk[..len] == common::pattern(block)[..len])
+}
+
+/// Folds `bytes` into `hash`: a fast hash, to tell two files' bytes apart.
+fn mix(mut hash: u64, bytes: &[u8]) -> u64 {
+    let mut words = bytes.chunks_exact(8);
+    for w in &mut words {
+        let w = u64::from_le_bytes(w.try_into().expect("8 bytes"));
+        hash = (hash ^ w).wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(29);
+    }
+    for &b in words.remainder() {
+        hash = (hash ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(29);
+    }
+    hash
 }
 
 fn read_full(f: &mut std::fs::File, buf: &mut [u8]) -> usize {
