@@ -114,6 +114,7 @@ fn generated_scenarios_behave_as_without_the_library() {
     eprintln!("torture: filesystems {:?}; first seed {first}", available.iter().map(|f| f.name()).collect::<Vec<_>>());
     let start = Instant::now();
     let (mut ran, mut passed, mut idle, mut failed) = (0u64, 0u64, 0u64, Vec::new());
+    let mut idle_by_actor: std::collections::BTreeMap<&str, u64> = Default::default();
     for seed in first.. {
         if ran > 0 && (replay.is_some() || start.elapsed() > Duration::from_secs(budget)) {
             break;
@@ -131,6 +132,9 @@ fn generated_scenarios_behave_as_without_the_library() {
             Verdict::Pass => passed += 1,
             Verdict::Idle(actors) => {
                 idle += 1;
+                for a in &actors {
+                    *idle_by_actor.entry(a).or_default() += 1;
+                }
                 if replay.is_some() {
                     eprintln!("seed {seed}: proved nothing about {actors:?}: {}", scenario.describe());
                 }
@@ -152,7 +156,7 @@ fn generated_scenarios_behave_as_without_the_library() {
     let secs = start.elapsed().as_secs_f64();
     eprintln!(
         "torture: {ran} scenarios in {secs:.1} s ({:.1}/s): {passed} passed, {idle} proved nothing about an actor \
-         (it never acted during the call), {} failed{}",
+         (it never acted during the call: {idle_by_actor:?}), {} failed{}",
         ran as f64 / secs,
         failed.len(),
         if failed.is_empty() { String::new() } else { format!(": seeds {failed:?}") }

@@ -17,7 +17,7 @@
  *                it has returned (or, for the process, until its parent is gone)
  *   --mover      a thread that write()s N blocks through the call's own fd from A
  *                on, once the call has started: it moves the shared file offset
- *   --forker     a thread forking children during the call; each lists the fds it
+ *   --forker     a thread forking children until the call has returned; each lists the fds it
  *                holds (/proc/self/fd) and exits; printed as child_fd= lines
  *   --lease      a write lease (F_SETLEASE) on the call's fd; a break is a SIGIO
  * --proc   the call goes to /proc/self/mem at the last byte of a mapping of --offset
@@ -94,8 +94,10 @@ static void *mover(void *arg)
     unsigned char *block;
     if (posix_memalign((void **)&block, BLOCK, BLOCK) != 0)
         die("posix_memalign");
+    /* Spinning, not yielding: on a busy machine a yielding thread wakes up after a
+     * short call has returned. */
     while (!sh->in_call && !sh->done)
-        sched_yield();
+        __builtin_ia32_pause();
     for (int64_t i = 0; i < mover_n; i++) {
         pattern(block, BLOCK, mover_at / BLOCK + i);
         if (write(fd, block, BLOCK) != BLOCK)
@@ -151,11 +153,14 @@ static void remember(const char *line)
         snprintf(fork_seen[fork_seen_n++], sizeof fork_seen[0], "%s", line);
 }
 
-static void fork_once(void)
+/* Forks a child that lists its fds; returns whether the fork happened while the call
+ * ran (the call had started before and had not returned after). */
+static int fork_once(void)
 {
     int p[2];
     if (pipe2(p, O_CLOEXEC) != 0)
         die("pipe");
+    int before = sh->in_call;
     pid_t pid = fork();
     if (pid < 0)
         die("fork");
@@ -163,6 +168,7 @@ static void fork_once(void)
         close(p[0]);
         child_lists_fds(p[1]);
     }
+    int during = before && sh->in_call;
     close(p[1]);
     char buf[4096];
     size_t len = 0;
@@ -174,18 +180,17 @@ static void fork_once(void)
     waitpid(pid, NULL, 0);
     for (char *line = strtok(buf, "\n"); line; line = strtok(NULL, "\n"))
         remember(line);
+    return during;
 }
 
 static void *forker(void *arg)
 {
     (void)arg;
-    while (!sh->in_call && !sh->done)
-        sched_yield();
-    do {
-        int during = sh->in_call;
-        fork_once();
-        forks_during += during && sh->in_call;
-    } while (!sh->done);
+    /* From the start, not from the call on: a fork takes longer than a short call, so
+     * one already under way is likelier to be in it. */
+    do
+        forks_during += fork_once();
+    while (!sh->done);
     return NULL;
 }
 

@@ -7,7 +7,8 @@
 //!   size a run without it could have left, and no one's byte is ever lost;
 //! - only under NOSPARSE_ON_ERROR=fail does it allocate before the real call, so the
 //!   call may fail with the errno of the failed allocation (here: the injected fault's,
-//!   or ENOSPC on a full disk); blocks past the end may then stay (compared loosely);
+//!   ENOSPC on a full disk, EOPNOTSUPP where neither fallocate nor the zero fill can
+//!   be used); blocks past the end may then stay (compared loosely);
 //! - it acts only on ext2/3/4, xfs, btrfs, and tmpfs when not in NOSPARSE_SKIP_FS;
 //!   procfs, hugetlbfs, vfat are passed through silently;
 //! - predictable failures (one-byte O_DIRECT write, no O_LARGEFILE past 2 GiB,
@@ -71,7 +72,7 @@ pub fn expect(s: &Scenario, without: &Ran) -> Expect {
     // A one-byte O_DIRECT write fails on ext4 and xfs; btrfs and tmpfs fall back to a
     // buffered write, which the library may take as a creation or leave alone.
     let direct_byte = s.direct && s.call != Call::Ftruncate;
-    let predictable_failure = (direct_byte && real_failed)
+    let predictable_failure = (direct_byte && real_failed && !own_call_fault(s))
         || (s.no_largefile && s.offset >= MAX_NON_LFS)
         || s.rlimit.is_some_and(|l| s.new_size() > l);
     let matched = s.match_glob != Some("*.vmem");
@@ -108,6 +109,11 @@ pub fn expect(s: &Scenario, without: &Ran) -> Expect {
         }
         if s.full != Full::No {
             may_fail_with.push(libc::ENOSPC);
+        }
+        // No fallocate, and no zero fill to fall back on (METHOD=fallocate, or an fd
+        // the zero fill does not use): the allocation fails as fallocate did.
+        if !s.fs.has_fallocate() && !zero {
+            may_fail_with.push(libc::EOPNOTSUPP);
         }
     }
     Expect { eligible, must_fill, most, slack, lines, may_fail_with }
