@@ -342,7 +342,19 @@ impl Scenario {
                     break c;
                 }
             };
-            s.fault = Some(Fault { syscall, errno: r.pick(&ERRNOS).0 });
+            let own = matches!(
+                (syscall, call),
+                ("pwrite64", Call::Pwrite64) | ("write" | "lseek", Call::Write) | ("ftruncate", Call::Ftruncate)
+            );
+            // A filter fails a syscall every time; a library may fairly retry EINTR until
+            // it stops, as after any real signal: only the program's own call gets it.
+            let errno = loop {
+                let e = r.pick(&ERRNOS).0;
+                if own || e != libc::EINTR {
+                    break e;
+                }
+            };
+            s.fault = Some(Fault { syscall, errno });
         }
         if r.chance(12) {
             s.kill_ms = Some(r.pick(&[0, 1, 2, 5, 10, 20, 40]));

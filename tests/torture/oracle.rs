@@ -209,7 +209,7 @@ pub fn judge(s: &Scenario, without: (&Ran, Option<&File>), with: (&Ran, Option<&
                 }
                 _ => {}
             }
-            if more > SLACK as i64 && lines.is_empty() {
+            if more > e.slack as i64 && lines.is_empty() {
                 bad.push(format!("{more} bytes more allocated with the library, and no log line says so"));
             }
         }
