@@ -15,10 +15,12 @@
  *   --wt / --wp  a thread / a process rewriting N blocks at A, A + 8 KiB, ... through
  *                an fd of their own, from before the call (one whole pass first) until
  *                it has returned (or, for the process, until its parent is gone)
- *   --mover      a thread that write()s N blocks through the call's own fd from A
- *                on, once the call has started: it moves the shared file offset
- *   --forker     a thread forking children until the call has returned; each lists the fds it
- *                holds (/proc/self/fd) and exits; printed as child_fd= lines
+ *   --mover      write()s N blocks from A through the call's own fd, moving its
+ *                offset; --forker: forks children that list the fds they hold
+ *                (/proc/self/fd) and exit (printed as child_fd= lines). Both act
+ *                inside the call: a filter on the calling thread notifies a
+ *                supervisor of each syscall the library makes (SECCOMP_RET_USER_NOTIF),
+ *                which acts while that syscall waits; without the library, after it
  *   --lease      a write lease (F_SETLEASE) on the call's fd; a break is a SIGIO
  * --proc   the call goes to /proc/self/mem at the last byte of a mapping of --offset
  *          bytes instead (--path is not used)
@@ -29,9 +31,11 @@
 #include <linux/audit.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stddef.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -88,16 +92,12 @@ static void writer_process(pid_t parent)
     _exit(0);
 }
 
-static void *mover(void *arg)
+/* Writes the mover's blocks through the call's own fd, moving its offset. */
+static void move_offset(void)
 {
-    (void)arg;
     unsigned char *block;
     if (posix_memalign((void **)&block, BLOCK, BLOCK) != 0)
         die("posix_memalign");
-    /* Spinning, not yielding: on a busy machine a yielding thread wakes up after a
-     * short call has returned. */
-    while (!sh->in_call && !sh->done)
-        __builtin_ia32_pause();
     for (int64_t i = 0; i < mover_n; i++) {
         pattern(block, BLOCK, mover_at / BLOCK + i);
         if (write(fd, block, BLOCK) != BLOCK)
@@ -106,7 +106,6 @@ static void *mover(void *arg)
             sh->mover_writes++;
     }
     free(block);
-    return NULL;
 }
 
 /* The fds a forked child holds, "N:target" with pipe and socket inode numbers cut off. */
@@ -183,14 +182,43 @@ static int fork_once(void)
     return during;
 }
 
-static void *forker(void *arg)
+/* The listener of the calling thread's notifying filter (--mover, --forker). */
+static volatile int listener = -1;
+static int fork_actor;
+
+/* Answers the calling thread's notifications: at each syscall the library makes during
+ * the call, the mover writes (once) and the forker forks, while the call waits; then
+ * the syscall goes on. Without the library nothing is notified, and both act once the
+ * call has returned. */
+static void *supervisor(void *arg)
 {
     (void)arg;
-    /* From the start, not from the call on: a fork takes longer than a short call, so
-     * one already under way is likelier to be in it. */
-    do
-        forks_during += fork_once();
-    while (!sh->done);
+    int moved = 0;
+    while (listener < 0 && !sh->done)
+        sched_yield();
+    for (;;) {
+        struct pollfd p = {.fd = listener, .events = POLLIN};
+        int ready = listener >= 0 && poll(&p, 1, 1) == 1 && (p.revents & POLLIN);
+        if (!ready) {
+            if (sh->done)
+                break;
+            continue;
+        }
+        struct seccomp_notif req;
+        memset(&req, 0, sizeof req);
+        if (ioctl(listener, SECCOMP_IOCTL_NOTIF_RECV, &req) != 0)
+            continue; /* the call's thread went away */
+        if (mover_n > 0 && !moved)
+            move_offset(), moved = 1;
+        if (fork_actor)
+            forks_during += fork_once();
+        struct seccomp_notif_resp resp = {.id = req.id, .flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE};
+        ioctl(listener, SECCOMP_IOCTL_NOTIF_SEND, &resp);
+    }
+    if (mover_n > 0 && !moved)
+        move_offset();
+    if (fork_actor)
+        fork_once();
     return NULL;
 }
 
@@ -233,6 +261,48 @@ static const struct fault_name FAULTS[] = {
     {"write", {__NR_write, NONE}},       /* count 1 only */
 };
 
+/* The syscall numbers `name` stands for; how many. */
+static int numbers_of(const char *name, long *out)
+{
+    for (size_t i = 0; i < sizeof FAULTS / sizeof FAULTS[0]; i++)
+        if (strcmp(FAULTS[i].name, name) == 0) {
+            int n = 0;
+            while (n < 5 && FAULTS[i].nrs[n] != NONE)
+                out[n] = FAULTS[i].nrs[n], n++;
+            return n;
+        }
+    die("unknown syscall %s", name);
+    return 0;
+}
+
+#ifdef __i386__
+#define ARCH AUDIT_ARCH_I386
+#else
+#define ARCH AUDIT_ARCH_X86_64
+#endif
+
+/* A filter: the syscalls `nrs` get `action` (for `count_one`, only with a count of 1),
+ * every other syscall is allowed. */
+static int build(struct sock_filter *prog, const long *nrs, int n_nrs, int count_one, unsigned action)
+{
+    int n = 0;
+    prog[n++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch));
+    prog[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, ARCH, 1, 0);
+    prog[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
+    prog[n++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr));
+    /* For each number: equal → jump to the match block after the ALLOW. */
+    for (int i = 0; i < n_nrs; i++)
+        prog[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, nrs[i], (unsigned char)(n_nrs - i), 0);
+    prog[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
+    if (count_one) {
+        prog[n++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[2]));
+        prog[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 1, 1, 0);
+        prog[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
+    }
+    prog[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, action);
+    return n;
+}
+
 /* Installs, on the calling thread only, a filter failing `spec` ("NAME:ERRNO"). */
 static void install_fault(const char *spec)
 {
@@ -240,42 +310,41 @@ static void install_fault(const char *spec)
     int err;
     if (sscanf(spec, "%31[^:]:%d", name, &err) != 2)
         die("--fault NAME:ERRNO: %s", spec);
-    const struct fault_name *f = NULL;
-    for (size_t i = 0; i < sizeof FAULTS / sizeof FAULTS[0]; i++)
-        if (strcmp(FAULTS[i].name, name) == 0)
-            f = &FAULTS[i];
-    if (!f)
-        die("--fault: unknown syscall %s", name);
+    long nrs[5];
+    int n_nrs = numbers_of(name, nrs);
     int count_one = strcmp(name, "pwrite64") == 0 || strcmp(name, "write") == 0;
-#ifdef __i386__
-    const unsigned arch = AUDIT_ARCH_I386;
-#else
-    const unsigned arch = AUDIT_ARCH_X86_64;
-#endif
     struct sock_filter prog[32];
-    int n = 0;
-    prog[n++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch));
-    prog[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, arch, 1, 0);
-    prog[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
-    prog[n++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr));
-    int nrs = 0;
-    while (nrs < 5 && f->nrs[nrs] != NONE)
-        nrs++;
-    /* For each number: equal → jump to the match block after the final ALLOW. */
-    for (int i = 0; i < nrs; i++)
-        prog[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, f->nrs[i], (unsigned char)(nrs - i), 0);
-    prog[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
-    if (count_one) {
-        prog[n++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[2]));
-        prog[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 1, 1, 0);
-        prog[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
-    }
-    prog[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (err & SECCOMP_RET_DATA));
-    struct sock_fprog fprog = {.len = (unsigned short)n, .filter = prog};
+    struct sock_fprog fprog = {
+        .len = (unsigned short)build(prog, nrs, n_nrs, count_one, SECCOMP_RET_ERRNO | (err & SECCOMP_RET_DATA)),
+        .filter = prog,
+    };
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
         die("PR_SET_NO_NEW_PRIVS");
     if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &fprog) != 0)
         die("PR_SET_SECCOMP");
+}
+
+/* The syscalls the library makes beside the call itself: each is a moment inside it. */
+static const char *const LIBRARY_SYSCALLS[] = {"fstat", "fcntl",   "fstatfs", "ioctl",  "fallocate",       "mmap",
+                                               "madvise", "readlinkat", "openat", "pwritev", "sync_file_range", "socket",
+                                               "prlimit"};
+
+/* Installs, on the calling thread only, a filter that notifies the supervisor of each
+ * of those syscalls. */
+static void install_notifier(void)
+{
+    long nrs[64];
+    int n_nrs = 0;
+    for (size_t i = 0; i < sizeof LIBRARY_SYSCALLS / sizeof LIBRARY_SYSCALLS[0]; i++)
+        n_nrs += numbers_of(LIBRARY_SYSCALLS[i], nrs + n_nrs);
+    struct sock_filter prog[96];
+    struct sock_fprog fprog = {.len = (unsigned short)build(prog, nrs, n_nrs, 0, SECCOMP_RET_USER_NOTIF), .filter = prog};
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+        die("PR_SET_NO_NEW_PRIVS");
+    int l = (int)syscall(__NR_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER, &fprog);
+    if (l < 0)
+        die("seccomp(SECCOMP_FILTER_FLAG_NEW_LISTENER)");
+    listener = l;
 }
 
 static const char *fault;
@@ -289,6 +358,8 @@ static void *caller(void *arg)
     kv("calling", 1);
     if (fault)
         install_fault(fault);
+    if (mover_n > 0 || fork_actor)
+        install_notifier();
     sh->in_call = 1;
     errno = 0;
     if (strcmp(how, "pwrite64") == 0) {
@@ -428,7 +499,7 @@ int main(int argc, char **argv)
             die("setrlimit");
     }
 
-    pthread_t t_wt, t_mover, t_forker, t_caller;
+    pthread_t t_wt, t_supervisor, t_caller;
     pid_t wp = 0;
     if (wp_n > 0) {
         pid_t parent = getpid();
@@ -440,10 +511,8 @@ int main(int argc, char **argv)
     }
     if (wt_n > 0 && pthread_create(&t_wt, NULL, writer_thread, NULL) != 0)
         die("pthread_create");
-    if (mover_n > 0 && pthread_create(&t_mover, NULL, mover, NULL) != 0)
-        die("pthread_create");
-    int fork_actor = flag(argc, argv, "--forker");
-    if (fork_actor && pthread_create(&t_forker, NULL, forker, NULL) != 0)
+    fork_actor = flag(argc, argv, "--forker");
+    if ((mover_n > 0 || fork_actor) && pthread_create(&t_supervisor, NULL, supervisor, NULL) != 0)
         die("pthread_create");
     /* The writers have each written every block once: the size before the call is
      * known, and they are busy rewriting while it runs. */
@@ -458,10 +527,8 @@ int main(int argc, char **argv)
     sh->done = 1;
     if (wt_n > 0)
         pthread_join(t_wt, NULL);
-    if (mover_n > 0)
-        pthread_join(t_mover, NULL);
-    if (fork_actor)
-        pthread_join(t_forker, NULL);
+    if (mover_n > 0 || fork_actor)
+        pthread_join(t_supervisor, NULL);
     if (wp) {
         int status;
         if (waitpid(wp, &status, 0) != wp || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
