@@ -415,9 +415,12 @@ impl Scenario {
         self.new_size().saturating_sub(round_up(self.size_before(), BLOCK))
     }
 
-    /// The whole blocks of the new range, `[roundup(size before), rounddown(new size))`.
+    /// The whole blocks of the new range, `[roundup(size before), rounddown(new size))`;
+    /// from the mover's last block on where there is one: the mover writes while the
+    /// library works, so the end the library finds may be the mover's.
     pub fn new_range_bounds(&self) -> (u64, u64) {
-        let start = round_up(self.size_before(), BLOCK);
+        let mover_end = if self.mover.1 > 0 { self.mover.0 + self.mover.1 * BLOCK } else { 0 };
+        let start = round_up(self.size_before().max(mover_end), BLOCK);
         (start, (self.new_size() / BLOCK * BLOCK).max(start))
     }
 

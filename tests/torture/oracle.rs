@@ -199,7 +199,8 @@ pub fn judge(s: &Scenario, without: (&Ran, Option<&File>), with: (&Ran, Option<&
             }
             // Without FIEMAP (tmpfs): what the program allocated itself is in both runs.
             let own = s.keep + (s.wt.1 + s.wp.1 + s.mover.1) * BLOCK;
-            let least = s.new_range().saturating_sub(own + SLACK);
+            let (start, end) = s.new_range_bounds();
+            let least = (end - start).saturating_sub(own + SLACK);
             match fl.new_range_holes {
                 Some(holes) if e.must_fill && holes > SLACK => {
                     bad.push(format!("{holes} bytes of the new range left holes with the library"))
