@@ -283,12 +283,14 @@ impl Scenario {
         };
         if disk {
             s.layout = r.pick(&[Layout::Empty, Layout::Data, Layout::Holes, Layout::KeepSize, Layout::Unwritten]);
+            // Below the smallest NOSPARSE_MIN_SIZE: the program's own ftruncate that
+            // makes the layout is not a creation the library may act on.
             s.old = match s.layout {
                 Layout::Empty => 0,
-                Layout::Holes => r.range(2, 256) * BLOCK,
+                Layout::Holes => r.range(2, 255) * BLOCK,
                 // Sometimes not a whole number of blocks.
-                _ if r.chance(30) => r.range(1, MIB),
-                _ => r.range(1, 256) * BLOCK,
+                _ if r.chance(30) => r.range(1, MIB - 1),
+                _ => r.range(1, 255) * BLOCK,
             };
             if s.layout == Layout::KeepSize {
                 s.keep = r.range(16, 1024) * BLOCK;
