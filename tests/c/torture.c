@@ -15,8 +15,8 @@
  *   --wt / --wp  a thread / a process rewriting N blocks at A, A + 8 KiB, ... through
  *                an fd of their own, from before the call (one whole pass first) until
  *                it has returned (or, for the process, until its parent is gone)
- *   --mover      write()s N blocks from A through the call's own fd, moving its
- *                offset; --forker: forks children that list the fds they hold
+ *   --mover      write()s N blocks from A through the call's own fd, one at each
+ *                moment below, moving its offset; --forker: forks children that list the fds they hold
  *                (/proc/self/fd) and exit (printed as child_fd= lines). Both act
  *                inside the call: a filter on the calling thread notifies a
  *                supervisor of each syscall the library makes (SECCOMP_RET_USER_NOTIF),
@@ -92,20 +92,22 @@ static void writer_process(pid_t parent)
     _exit(0);
 }
 
-/* Writes the mover's blocks through the call's own fd, moving its offset. */
-static void move_offset(void)
+/* Writes the mover's next block through the call's own fd, moving its offset; false
+ * once all are written. */
+static int64_t moved;
+
+static int move_one(void)
 {
-    unsigned char *block;
-    if (posix_memalign((void **)&block, BLOCK, BLOCK) != 0)
-        die("posix_memalign");
-    for (int64_t i = 0; i < mover_n; i++) {
-        pattern(block, BLOCK, mover_at / BLOCK + i);
-        if (write(fd, block, BLOCK) != BLOCK)
-            die("mover: write %lld", (long long)i);
-        if (sh->in_call)
-            sh->mover_writes++;
-    }
-    free(block);
+    static unsigned char block[BLOCK] __attribute__((aligned(BLOCK)));
+    if (moved >= mover_n)
+        return 0;
+    pattern(block, BLOCK, mover_at / BLOCK + moved);
+    if (write(fd, block, BLOCK) != BLOCK)
+        die("mover: write %lld", (long long)moved);
+    if (sh->in_call)
+        sh->mover_writes++;
+    moved++;
+    return 1;
 }
 
 /* The fds a forked child holds, "N:target" with pipe and socket inode numbers cut off. */
@@ -187,13 +189,13 @@ static volatile int listener = -1;
 static int fork_actor;
 
 /* Answers the calling thread's notifications: at each syscall the library makes during
- * the call, the mover writes (once) and the forker forks, while the call waits; then
+ * the call, the mover writes its next block and the forker forks, while the call waits
+ * (so a block can land between the library's look at the file and its next step); then
  * the syscall goes on. Without the library nothing is notified, and both act once the
  * call has returned. */
 static void *supervisor(void *arg)
 {
     (void)arg;
-    int moved = 0;
     while (listener < 0 && !sh->done)
         sched_yield();
     for (;;) {
@@ -208,15 +210,14 @@ static void *supervisor(void *arg)
         memset(&req, 0, sizeof req);
         if (ioctl(listener, SECCOMP_IOCTL_NOTIF_RECV, &req) != 0)
             continue; /* the call's thread went away */
-        if (mover_n > 0 && !moved)
-            move_offset(), moved = 1;
+        move_one();
         if (fork_actor)
             forks_during += fork_once();
         struct seccomp_notif_resp resp = {.id = req.id, .flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE};
         ioctl(listener, SECCOMP_IOCTL_NOTIF_SEND, &resp);
     }
-    if (mover_n > 0 && !moved)
-        move_offset();
+    while (move_one()) {
+    }
     if (fork_actor)
         fork_once();
     return NULL;
@@ -538,8 +539,8 @@ int main(int argc, char **argv)
     kv("ret", call_ret);
     kv("errno", call_errno);
     /* /proc/self/mem: relative to the mapping, which is elsewhere in each run. */
-    int relative = proc && strcmp(how, "write") == 0;
-    kv("offset_after", lseek64(fd, 0, SEEK_CUR) - (relative ? (int64_t)(uintptr_t)mem : 0));
+    int64_t off = lseek64(fd, 0, SEEK_CUR);
+    kv("offset_after", proc && off >= (int64_t)(uintptr_t)mem ? off - (int64_t)(uintptr_t)mem : off);
     if (proc) {
         kv("mem_byte", mem[offset - (int64_t)(uintptr_t)mem]);
     } else {
