@@ -30,6 +30,15 @@ pub const LINE_MAX: usize = 1024;
 const LOG_USER: u32 = 1 << 3;
 const DEV_LOG: &[u8] = b"/dev/log";
 
+/// Whose line it is: the syslog header names the program and its pid.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ident<'a> {
+    /// This process (the library): its short name and pid.
+    Own,
+    /// Another process (the supervisor's program).
+    Of { name: &'a [u8], pid: u32 },
+}
+
 /// A log line being written into a fixed buffer; it stops, without failing, when full.
 pub struct Line<'a> {
     buf: &'a mut [u8],
@@ -39,7 +48,7 @@ pub struct Line<'a> {
 
 impl<'a> Line<'a> {
     /// A line for `sink`, its header (syslog priority, program name and pid) written.
-    pub fn new(buf: &'a mut [u8], sink: Sink, level: Level) -> Self {
+    pub fn new(buf: &'a mut [u8], sink: Sink, level: Level, ident: Ident) -> Self {
         let mut l = Line { buf, len: 0, sink };
         if sink == Sink::Syslog {
             let severity = match level {
@@ -48,7 +57,11 @@ impl<'a> Line<'a> {
                 Level::Warning => 4,
             };
             l.s("<").n(u64::from(LOG_USER | severity)).s(">");
-            l.text(crate::real::program_name()).s("[").n(u64::from(sys::getpid())).s("]: ");
+            let (name, pid) = match ident {
+                Ident::Own => (crate::real::program_name(), sys::getpid()),
+                Ident::Of { name, pid } => (name, pid),
+            };
+            l.text(name).s("[").n(u64::from(pid)).s("]: ");
         }
         l.s("nosparse: ");
         l
@@ -70,21 +83,38 @@ impl<'a> Line<'a> {
         self
     }
 
-    /// Bytes from outside (a path, a setting's value): control characters and `\`
-    /// escaped.
-    pub fn text(&mut self, t: &[u8]) -> &mut Self {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        for &c in t {
-            if c < 0x20 || c == 0x7f || c == b'\\' {
-                self.push(b'\\');
-                self.push(b'x');
-                self.push(HEX[usize::from(c >> 4)]);
-                self.push(HEX[usize::from(c & 0xf)]);
+    /// Bytes from outside (a path, a setting's value): control characters, `\\` and
+    /// every byte that is not part of valid UTF-8 are escaped as `\\xNN`.
+    pub fn text(&mut self, mut t: &[u8]) -> &mut Self {
+        while !t.is_empty() {
+            let (valid, rest) = match core::str::from_utf8(t) {
+                Ok(_) => (t, &[][..]),
+                Err(e) => (t.get(..e.valid_up_to()).unwrap_or(&[]), t.get(e.valid_up_to()..).unwrap_or(&[])),
+            };
+            for &c in valid {
+                if c < 0x20 || c == 0x7f || c == b'\\' {
+                    self.hex(c);
+                } else {
+                    self.push(c);
+                }
+            }
+            // The first byte of `rest` starts no valid sequence: escape it, go on after it.
+            if let Some((&bad, after)) = rest.split_first() {
+                self.hex(bad);
+                t = after;
             } else {
-                self.push(c);
+                t = rest;
             }
         }
         self
+    }
+
+    fn hex(&mut self, c: u8) {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        self.push(b'\\');
+        self.push(b'x');
+        self.push(HEX[usize::from(c >> 4)]);
+        self.push(HEX[usize::from(c & 0xf)]);
     }
 
     /// A decimal number.
@@ -211,7 +241,7 @@ mod tests {
 
     fn line(f: impl FnOnce(&mut Line)) -> String {
         let mut buf = [0u8; 64];
-        let mut l = Line::new(&mut buf, Sink::Stderr, Level::Info);
+        let mut l = Line::new(&mut buf, Sink::Stderr, Level::Info, Ident::Own);
         f(&mut l);
         String::from_utf8(l.as_bytes().to_vec()).unwrap()
     }
@@ -242,6 +272,12 @@ mod tests {
             }),
             "nosparse: /vm/a\\x0ab\\x5cc\\x7f"
         );
+        assert_eq!(
+            line(|l| {
+                l.text(b"/vm/\xc3\xa9\xff/ok");
+            }),
+            "nosparse: /vm/é\\xff/ok"
+        );
         assert_eq!(Bytes(64 << 20).to_string(), "67108864 bytes (64.0 MiB)");
     }
 
@@ -256,7 +292,7 @@ mod tests {
     #[test]
     fn syslog_header() {
         let mut buf = [0u8; 128];
-        let mut l = Line::new(&mut buf, Sink::Syslog, Level::Warning);
+        let mut l = Line::new(&mut buf, Sink::Syslog, Level::Warning, Ident::Own);
         l.s("hi");
         let text = String::from_utf8(l.as_bytes().to_vec()).unwrap();
         let pid = std::process::id();

@@ -14,6 +14,7 @@ mod nr {
     pub const FSTAT: usize = 5;
     pub const LSEEK: usize = 8;
     pub const MMAP: usize = 9;
+    pub const MADVISE: usize = 28;
     pub const MUNMAP: usize = 11;
     pub const IOCTL: usize = 16;
     pub const PREAD64: usize = 17;
@@ -41,6 +42,7 @@ mod nr {
     pub const GETPID: usize = 20;
     pub const IOCTL: usize = 54;
     pub const MUNMAP: usize = 91;
+    pub const MADVISE: usize = 219;
     pub const SOCKETCALL: usize = 102;
     pub const LLSEEK: usize = 140;
     pub const PREAD64: usize = 180;
@@ -222,6 +224,8 @@ pub struct StatFs {
     /// The filesystem's magic number.
     pub kind: u32,
     pub bsize: u64,
+    /// Blocks in all (0 for filesystems that keep no data in blocks: procfs, sysfs...).
+    pub blocks: u64,
     /// Free blocks, root's reserve included.
     pub bfree: u64,
     /// Free blocks for unprivileged users.
@@ -244,7 +248,13 @@ pub fn fstatfs(fd: i32) -> Result<StatFs> {
     {
         // SAFETY: b has room for the kernel's struct statfs (120 bytes).
         unsafe { call(nr::FSTATFS, [fd as usize, b.as_mut_ptr() as usize, 0, 0, 0, 0]) }?;
-        Ok(StatFs { kind: u32_at(&b, 0), bsize: u64_at(&b, 8), bfree: u64_at(&b, 24), bavail: u64_at(&b, 32) })
+        Ok(StatFs {
+            kind: u32_at(&b, 0),
+            bsize: u64_at(&b, 8),
+            blocks: u64_at(&b, 16),
+            bfree: u64_at(&b, 24),
+            bavail: u64_at(&b, 32),
+        })
     }
     #[cfg(target_arch = "x86")]
     {
@@ -254,6 +264,7 @@ pub fn fstatfs(fd: i32) -> Result<StatFs> {
         Ok(StatFs {
             kind: u32_at(&b, 0),
             bsize: u64::from(u32_at(&b, 4)),
+            blocks: u64_at(&b, 8),
             bfree: u64_at(&b, 16),
             bavail: u64_at(&b, 24),
         })
@@ -454,12 +465,13 @@ pub fn set_inode_flags(fd: i32, flags: i32) -> Result<()> {
     unsafe { ioctl(fd, FS_IOC_SETFLAGS, core::ptr::addr_of_mut!(flags).cast()) }.map(drop)
 }
 
-/// The soft `RLIMIT_FSIZE`: the largest file this process may write.
-/// <https://man7.org/linux/man-pages/man2/getrlimit.2.html>
-pub fn fsize_limit() -> u64 {
+/// The soft `RLIMIT_FSIZE` of process `pid` (0: this one): the largest file it may
+/// write. <https://man7.org/linux/man-pages/man2/getrlimit.2.html>
+pub fn fsize_limit(pid: u32) -> u64 {
     let mut lim = [0u64; 2];
-    // SAFETY: prlimit64(0, RLIMIT_FSIZE, NULL, &old) writes two u64s.
-    let r = unsafe { call(nr::PRLIMIT64, [0, libc::RLIMIT_FSIZE as usize, 0, lim.as_mut_ptr() as usize, 0, 0]) };
+    // SAFETY: prlimit64(pid, RLIMIT_FSIZE, NULL, &old) writes two u64s.
+    let r =
+        unsafe { call(nr::PRLIMIT64, [pid as usize, libc::RLIMIT_FSIZE as usize, 0, lim.as_mut_ptr() as usize, 0, 0]) };
     match r {
         Ok(_) => lim[0],
         Err(_) => u64::MAX,
@@ -514,6 +526,43 @@ pub fn map_anonymous(len: usize) -> Result<*mut u8> {
 pub unsafe fn unmap(p: *mut u8, len: usize) {
     // SAFETY: the caller's promise.
     let _ = unsafe { call(nr::MUNMAP, [p as usize, len, 0, 0, 0, 0]) };
+}
+
+/// A shared, writable mapping of `len` bytes of `fd` from `offset` (a multiple of the
+/// page size): the zero fill's window onto the file.
+/// <https://man7.org/linux/man-pages/man2/mmap.2.html>
+pub fn map_shared(fd: i32, len: usize, offset: i64) -> Result<*mut u8> {
+    let prot = (libc::PROT_READ | libc::PROT_WRITE) as usize;
+    let flags = libc::MAP_SHARED as usize;
+    #[cfg(target_arch = "x86_64")]
+    let (n, off) = (nr::MMAP, offset as usize);
+    #[cfg(target_arch = "x86")]
+    let (n, off) = (nr::MMAP2, (offset / 4096) as usize);
+    // SAFETY: a new mapping, placed by the kernel, touches no existing memory.
+    unsafe { call(n, [0, len, prot, flags, fd as usize, off]) }.map(|p| p as *mut u8)
+}
+
+/// `madvise(p, len, advice)`. <https://man7.org/linux/man-pages/man2/madvise.2.html>
+///
+/// # Safety
+/// `[p, p + len)` is a mapping of the caller's own, and the advice does not invalidate
+/// memory anyone still uses.
+pub unsafe fn madvise(p: *mut u8, len: usize, advice: i32) -> Result<()> {
+    // SAFETY: the caller's promise.
+    unsafe { call(nr::MADVISE, [p as usize, len, advice as usize, 0, 0, 0]) }.map(drop)
+}
+
+/// `ioctl(fd, FS_IOC_FSGETXATTR)`'s extent size hint (xfs), in bytes; 0 where none.
+/// <https://man7.org/linux/man-pages/man2/ioctl_xfs_fsgetxattr.2.html>
+pub fn extent_size_hint(fd: i32) -> u64 {
+    /// `_IOR('X', 31, struct fsxattr)`; the struct is 28 bytes on both architectures.
+    const FS_IOC_FSGETXATTR: u32 = 0x801C_581F;
+    let mut fsx = [0u32; 7];
+    // SAFETY: the kernel writes a struct fsxattr (28 bytes) through the pointer.
+    match unsafe { ioctl(fd, FS_IOC_FSGETXATTR, fsx.as_mut_ptr().cast()) } {
+        Ok(_) => u64::from(fsx[1]),
+        Err(_) => 0,
+    }
 }
 
 /// One datagram to the AF_UNIX socket at `path` (e.g. `/dev/log`), from a socket opened

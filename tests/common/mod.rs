@@ -233,7 +233,7 @@ impl Vmx {
         self
     }
 
-    /// Traces the preallocation syscalls (fallocate, pwritev) with strace, into
+    /// Traces the preallocation syscalls (fallocate, madvise) with strace, into
     /// [`Outcome::trace`], for [`outside::method`] to judge.
     pub fn traced(mut self) -> Self {
         self.trace_method = true;
@@ -262,7 +262,7 @@ impl Vmx {
             (Some(options), _) => Some(options.clone()),
             (None, true) => {
                 assert!(require(have("strace"), "strace is not installed (scripts/setup.sh installs it)"));
-                Some(format!("-f -qq -e trace=fallocate,pwritev,pwritev2 -o {}", trace_file.display()))
+                Some(format!("-f -qq -e trace=fallocate,madvise -o {}", trace_file.display()))
             }
             (None, false) => None,
         };
