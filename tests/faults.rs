@@ -33,6 +33,41 @@ fn a_zero_fill_that_would_run_short_of_room_takes_none() {
 }
 
 #[test]
+fn a_kill_at_any_moment_leaves_a_size_a_run_without_the_library_could() {
+    let s = Scratch::new("kill");
+    let size = 512 * MIB;
+    // ext3: zeros (no fallocate); ext4: zeros asked for, and fallocate. Each is killed
+    // with SIGKILL at moments spread over the whole call, and after it.
+    let cases = [("ext3", "auto"), ("ext4", "zero"), ("ext4", "auto")];
+    let mut killed_during = 0;
+    for (kind, method) in cases {
+        let Some(fs) = mount(&s, kind, 1024 * MIB) else { return };
+        let path = fs.path("killed.vmem");
+        for step in 0..12u64 {
+            let ms = 5 + step * step * 8;
+            let out = vmx(&path)
+                .arg("--size", size)
+                .arg("--writes", 0)
+                .env("NOSPARSE_METHOD", method)
+                .kill_after_ms(ms)
+                .run_raw();
+            let what = format!("{kind}, NOSPARSE_METHOD={method}, SIGKILL after {ms} ms");
+            let st = std::fs::metadata(&path).map(|m| m.len()).ok();
+            // fake_vmx creates the file empty, then makes the creation call.
+            if let Some(len) = st {
+                assert!(len == 0 || len == size, "{what}: size {len}, which no run without the library leaves");
+            }
+            if out.signal == Some(libc::SIGKILL) && st == Some(size) && !out.stderr.contains("preallocated") {
+                killed_during += 1;
+            }
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+    eprintln!("SUMMARY kill: {killed_during} kills landed after the call and before its log line");
+    assert!(killed_during > 0, "no kill landed while the library was at work: the test proved nothing");
+}
+
+#[test]
 fn rlimit_fsize_gives_the_same_sigxfsz_and_efbig() {
     let s = Scratch::new("rlimit");
     // ulimit -f counts 1024-byte blocks: 32 MiB, below the 128 MiB file.
