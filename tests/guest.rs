@@ -371,6 +371,24 @@ fn syscalls_without_mapping(trace: &str, lib: &Path) -> Vec<String> {
 }
 
 #[test]
+fn settings_that_cannot_be_read_for_want_of_a_descriptor_are_read_at_the_next_call() {
+    let s = Scratch::new("guest-emfile");
+    let out = c_program("emfile").arg("--dir", s.dir.display()).arg("--size", SIZE).timeout(HANG_BOUND_S).run();
+    assert_eq!(out.get("emfile"), 1, "the test did not use up the descriptors\n{}", out.stderr);
+    assert_eq!((out.get("first_ret"), out.get("second_ret")), (1, 1), "{}", out.stderr);
+    // The first creation came while no descriptor was free: left alone. The second found
+    // the settings readable again, and was allocated: the library did not stay off.
+    assert!(out.get("first_allocated") < (SIZE / 2) as i64, "{:?}", out.kv);
+    assert!(
+        out.get("second_allocated") >= SIZE as i64,
+        "the library stayed off after EMFILE: {:?}\n{}",
+        out.kv,
+        out.stderr
+    );
+    assert_eq!(nosparse_lines(out.stderr.lines()).len(), 1, "{}", out.stderr);
+}
+
+#[test]
 fn the_constructor_makes_no_syscall() {
     if !require(have("strace"), "strace (scripts/setup.sh installs it)") {
         return;

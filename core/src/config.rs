@@ -435,25 +435,25 @@ fn report_bad(cfg: &Config, bad: &BadList, secure: bool) {
     let mut line = [0u8; 256];
     for b in bad.iter() {
         let mut l = Line::new(&mut line, cfg.log, Level::Warning, Ident::Own);
-        l.s("ignoring ");
+        l.lit("ignoring ");
         match b.name {
-            [] => l.s("the line"),
+            [] => l.lit("the line"),
             name => l.text(name),
         };
-        l.s("=\"").text(b.value).s("\" (");
+        l.lit("=\"").text(b.value).lit("\" (");
         match b.source {
-            Source::Environment => l.s("environment"),
-            Source::File(n) => l.s(CONFIG_FILE).s(":").n(u64::from(n)),
+            Source::Environment => l.lit("environment"),
+            Source::File(n) => l.lit(CONFIG_FILE).lit(":").num(u64::from(n)),
         };
-        l.s("): ").s(b.why).s("; keeping the default").emit();
+        l.lit("): ").lit(b.why).lit("; keeping the default").emit();
     }
     if bad.more > 0 {
         let mut l = Line::new(&mut line, cfg.log, Level::Warning, Ident::Own);
-        l.s("more bad settings not shown: ").n(u64::from(bad.more)).emit();
+        l.lit("more bad settings not shown: ").num(u64::from(bad.more)).emit();
     }
     if secure && env_has_settings() {
         let mut l = Line::new(&mut line, cfg.log, Level::Info, Ident::Own);
-        l.s("secure-execution program: NOSPARSE_* settings from the environment ignored").emit();
+        l.lit("secure-execution program: NOSPARSE_* settings from the environment ignored").emit();
     }
 }
 

@@ -183,7 +183,7 @@ fn upper_fs(fd: i32, buf: &mut [u8]) -> Option<sys::StatFs> {
 /// with the NUL.
 pub fn proc_path(out: &mut [u8], prefix: &[u8], fd: i32) -> usize {
     let mut digits = [0u8; 20];
-    let number = crate::log::decimal(u64::from(fd.unsigned_abs()), &mut digits);
+    let number = crate::num::decimal(u64::from(fd.unsigned_abs()), &mut digits);
     let mut len = 0;
     for &c in prefix.iter().chain(number).chain(&[0u8]) {
         if let Some(slot) = out.get_mut(len) {
@@ -199,7 +199,7 @@ pub fn proc_pid_path(out: &mut [u8], pid: u32, fd: i32) -> usize {
     let mut digits = [0u8; 20];
     let mut prefix = [0u8; 32];
     let mut len = 0;
-    for &c in b"/proc/".iter().chain(crate::log::decimal(u64::from(pid), &mut digits)).chain(b"/fd/") {
+    for &c in b"/proc/".iter().chain(crate::num::decimal(u64::from(pid), &mut digits)).chain(b"/fd/") {
         if let Some(slot) = prefix.get_mut(len) {
             *slot = c;
             len += 1;

@@ -60,11 +60,11 @@ pub fn init() {
 #[inline(never)]
 pub unsafe extern "C" fn candidate(fd: c_int, buf: *const c_void, nbyte: size_t, offset: i64) -> ssize_t {
     // SAFETY: the caller's arguments, passed on.
-    let call = || unsafe { real::pwrite64()(fd, buf, nbyte, offset) } as i64;
+    let mut call = || unsafe { real::pwrite64()(fd, buf, nbyte, offset) } as i64;
     if offset < PWRITE_THRESHOLD.load(Ordering::Relaxed) {
         return call() as ssize_t;
     }
-    around(fd, Trigger::Pwrite, offset, call) as ssize_t
+    around(fd, Trigger::Pwrite, offset, &mut call) as ssize_t
 }
 
 /// `pwrite` with a 32-bit `off_t` (i686), for its hook: the offset is sign-extended, as
@@ -88,11 +88,11 @@ pub unsafe extern "C" fn candidate32(fd: c_int, buf: *const c_void, nbyte: size_
 #[inline(never)]
 pub unsafe extern "C" fn write_one(fd: c_int, buf: *const c_void, nbyte: size_t) -> ssize_t {
     // SAFETY: the caller's arguments, passed on.
-    let call = || unsafe { real::write()(fd, buf, nbyte) } as i64;
+    let mut call = || unsafe { real::write()(fd, buf, nbyte) } as i64;
     if WRITE_THRESHOLD.load(Ordering::Relaxed) == i64::MAX {
         return call() as ssize_t;
     }
-    around(fd, Trigger::Write, 0, call) as ssize_t
+    around(fd, Trigger::Write, 0, &mut call) as ssize_t
 }
 
 /// The slow path of `ftruncate`: judged as a `pwrite` of the byte at `len - 1`.
@@ -100,13 +100,13 @@ pub unsafe extern "C" fn write_one(fd: c_int, buf: *const c_void, nbyte: size_t)
 #[inline(never)]
 unsafe extern "C" fn truncate_one(fd: c_int, len: i64) -> c_int {
     // SAFETY: the caller's arguments, passed on.
-    let call = || i64::from(unsafe { real::ftruncate64()(fd, len) });
-    around(fd, Trigger::Ftruncate, len.saturating_sub(1), call) as c_int
+    let mut call = || i64::from(unsafe { real::ftruncate64()(fd, len) });
+    around(fd, Trigger::Ftruncate, len.saturating_sub(1), &mut call) as c_int
 }
 
 /// Prepares the file for a call that may create it sparse, makes the call, and
 /// allocates after it if it succeeded. The caller's errno is the real call's own.
-fn around(fd: c_int, trigger: Trigger, offset: i64, call: impl FnOnce() -> i64) -> i64 {
+fn around(fd: c_int, trigger: Trigger, offset: i64, call: &mut dyn FnMut() -> i64) -> i64 {
     let me = Target::own(fd);
     // Once the settings are read, most calls (a file growing block by block) are
     // settled by two system calls, before any memory is mapped.

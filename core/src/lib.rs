@@ -20,6 +20,7 @@ pub mod fs;
 pub mod glob;
 pub mod hook;
 pub mod log;
+pub mod num;
 pub mod policy;
 pub mod real;
 pub mod report;

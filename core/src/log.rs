@@ -56,14 +56,14 @@ impl<'a> Line<'a> {
                 Level::Info => 6,
                 Level::Warning => 4,
             };
-            l.s("<").n(u64::from(LOG_USER | severity)).s(">");
+            l.lit("<").num(u64::from(LOG_USER | severity)).lit(">");
             let (name, pid) = match ident {
                 Ident::Own => (crate::real::program_name(), sys::getpid()),
                 Ident::Of { name, pid } => (name, pid),
             };
-            l.text(name).s("[").n(u64::from(pid)).s("]: ");
+            l.text(name).lit("[").num(u64::from(pid)).lit("]: ");
         }
-        l.s("nosparse: ");
+        l.lit("nosparse: ");
         l
     }
 
@@ -78,13 +78,17 @@ impl<'a> Line<'a> {
     }
 
     /// Literal text.
-    pub fn s(&mut self, s: &str) -> &mut Self {
+    // Out of line: a log line is rare, and each use would otherwise copy the code.
+    #[inline(never)]
+    pub fn lit(&mut self, s: &str) -> &mut Self {
         s.bytes().for_each(|c| self.push(c));
         self
     }
 
     /// Bytes from outside (a path, a setting's value): control characters, `\\` and
     /// every byte that is not part of valid UTF-8 are escaped as `\\xNN`.
+    // Out of line: a log line is rare, and each use would otherwise copy the code.
+    #[inline(never)]
     pub fn text(&mut self, mut t: &[u8]) -> &mut Self {
         while !t.is_empty() {
             let (valid, rest) = match core::str::from_utf8(t) {
@@ -109,6 +113,8 @@ impl<'a> Line<'a> {
         self
     }
 
+    // Out of line: a log line is rare, and each use would otherwise copy the code.
+    #[inline(never)]
     fn hex(&mut self, c: u8) {
         const HEX: &[u8; 16] = b"0123456789abcdef";
         self.push(b'\\');
@@ -118,27 +124,33 @@ impl<'a> Line<'a> {
     }
 
     /// A decimal number.
-    pub fn n(&mut self, v: u64) -> &mut Self {
+    // Out of line: a log line is rare, and each use would otherwise copy the code.
+    #[inline(never)]
+    pub fn num(&mut self, v: u64) -> &mut Self {
         let mut digits = [0u8; 20];
-        decimal(v, &mut digits).iter().for_each(|&c| self.push(c));
+        crate::num::decimal(v, &mut digits).iter().for_each(|&c| self.push(c));
         self
     }
 
     /// A byte count for people: `3774873600 bytes (3.5 GiB)`.
+    // Out of line: a log line is rare, and each use would otherwise copy the code.
+    #[inline(never)]
     pub fn bytes(&mut self, v: u64) -> &mut Self {
-        self.n(v).s(" bytes");
-        if let Some((shift, unit)) = unit_of(v) {
+        self.num(v).lit(" bytes");
+        if let Some((shift, unit)) = crate::num::unit_of(v) {
             let tenths = ((u128::from(v) * 10) >> shift) as u64;
-            self.s(" (").n(tenths / 10).s(".").n(tenths % 10).s(" ").s(unit).s(")");
+            self.lit(" (").num(tenths / 10).lit(".").num(tenths % 10).lit(" ").lit(unit).lit(")");
         }
         self
     }
 
     /// An errno value by name.
+    // Out of line: a log line is rare, and each use would otherwise copy the code.
+    #[inline(never)]
     pub fn errno(&mut self, e: Errno) -> &mut Self {
         match e.name() {
-            Some(name) => self.s(name),
-            None => self.s("errno ").n(e.0 as u64),
+            Some(name) => self.lit(name),
+            None => self.lit("errno ").num(e.0 as u64),
         }
     }
 
@@ -165,26 +177,6 @@ impl<'a> Line<'a> {
             }
         }
     }
-}
-
-/// `v` in decimal, written at the end of `digits`; returns the digits.
-pub fn decimal(mut v: u64, digits: &mut [u8; 20]) -> &[u8] {
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 || i == 0 {
-            break;
-        }
-    }
-    digits.get(i..).unwrap_or(&[])
-}
-
-/// The largest binary unit not above `v`: its shift and name.
-fn unit_of(v: u64) -> Option<(u32, &'static str)> {
-    const UNITS: [(u32, &str); 4] = [(40, "TiB"), (30, "GiB"), (20, "MiB"), (10, "KiB")];
-    UNITS.into_iter().find(|&(shift, _)| v >= 1u64 << shift)
 }
 
 /// What fd 2 was when the library loaded: not known, a file (its device and inode in
@@ -221,20 +213,6 @@ fn stderr_is_ours() -> bool {
     }
 }
 
-/// A byte count for people, for the tools: `3774873600 bytes (3.5 GiB)`.
-pub struct Bytes(pub u64);
-
-impl core::fmt::Display for Bytes {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "{} bytes", self.0)?;
-        if let Some((shift, unit)) = unit_of(self.0) {
-            let tenths = ((u128::from(self.0) * 10) >> shift) as u64;
-            write!(f, " ({}.{} {unit})", tenths / 10, tenths % 10)?;
-        }
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -250,7 +228,7 @@ mod tests {
     fn numbers_bytes_and_escapes() {
         assert_eq!(
             line(|l| {
-                l.n(0).s(" ").n(u64::MAX);
+                l.num(0).lit(" ").num(u64::MAX);
             }),
             "nosparse: 0 18446744073709551615"
         );
@@ -278,13 +256,12 @@ mod tests {
             }),
             "nosparse: /vm/é\\xff/ok"
         );
-        assert_eq!(Bytes(64 << 20).to_string(), "67108864 bytes (64.0 MiB)");
     }
 
     #[test]
     fn a_full_buffer_cuts_the_line() {
         let long = line(|l| {
-            l.s(&"x".repeat(100));
+            l.lit(&"x".repeat(100));
         });
         assert_eq!(long.len(), 63);
     }
@@ -293,7 +270,7 @@ mod tests {
     fn syslog_header() {
         let mut buf = [0u8; 128];
         let mut l = Line::new(&mut buf, Sink::Syslog, Level::Warning, Ident::Own);
-        l.s("hi");
+        l.lit("hi");
         let text = String::from_utf8(l.as_bytes().to_vec()).unwrap();
         let pid = std::process::id();
         assert!(text.starts_with("<12>"), "{text}");

@@ -46,52 +46,58 @@ impl Outcome {
     pub fn words(&self, name: &[u8], l: &mut Line) {
         match *self {
             Outcome::Skipped { fd, trigger, offset, why } => {
-                l.s("fd ").n(fd as u64).s(" (").s(trigger.name()).s(" at ").n(offset as u64).s("): left alone: ");
+                l.lit("fd ")
+                    .num(fd as u64)
+                    .lit(" (")
+                    .lit(trigger.name())
+                    .lit(" at ")
+                    .num(offset as u64)
+                    .lit("): left alone: ");
                 match why {
-                    Skip::Filesystem(fs) => l.s(fs.name()).s(" is in NOSPARSE_SKIP_FS"),
-                    _ => l.s(why.reason()),
+                    Skip::Filesystem(fs) => l.lit(fs.name()).lit(" is in NOSPARSE_SKIP_FS"),
+                    _ => l.lit(why.reason()),
                 };
             }
             Outcome::WouldAllocate { len } => {
-                l.s("would preallocate ").text(name).s(": ").bytes(len).s(" (NOSPARSE_METHOD=off)");
+                l.lit("would preallocate ").text(name).lit(": ").bytes(len).lit(" (NOSPARSE_METHOD=off)");
             }
             Outcome::NoRoom { needed, free, fail } => {
-                l.s("could not preallocate ").text(name).s(": not enough room (ENOSPC): needs ").bytes(needed);
-                l.s(", ").bytes(free).s(" free; ").s(consequence(fail));
+                l.lit("could not preallocate ").text(name).lit(": not enough room (ENOSPC): needs ").bytes(needed);
+                l.lit(", ").bytes(free).lit(" free; ").lit(consequence(fail));
             }
             Outcome::Allocated { len, how, ms, trigger, fragments } => {
-                l.s("preallocated ").text(name).s(": ").bytes(len).s(" by ").s(how.name());
-                l.s(" in ").n(ms).s(" ms (on ").s(trigger.name()).s("), fragments: ");
+                l.lit("preallocated ").text(name).lit(": ").bytes(len).lit(" by ").lit(how.name());
+                l.lit(" in ").num(ms).lit(" ms (on ").lit(trigger.name()).lit("), fragments: ");
                 match fragments {
-                    Some(f) => l.n(f),
-                    None => l.s("pending writeback"),
+                    Some(f) => l.num(f),
+                    None => l.lit("pending writeback"),
                 };
             }
             Outcome::Stopped { len, how, stop } => {
-                l.s("could not preallocate ").text(name).s(" (").bytes(len).s(" by ").s(how.name()).s("): ");
+                l.lit("could not preallocate ").text(name).lit(" (").bytes(len).lit(" by ").lit(how.name()).lit("): ");
                 match stop {
                     Stop::Errno(e) => l.errno(e),
-                    Stop::NoBlock => l.s("no block could be allocated (no room, a quota, or an I/O error)"),
-                    Stop::OldKernel => l.s("the zero fill needs Linux 5.14 (MADV_POPULATE_WRITE)"),
-                    Stop::NoZeros => l.s("no fallocate here, and zeros are filled in only through a descriptor open for reading and writing on a local filesystem"),
+                    Stop::NoBlock => l.lit("no block could be allocated (no room, a quota, or an I/O error)"),
+                    Stop::OldKernel => l.lit("the zero fill needs Linux 5.14 (MADV_POPULATE_WRITE)"),
+                    Stop::NoZeros => l.lit("no fallocate here, and zeros are filled in only through a descriptor open for reading and writing on a local filesystem"),
                 };
-                l.s("; the call went through, what was allocated stays, the rest of the file stays sparse");
+                l.lit("; the call went through, what was allocated stays, the rest of the file stays sparse");
             }
             Outcome::ReserveFailed { len, errno, left, fail } => {
-                l.s("could not preallocate ").text(name).s(" (").bytes(len).s(" by fallocate): ").errno(errno);
-                l.s("; ").s(consequence(fail));
+                l.lit("could not preallocate ").text(name).lit(" (").bytes(len).lit(" by fallocate): ").errno(errno);
+                l.lit("; ").lit(consequence(fail));
                 if left > 0 {
-                    l.s("; ").bytes(left).s(" it allocated stay past the end of the file");
+                    l.lit("; ").bytes(left).lit(" it allocated stay past the end of the file");
                 }
             }
             Outcome::CallFailed { left } => {
-                l.s("preallocated ").text(name).s(" before the call, which then failed");
+                l.lit("preallocated ").text(name).lit(" before the call, which then failed");
                 if left > 0 {
-                    l.s(": ").bytes(left).s(" stay allocated past the end of the file (nosparse check shows them)");
+                    l.lit(": ").bytes(left).lit(" stay allocated past the end of the file (nosparse check shows them)");
                 }
             }
             Outcome::CallFailedUntouched => {
-                l.s("the call on ").text(name).s(" failed: nothing allocated");
+                l.lit("the call on ").text(name).lit(" failed: nothing allocated");
             }
         }
     }
