@@ -453,7 +453,7 @@ fn the_library_needs_no_glibc_above_2_17_nor_libgcc_s_and_is_small() {
     let stripped = s.path("stripped.so");
     sh(&format!("strip -o {} {lib}", stripped.display()));
     let size = std::fs::metadata(&stripped).unwrap().len();
-    const SIZE_MAX: u64 = 128 * 1024;
+    const SIZE_MAX: u64 = 64 * 1024;
     eprintln!("SUMMARY library: stripped {size} bytes, newest symbol version GLIBC_{}.{}", newest.0, newest.1);
     assert!(size <= SIZE_MAX, "stripped library is {size} bytes, over {SIZE_MAX}");
 }
