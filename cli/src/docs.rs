@@ -55,10 +55,25 @@ message instead of the loader's 'wrong ELF class'. A set-user-ID PROGRAM gets th
 library only from a directory its loader trusts, with the set-user-ID bit set, and
 reads /etc/nosparse.conf instead of the options: see nosparse-vmware(8).
 
+A preload cannot reach a statically linked program (no loader) or a Go program (it
+makes its own system calls): for those the launcher supervises instead, as with
+--supervise. PROGRAM then runs under a seccomp filter that sends only the candidate
+calls (a one-byte pwrite64 past NOSPARSE_MIN_SIZE - 1; ftruncate and one-byte writes
+when those triggers are on) to the launcher, which stays PROGRAM's parent: it makes
+such a call itself on PROGRAM's open file, allocates what the call made a hole, and
+answers with the call's own result; every other call runs untouched. PROGRAM keeps the
+terminal and its signals, and its exit status (or the signal that killed it) is the
+launcher's. It needs Linux 5.19 (seccomp user notification with
+WAIT_KILLABLE_RECV, pidfd_getfd); a set-user-ID PROGRAM is supervised only by root.
+If the supervisor is killed, PROGRAM's next candidate call fails with ENOSYS. --dry-run
+says which mode and why; --preload forces the preload.
+
 PROGRAM and its arguments are passed on untouched; a program named check, rewrite or
 doctor is run as 'nosparse -- check ...'.",
         opts: &[
-            opt(Some('n'), "dry-run", "", "", "print the environment PROGRAM would get and the library it would load; do not run it"),
+            opt(Some('n'), "dry-run", "", "", "print the environment PROGRAM would get, the mode (preload or supervise) and why, and the library it would load; do not run it"),
+            opt(None, "supervise", "", "", "run PROGRAM under the seccomp supervisor, whatever it is (static, Go, raw system calls)"),
+            opt(None, "preload", "", "", "use the preload even for a static or Go program (which it cannot reach)"),
             opt(Some('h'), "help", "", "", "this text"),
             opt(Some('V'), "version", "", "", "the version"),
         ],
