@@ -145,7 +145,8 @@ library takes it as part of the value); and when the file is for vmx (a wrapper 
 installed, NOSPARSE_PROGRAMS names vmware-vmx, or --vmx), NOSPARSE_PROGRAMS or
 NOSPARSE_MATCH leaving out vmware-vmx or *.vmem, NOSPARSE_MIN_SIZE above 1GiB, and
 NOSPARSE_SKIP_FS naming the filesystem of --vm-dir. Each problem names the file and
-the fix.",
+the fix. A last line says whether static and Go programs can be supervised here (seccomp
+user notification, pidfd_getfd, WAIT_KILLABLE_RECV: Linux 5.19) and, if not, why.",
         opts: &[
             opt(None, "config", "FILE", "/dev/null", "check FILE as the settings file, e.g. before installing it"),
             opt(None, "vmx", "", "", "check the settings as vmware-vmx's"),
