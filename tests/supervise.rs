@@ -170,9 +170,10 @@ fn exit_statuses_and_signals_are_the_programs() {
         let out = output(Command::new("sh").arg("-c").arg(&script));
         assert_eq!(text(&out.stdout).trim(), status, "killed by SIG{sig}");
     }
-    // A stopped program stops the launcher (the shell sees the job stop); continued, it goes on.
+    // A program stopped by job control stops the launcher (the shell sees the job
+    // stop); continued, it goes on.
     let child = Command::new(nosparse())
-        .args(["--supervise", "--", "sh", "-c", "kill -STOP $$; echo continued"])
+        .args(["--supervise", "--", "sh", "-c", "kill -TSTP $$; echo continued"])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -209,4 +210,40 @@ fn a_killed_supervisor_leaves_enosys() {
     stdin.write_all(b"go\n").unwrap();
     let after = lines.next().unwrap().unwrap();
     assert!(after.starts_with("after ret=-1 errno=38 "), "{after}");
+}
+
+/// Programs nobody here wrote: Debian's static busybox creating files with `truncate -s`
+/// (the ftruncate trigger) and `dd ... seek= conv=notrunc` (a one-byte write after a
+/// seek: the write trigger). Under the i686 suite a 32-bit supervisor serves this
+/// 64-bit program (its buffers above 4 GiB are read through /proc/PID/mem).
+#[test]
+fn busybox_is_supervised() {
+    if !require(have("busybox"), "busybox (busybox-static) is not installed") {
+        return;
+    }
+    let s = Scratch::new("sup-busybox");
+    let seek = format!("seek={SIZE}");
+    let runs: [(&str, &[&str]); 2] = [
+        ("ftruncate", &["truncate", "-s", &SIZE.to_string()]),
+        ("write", &["dd", "if=/dev/zero", "bs=1", "count=1", &seek, "conv=notrunc", "status=none"]),
+    ];
+    for (trigger, args) in runs {
+        let (bare, with) = (s.path(&format!("{trigger}-bare")), s.path(&format!("{trigger}-with")));
+        let arg = |file: &Path| {
+            if trigger == "write" {
+                format!("of={}", file.display())
+            } else {
+                file.display().to_string()
+            }
+        };
+        let out = output(Command::new("busybox").args(args).arg(arg(&bare)));
+        assert!(out.status.success(), "busybox {args:?}: {}", text(&out.stderr));
+        let out =
+            output(Command::new(nosparse()).args(["--triggers", trigger, "--", "busybox"]).args(args).arg(arg(&with)));
+        assert!(out.status.success(), "busybox {args:?}: {}", text(&out.stderr));
+        let (a, b) = (std::fs::metadata(&bare).unwrap(), std::fs::metadata(&with).unwrap());
+        assert_eq!(a.len(), b.len(), "{trigger}: sizes differ");
+        assert!(allocated(&bare) < SIZE / 2, "{trigger}: without nosparse not sparse");
+        assert!(allocated(&with) >= SIZE, "{trigger}: with nosparse not whole: {}", text(&out.stderr));
+    }
 }

@@ -10,7 +10,8 @@
 //! Lifecycle: the supervisor is PROGRAM's parent and stays in the launcher's place, in
 //! the foreground process group. It ignores the terminal's signals (PROGRAM gets them
 //! from the terminal itself), passes SIGTERM on to PROGRAM, stops itself when PROGRAM
-//! is stopped (so the shell sees the job stop, and `fg` continues both), reaps PROGRAM
+//! is stopped by job control (so the shell sees the job stop, and `fg` continues
+//! both), reaps PROGRAM
 //! and ends as PROGRAM ended: the same exit status, or killed by the same signal.
 //! Processes PROGRAM left running (daemons) keep the filter: a detached helper serves
 //! them until the last of them is gone, with its stdio on /dev/null. If the supervisor
@@ -382,8 +383,8 @@ fn serve(s: &notif::Supervisor, pid: libc::pid_t, sigfd: i32) -> i32 {
     }
 }
 
-/// Looks at PROGRAM after a SIGCHLD: its wait status once it has ended; when it was
-/// stopped, stops the supervisor too, and continues PROGRAM when continued.
+/// Looks at PROGRAM after a SIGCHLD: its wait status once it has ended; when the
+/// terminal stopped it, stops the supervisor too, and continues PROGRAM when continued.
 fn reap(pid: libc::pid_t) -> Option<i32> {
     loop {
         let mut status = 0;
@@ -395,8 +396,11 @@ fn reap(pid: libc::pid_t) -> Option<i32> {
         if libc::WIFEXITED(status) || libc::WIFSIGNALED(status) {
             return Some(status);
         }
-        if libc::WIFSTOPPED(status) {
-            // The shell waits for this process: it sees the job stop only if we do.
+        let by_terminal = [libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU].contains(&libc::WSTOPSIG(status));
+        if libc::WIFSTOPPED(status) && by_terminal {
+            // Job control: the shell waits for this process, and sees the job stop only
+            // if we do; its `fg`/`bg` continue the whole process group. (A SIGSTOP sent
+            // to PROGRAM alone is not mirrored: nobody might continue us.)
             // SAFETY: signals to ourselves and our child.
             unsafe {
                 libc::kill(libc::getpid(), libc::SIGSTOP);
