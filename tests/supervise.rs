@@ -247,3 +247,23 @@ fn busybox_is_supervised() {
         assert!(allocated(&with) >= SIZE, "{trigger}: with nosparse not whole: {}", text(&out.stderr));
     }
 }
+
+/// A program that leaves a process running (a daemon): the launcher ends with the
+/// program, at once, and a detached helper still serves the one left behind.
+#[test]
+fn processes_left_running_are_still_served() {
+    let s = Scratch::new("sup-daemon");
+    let p = raw_create("cc");
+    let script =
+        format!("(sleep 1; exec '{}' pwrite '{}' {SIZE}) >/dev/null 2>&1 & exit 3", p.display(), s.dir.display());
+    let started = std::time::Instant::now();
+    let out = output(Command::new(nosparse()).args(["--supervise", "--", "sh", "-c", &script]));
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert!(started.elapsed().as_millis() < 900, "the launcher waited for the daemon");
+    let file = s.path("p");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0) < SIZE && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(allocated(&file) >= SIZE, "the daemon's file is not whole");
+}
