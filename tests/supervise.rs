@@ -60,14 +60,19 @@ fn raw_create(compiler: &str) -> PathBuf {
     })
 }
 
-/// tests/go/create.go, built with Go's own toolchain, no cgo: a static program making
-/// its own system calls (GOARCH=386 for i686).
-fn go_create() -> PathBuf {
-    built("go-create", |out| {
+/// tests/go/create.go, built with Go's own toolchain (GOARCH=386 for i686): without cgo
+/// a static program; `dynamic`: linked by gcc against libc (it has a loader, but still
+/// makes its own system calls).
+fn go_create(dynamic: bool) -> PathBuf {
+    built(if dynamic { "go-create-dynamic" } else { "go-create" }, |out| {
         let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
         let mut go = Command::new("go");
-        go.args(["build", "-o"]).arg(out).arg(source("go/create.go"));
-        go.env("CGO_ENABLED", "0").env("GOARCH", if i686() { "386" } else { "amd64" });
+        go.arg("build");
+        if dynamic {
+            go.arg("-ldflags=-linkmode=external").env("CC", if i686() { "gcc -m32" } else { "gcc" });
+        }
+        go.arg("-o").arg(out).arg(source("go/create.go"));
+        go.env("CGO_ENABLED", if dynamic { "1" } else { "0" }).env("GOARCH", if i686() { "386" } else { "amd64" });
         go.env("GOCACHE", tmp.join("go-cache")).env("GOPATH", tmp.join("go-path")).env("GO111MODULE", "off");
         go
     })
@@ -154,10 +159,12 @@ fn go_programs_are_supervised() {
     if !require(have("go"), "go (golang-go) is not installed") {
         return;
     }
-    let p = go_create();
-    let dry = text(&output(Command::new(nosparse()).args(["--dry-run", "--"]).arg(&p)).stdout);
-    assert!(dry.contains("mode=supervise"), "{dry}");
-    compare(&p, &[], &["--triggers", "pwrite,ftruncate"], &["writeat", "truncate"]);
+    for (dynamic, why) in [(false, "statically linked"), (true, "is a Go program")] {
+        let p = go_create(dynamic);
+        let dry = text(&output(Command::new(nosparse()).args(["--dry-run", "--"]).arg(&p)).stdout);
+        assert!(dry.contains("mode=supervise") && dry.contains(why), "{dry}");
+        compare(&p, &[], &["--triggers", "pwrite,ftruncate"], &["writeat", "truncate"]);
+    }
 }
 
 #[test]
