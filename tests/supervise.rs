@@ -274,3 +274,40 @@ fn processes_left_running_are_still_served() {
     }
     assert!(allocated(&file) >= SIZE, "the daemon's file is not whole");
 }
+
+/// Not root: the filter needs no_new_privs, which the child sets; a set-user-ID
+/// program would lose its privileges under it, so `--supervise` refuses (125) and the
+/// plain launcher runs it without the supervisor, saying why.
+#[test]
+fn unprivileged_supervision_and_set_user_id_programs() {
+    if !require(common::is_root() && have("setpriv"), "needs root (to become nobody) and setpriv") {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let dir = PathBuf::from(format!("/tmp/nosparse-sup-{}-{TARGET}", std::process::id()));
+    let _gone = common::Cleanup(vec![dir.clone()]);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let (n, p, suid) = (dir.join("nosparse"), dir.join("raw_create"), dir.join("raw_create-suid"));
+    for (from, to, mode) in
+        [(nosparse(), &n, 0o755), (&raw_create("cc"), &p, 0o755), (&raw_create("cc"), &suid, 0o4755)]
+    {
+        std::fs::copy(from, to).unwrap();
+        std::fs::set_permissions(to, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    let nobody = |args: &[&str]| {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"]).arg(&n).args(["--skip-fs", "none"]).args(args);
+        output(&mut c)
+    };
+    let size = SIZE.to_string();
+    let d = dir.display().to_string();
+    let out = nobody(&["--", &p.display().to_string(), "pwrite", &d, &size]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(allocated(&dir.join("p")) >= SIZE, "not whole under an unprivileged supervisor");
+    let out = nobody(&["--supervise", "--", &suid.display().to_string(), "pwrite", &d, "1000"]);
+    assert!(out.status.code() == Some(125) && text(&out.stderr).contains("set-user-ID"), "{}", text(&out.stderr));
+    let out = nobody(&["--", &suid.display().to_string(), "pwrite", &d, "1000"]);
+    let err = text(&out.stderr);
+    assert!(out.status.success() && err.contains("cannot be supervised") && err.contains("set-user-ID"), "{err}");
+}
