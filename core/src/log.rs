@@ -57,10 +57,15 @@ impl<'a> Line<'a> {
                 Level::Warning => 4,
             };
             l.lit("<").num(u64::from(LOG_USER | severity)).lit(">");
-            let (name, pid) = match ident {
-                Ident::Own => (crate::real::program_name(), sys::getpid()),
-                Ident::Of { name, pid } => (name, pid),
-            };
+        }
+        // Syslog names the program; so does stderr for another process's line (the
+        // supervisor's stderr is shared by every program it serves).
+        let who = match (sink, ident) {
+            (Sink::Syslog, Ident::Own) => Some((crate::real::program_name(), sys::getpid())),
+            (Sink::None, _) | (Sink::Stderr, Ident::Own) => None,
+            (_, Ident::Of { name, pid }) => Some((name, pid)),
+        };
+        if let Some((name, pid)) = who {
             l.text(name).lit("[").num(u64::from(pid)).lit("]: ");
         }
         l.lit("nosparse: ");
