@@ -144,7 +144,7 @@ fn launch(p: &mut lexopt::Parser) -> Result<Command, Usage> {
                 let shown = format!("--{name}");
                 let s = setting_option(name).ok_or_else(|| format!("unknown option {shown}"))?;
                 let value = if s.switch { "1".to_string() } else { text(p.value().map_err(lexopt_error)?, &shown)? };
-                (s.check)(value.as_bytes()).map_err(|why| format!("{shown}: bad value {value:?}: {why}"))?;
+                s.check(value.as_bytes()).map_err(|why| format!("{shown}: bad value {value:?}: {why}"))?;
                 settings.push((s.name, value));
             }
             Some(Value(program)) => {
@@ -278,7 +278,7 @@ mod tests {
         for s in SETTINGS.iter().filter(|s| s.option.is_some()) {
             let opt = format!("--{}", s.option.unwrap());
             let args: Vec<&str> = if s.switch { vec![&opt, "p"] } else { vec![&opt, s.default, "p"] };
-            let default_is_a_value = (s.check)(s.default.as_bytes()).is_ok();
+            let default_is_a_value = s.check(s.default.as_bytes()).is_ok();
             if s.switch || default_is_a_value {
                 let l = launch_of(&args);
                 assert_eq!(l.settings[0].0, s.name);

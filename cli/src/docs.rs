@@ -182,11 +182,11 @@ fn usage_line(c: &Cmd) -> String {
 pub fn keywords(s: &Setting) -> Vec<&'static str> {
     // A setting with a closed vocabulary refuses an arbitrary word (globs and sizes do not
     // have one: a glob takes any word, a size none of the words of its description).
-    if (s.check)(b"no-such-value").is_ok() {
+    if s.check(b"no-such-value").is_ok() {
         return Vec::new();
     }
     let words = s.values.split(|c: char| !c.is_ascii_alphanumeric() && c != '-');
-    words.filter(|w| !w.is_empty() && (s.check)(w.as_bytes()).is_ok()).collect()
+    words.filter(|w| !w.is_empty() && s.check(w.as_bytes()).is_ok()).collect()
 }
 
 /// The settings that have a launcher option.

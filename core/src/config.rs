@@ -12,7 +12,8 @@
 
 use crate::fs::FsKind;
 use crate::log::{Ident, Level, Line};
-use crate::settings::{self, Method, OnError, Sink, Triggers, GLOBS_MAX, MIN_SIZE_DEFAULT, SETTINGS};
+pub use crate::settings::{Config, Globs, Programs, DEFAULT};
+use crate::settings::{OnError, GLOBS_MAX, SETTINGS};
 use crate::sys;
 
 /// The system-wide settings file.
@@ -21,96 +22,6 @@ const CONFIG_FILE_C: &[u8] = b"/etc/nosparse.conf\0";
 
 /// A settings file larger than this is not read: it cannot be one written by hand.
 pub const CONFIG_FILE_MAX: usize = 64 << 10;
-
-/// A `:`-separated list of globs, in a fixed buffer; empty when not set.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Globs {
-    len: u16,
-    buf: [u8; GLOBS_MAX],
-}
-
-impl Globs {
-    pub const NONE: Globs = Globs { len: 0, buf: [0; GLOBS_MAX] };
-
-    /// A checked list (see [`settings::check_globs`]).
-    pub fn parse(v: &[u8]) -> Result<Globs, &'static str> {
-        settings::check_globs(v)?;
-        let mut g = Globs::NONE;
-        for (d, s) in g.buf.iter_mut().zip(v) {
-            *d = *s;
-        }
-        g.len = v.len().min(GLOBS_MAX) as u16;
-        Ok(g)
-    }
-
-    pub fn as_bytes(&self) -> &[u8] {
-        self.buf.get(..usize::from(self.len)).unwrap_or(&[])
-    }
-
-    pub fn is_set(&self) -> bool {
-        self.len != 0
-    }
-
-    /// Whether `path` matches (always, when no glob is set).
-    pub fn matches(&self, path: &[u8]) -> bool {
-        !self.is_set() || crate::glob::any_matches(self.as_bytes(), path)
-    }
-}
-
-/// `NOSPARSE_PROGRAMS`: which programs the library acts in, matched against the path
-/// of the running executable (`/proc/self/exe`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Programs {
-    /// Not set: every program.
-    Every,
-    /// The globs in [`Config::programs_globs`].
-    Only,
-    /// Set, but unusable: no program.
-    Invalid,
-}
-
-/// The library's settings.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Config {
-    pub disabled: bool,
-    pub min_size: u64,
-    pub method: Method,
-    pub matcher: Globs,
-    /// `NOSPARSE_MATCH` with each glob's literal directory part resolved (symbolic links
-    /// followed) when the settings were read, where that differs: the kernel reports a
-    /// file's path resolved.
-    pub matcher_resolved: Globs,
-    pub on_error: OnError,
-    pub triggers: Triggers,
-    pub programs: Programs,
-    pub programs_globs: Globs,
-    pub log: Sink,
-    pub debug: bool,
-    /// Bits of [`FsKind::bit`] for filesystems to leave alone.
-    pub skip_fs: u32,
-}
-
-/// The defaults of [`settings::SETTINGS`], as values.
-pub const DEFAULT: Config = Config {
-    disabled: false,
-    min_size: MIN_SIZE_DEFAULT,
-    method: Method::Auto,
-    matcher: Globs::NONE,
-    matcher_resolved: Globs::NONE,
-    on_error: OnError::Passthrough,
-    triggers: Triggers::DEFAULT,
-    programs: Programs::Every,
-    programs_globs: Globs::NONE,
-    log: Sink::Syslog,
-    debug: false,
-    skip_fs: FsKind::Tmpfs.bit() | FsKind::Ramfs.bit() | FsKind::Zfs.bit(),
-};
-
-impl Default for Config {
-    fn default() -> Self {
-        DEFAULT
-    }
-}
 
 /// Where a setting came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -180,41 +91,13 @@ pub fn transient(e: crate::error::Errno) -> bool {
 }
 
 impl Config {
-    /// Applies one setting's value; on error the setting keeps its value (except
-    /// `NOSPARSE_PROGRAMS`, which becomes [`Programs::Invalid`]).
+    /// Applies the value of the setting called `name`; on error the setting keeps its
+    /// value (except `NOSPARSE_PROGRAMS`, which becomes [`Programs::Invalid`]).
     pub fn apply(&mut self, name: &[u8], value: &[u8]) -> Result<(), &'static str> {
-        let Some(setting) = SETTINGS.iter().find(|s| s.name.as_bytes() == name) else {
-            return Err("not a nosparse setting");
-        };
-        if value.is_empty() {
-            if setting.name == "NOSPARSE_PROGRAMS" {
-                self.programs = Programs::Invalid;
-            }
-            return Err("empty");
+        match SETTINGS.iter().find(|s| s.name.as_bytes() == name) {
+            Some(setting) => setting.apply(self, value),
+            None => Err("not a nosparse setting"),
         }
-        match setting.name {
-            "NOSPARSE_DISABLE" => self.disabled = settings::parse_bool(value)?,
-            "NOSPARSE_PROGRAMS" => match Globs::parse(value) {
-                Ok(g) => {
-                    self.programs = Programs::Only;
-                    self.programs_globs = g;
-                }
-                Err(why) => {
-                    self.programs = Programs::Invalid;
-                    return Err(why);
-                }
-            },
-            "NOSPARSE_MIN_SIZE" => self.min_size = settings::parse_size(value)?,
-            "NOSPARSE_METHOD" => self.method = settings::parse_method(value)?,
-            "NOSPARSE_MATCH" => self.matcher = Globs::parse(value)?,
-            "NOSPARSE_TRIGGERS" => self.triggers = settings::parse_triggers(value)?,
-            "NOSPARSE_ON_ERROR" => self.on_error = settings::parse_on_error(value)?,
-            "NOSPARSE_LOG" => self.log = settings::parse_sink(value)?,
-            "NOSPARSE_DEBUG" => self.debug = settings::parse_bool(value)?,
-            "NOSPARSE_SKIP_FS" => self.skip_fs = settings::parse_skip_fs(value)?,
-            _ => return Err("not a nosparse setting"),
-        }
-        Ok(())
     }
 
     /// Applies a settings file's lines in order (so the last line for a key wins).
@@ -514,6 +397,7 @@ fn resolve_one(glob: &[u8], buf: &mut [u8]) -> Option<(usize, usize)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::settings::{Method, Sink};
 
     fn with(vars: &[(&'static str, &'static str)]) -> (Config, Vec<&'static [u8]>) {
         let mut cfg = DEFAULT;

@@ -16,7 +16,7 @@ use crate::error::set_errno;
 use crate::policy;
 use crate::real;
 use crate::scratch::{NoCancel, Scratch};
-use crate::settings::Trigger;
+use crate::settings::{self, Trigger};
 use crate::state::{self, PWRITE_THRESHOLD, TRUNCATE_THRESHOLD, WRITE_THRESHOLD};
 use crate::sys;
 use core::ffi::{c_int, c_void};
@@ -46,7 +46,7 @@ pub unsafe fn ftruncate(fd: c_int, len: i64) -> c_int {
 /// at load: the settings are read at the first candidate call.
 pub fn init() {
     real::resolve_all();
-    if !sys::secure_execution() && config::env_var("NOSPARSE_LOG") == Some(b"stderr") {
+    if !sys::secure_execution() && config::env_var(settings::LOG.name) == Some(b"stderr") {
         crate::log::remember_stderr();
     }
 }

@@ -5,7 +5,7 @@ use crate::alloc::{How, Stop};
 use crate::error::Errno;
 use crate::log::{Level, Line};
 use crate::policy::Skip;
-use crate::settings::Trigger;
+use crate::settings::{self, Trigger};
 
 /// What the engine did for one call, as the log line tells it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,12 +54,18 @@ impl Outcome {
                     .num(offset as u64)
                     .lit("): left alone: ");
                 match why {
-                    Skip::Filesystem(fs) => l.lit(fs.name()).lit(" is in NOSPARSE_SKIP_FS"),
+                    Skip::Filesystem(fs) => l.lit(fs.name()).lit(" is in ").lit(settings::SKIP_FS.name),
                     _ => l.lit(why.reason()),
                 };
             }
             Outcome::WouldAllocate { len } => {
-                l.lit("would preallocate ").text(name).lit(": ").bytes(len).lit(" (NOSPARSE_METHOD=off)");
+                l.lit("would preallocate ")
+                    .text(name)
+                    .lit(": ")
+                    .bytes(len)
+                    .lit(" (")
+                    .lit(settings::METHOD.name)
+                    .lit("=off)");
             }
             Outcome::NoRoom { needed, free, fail } => {
                 l.lit("could not preallocate ").text(name).lit(": not enough room (ENOSPC): needs ").bytes(needed);
