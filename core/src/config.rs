@@ -213,19 +213,13 @@ pub fn read_file(buf: &mut [u8]) -> (FileState, &[u8]) {
             }
         }
     }
-    let mut len = 0;
-    while let Some(rest) = buf.get_mut(len..) {
-        if rest.is_empty() {
-            return (FileState::Untrusted("larger than 64 KiB"), &[]);
-        }
-        match sys::read(fd.0, rest) {
-            Ok(0) => break,
-            Ok(n) => len += n,
-            Err(e) if e.0 == libc::EINTR => {}
-            Err(e) if transient(e) => return (FileState::Transient, &[]),
-            Err(_) => return (FileState::Untrusted("cannot be read"), &[]),
-        }
-    }
+    // One byte more than the largest file: a file that fills it is too large.
+    let len = match sys::read_all(fd.0, buf) {
+        Ok(len) if len < buf.len() => len,
+        Ok(_) => return (FileState::Untrusted("larger than 64 KiB"), &[]),
+        Err(e) if transient(e) => return (FileState::Transient, &[]),
+        Err(_) => return (FileState::Untrusted("cannot be read"), &[]),
+    };
     (FileState::Used, buf.get(..len).unwrap_or(&[]))
 }
 

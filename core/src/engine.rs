@@ -131,9 +131,11 @@ pub fn prepare(t: &Target, cfg: &Config, screened: Screened, s: &mut Space) -> P
     let fd = t.fd;
     let name = path(t, &mut s.path);
     let Ok(data) = fs::data_fs(fd, &mut s.io) else { return Prepared::Untouched };
+    // Filesystems without inode flags (ENOTTY) have neither append-only nor immutable.
+    let inode_flags = sys::inode_flags(fd).unwrap_or(0);
     let file = File {
-        // Filesystems without inode flags (ENOTTY) have neither append-only nor immutable.
-        inode_flags: sys::inode_flags(fd).unwrap_or(0),
+        append_only: inode_flags & sys::FS_APPEND_FL != 0,
+        immutable: inode_flags & sys::FS_IMMUTABLE_FL != 0,
         fs: data.kind,
         overlay: data.overlay,
         fs_blocks: data.statfs.blocks,

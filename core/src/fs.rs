@@ -211,15 +211,7 @@ pub fn proc_pid_path(out: &mut [u8], pid: u32, fd: i32) -> usize {
 /// Reads a small file (`path` ends with a NUL) into `buf`, whole or cut at its size.
 fn read_small<'a>(path: &[u8], buf: &'a mut [u8]) -> Option<&'a [u8]> {
     let f = sys::open(path, libc::O_RDONLY).ok()?;
-    let mut len = 0;
-    while let Some(rest) = buf.get_mut(len..).filter(|r| !r.is_empty()) {
-        match sys::read(f.0, rest) {
-            Ok(0) => break,
-            Ok(n) => len += n,
-            Err(e) if e.0 == libc::EINTR => {}
-            Err(_) => return None,
-        }
-    }
+    let len = sys::read_all(f.0, buf).ok()?;
     buf.get(..len)
 }
 

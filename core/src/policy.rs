@@ -11,7 +11,6 @@
 use crate::config::Config;
 use crate::fs::FsKind;
 use crate::settings::{Method, OnError, Trigger};
-use crate::sys::{FS_APPEND_FL, FS_IMMUTABLE_FL};
 
 /// What the first two system calls (`fcntl(F_GETFL)`, `fstat`) tell.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,8 +40,10 @@ impl Screened {
 /// What is learnt about the file once the call is worth it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct File {
-    /// `FS_IOC_GETFLAGS` (0 where the filesystem has none).
-    pub inode_flags: i32,
+    /// The inode is append-only (`chattr +a`).
+    pub append_only: bool,
+    /// The inode is immutable (`chattr +i`).
+    pub immutable: bool,
     /// The filesystem that holds the data (an overlay's upper layer).
     pub fs: FsKind,
     /// The file is on an overlay (`fs` is then its upper layer's, when found).
@@ -223,9 +224,9 @@ pub fn judge(cfg: &Config, s: &Screened, f: &File) -> Decision {
     let can_zero = f.fs.zero_fill() && accmode_rw;
     let skip = if !f.fs.known() || f.fs_blocks == 0 {
         Skip::NotOnDisk(f.fs)
-    } else if f.inode_flags & FS_APPEND_FL != 0 {
+    } else if f.append_only {
         Skip::AppendOnlyInode
-    } else if f.inode_flags & FS_IMMUTABLE_FL != 0 {
+    } else if f.immutable {
         Skip::ImmutableInode
     } else if !f.path_matches {
         Skip::NoMatch
@@ -301,7 +302,8 @@ mod tests {
             blksize: 4096,
         };
         let file = File {
-            inode_flags: 0,
+            append_only: false,
+            immutable: false,
             fs: FsKind::Ext,
             overlay: false,
             free: 100 << 30,
@@ -426,8 +428,8 @@ mod tests {
             assert_eq!(decide(call, f), Decision::Skip(why), "{call:?}");
         }
         let files = [
-            (File { inode_flags: FS_APPEND_FL, ..f }, Skip::AppendOnlyInode),
-            (File { inode_flags: FS_IMMUTABLE_FL, ..f }, Skip::ImmutableInode),
+            (File { append_only: true, ..f }, Skip::AppendOnlyInode),
+            (File { immutable: true, ..f }, Skip::ImmutableInode),
             (File { path_matches: false, ..f }, Skip::NoMatch),
             (File { fs: FsKind::Tmpfs, ..f }, Skip::Filesystem(FsKind::Tmpfs)),
             (File { fs: FsKind::Ramfs, ..f }, Skip::Filesystem(FsKind::Ramfs)),

@@ -347,6 +347,21 @@ pub fn read(fd: i32, buf: &mut [u8]) -> Result<usize> {
     unsafe { call(nr::READ, [fd as usize, buf.as_mut_ptr() as usize, buf.len(), 0, 0, 0]) }
 }
 
+/// `read(fd, buf)` until end of file or `buf` is full, retrying EINTR; returns the
+/// length read.
+pub fn read_all(fd: i32, buf: &mut [u8]) -> Result<usize> {
+    let mut len = 0;
+    while let Some(rest) = buf.get_mut(len..).filter(|r| !r.is_empty()) {
+        match read(fd, rest) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.0 == libc::EINTR => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(len)
+}
+
 /// `write(fd, buf)` until all is written, retrying EINTR and short writes (for log
 /// lines: the engine never writes to the caller's files with it).
 /// <https://man7.org/linux/man-pages/man2/write.2.html>
