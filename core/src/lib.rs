@@ -9,7 +9,6 @@
 
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_op_in_unsafe_fn)]
-#![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod alloc;
 pub mod config;
