@@ -371,6 +371,19 @@ fn syscalls_without_mapping(trace: &str, lib: &Path) -> Vec<String> {
 }
 
 #[test]
+fn a_debuggers_one_byte_write_to_proc_pid_mem_is_left_alone_silently() {
+    // Every breakpoint gdb sets is such a write: procfs keeps no data on a disk.
+    let run = c_program("procmem").env("NOSPARSE_ON_ERROR", "fail").timeout(HANG_BOUND_S);
+    let (with, without) = (run.run(), run.clone().without_library().run());
+    assert_eq!(with.get("address_above_64m"), 1, "the test's address is below the threshold");
+    for key in ["ret", "errno", "byte"] {
+        assert_eq!(with.get(key), without.get(key), "{key}\n{}", with.stderr);
+    }
+    assert_eq!((with.get("ret"), with.get("byte")), (1, 0xcc));
+    assert_eq!(nosparse_lines(with.stderr.lines()).len(), 0, "{}", with.stderr);
+}
+
+#[test]
 fn settings_that_cannot_be_read_for_want_of_a_descriptor_are_read_at_the_next_call() {
     let s = Scratch::new("guest-emfile");
     let out = c_program("emfile").arg("--dir", s.dir.display()).arg("--size", SIZE).timeout(HANG_BOUND_S).run();
