@@ -384,6 +384,24 @@ fn a_debuggers_one_byte_write_to_proc_pid_mem_is_left_alone_silently() {
 }
 
 #[test]
+fn the_programs_own_write_lease_survives_a_creation_with_each_method() {
+    let s = Scratch::new("guest-lease");
+    for method in ["fallocate", "zero"] {
+        let path = s.path(&format!("leased-{method}"));
+        let out = c_program("lease")
+            .arg("--path", path.display())
+            .arg("--size", SIZE)
+            .env("NOSPARSE_METHOD", method)
+            .timeout(HANG_BOUND_S)
+            .run();
+        assert_eq!(out.get("ret"), 1, "{method}: {}", out.stderr);
+        // The library never opens the file again: the lease is neither broken nor lost.
+        assert_eq!((out.get("lease"), out.get("breaks")), (1, 0), "{method}: {}", out.stderr);
+        assert!(out.get("allocated") >= SIZE as i64, "{method}: not preallocated: {:?}\n{}", out.kv, out.stderr);
+    }
+}
+
+#[test]
 fn settings_that_cannot_be_read_for_want_of_a_descriptor_are_read_at_the_next_call() {
     let s = Scratch::new("guest-emfile");
     let out = c_program("emfile").arg("--dir", s.dir.display()).arg("--size", SIZE).timeout(HANG_BOUND_S).run();
