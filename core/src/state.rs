@@ -23,7 +23,7 @@ struct Cell(UnsafeCell<MaybeUninit<Config>>);
 // SAFETY: written only by the one thread that moves STATE from UNREAD to READING, and
 // read only after STATE is READY (release/acquire).
 unsafe impl Sync for Cell {}
-static SETTINGS: Cell = Cell(UnsafeCell::new(MaybeUninit::uninit()));
+static READ: Cell = Cell(UnsafeCell::new(MaybeUninit::uninit()));
 static STATE: AtomicU8 = AtomicU8::new(UNREAD);
 const UNREAD: u8 = 0;
 const READING: u8 = 1;
@@ -33,7 +33,7 @@ const READY: u8 = 2;
 pub fn ready() -> Option<&'static Config> {
     (STATE.load(Ordering::Acquire) == READY).then(|| {
         // SAFETY: READY means the cell was fully written (release store in `settings`).
-        unsafe { (*SETTINGS.0.get()).assume_init_ref() }
+        unsafe { (*READ.0.get()).assume_init_ref() }
     })
 }
 
@@ -47,7 +47,7 @@ pub fn settings<'a>(spare: &'a mut MaybeUninit<Config>, io: &mut [u8], exe: &mut
         Err(READY) => ready(),
         Ok(_) => {
             // SAFETY: this thread alone moved STATE to READING: no one else touches the cell.
-            let cell = unsafe { &mut *SETTINGS.0.get() };
+            let cell = unsafe { &mut *READ.0.get() };
             let cfg = cell.write(config::DEFAULT);
             if config::load(cfg, io, exe, EXE, true).is_err() {
                 STATE.store(UNREAD, Ordering::Release);
