@@ -147,6 +147,29 @@ pub const MIN_SIZE_DEFAULT: u64 = 64 << 20;
 /// tmpfs/ramfs pins RAM, and ZFS (copy-on-write) only reserves.
 pub const SKIP_FS_DEFAULT: &str = "tmpfs:ramfs:zfs";
 
+/// Each list of values, written once: for the table (`values`) and for the parser's
+/// error (`expected ...`).
+macro_rules! values {
+    (bool) => {
+        "1 or 0"
+    };
+    (method) => {
+        "auto, fallocate, zero or off"
+    };
+    (on_error) => {
+        "passthrough or fail"
+    };
+    (log) => {
+        "syslog, stderr or none"
+    };
+    (triggers) => {
+        "pwrite, ftruncate, write, ','-separated"
+    };
+    (skip_fs) => {
+        "':'-separated: ext, xfs, btrfs, tmpfs, ramfs, zfs, nfs, overlay, fuse; or none"
+    };
+}
+
 /// The settings, in the order they are applied; each row is also a constant of its
 /// own (`settings::LOG.name`), so no code names a setting by a string.
 pub static SETTINGS: [Setting; 10] =
@@ -158,7 +181,7 @@ pub const DISABLE: Setting = Setting {
     switch: true,
     metavar: "",
     default: "0",
-    values: "1 or 0",
+    values: values!(bool),
     help: "make the library inert",
     update: |c, v| parse_bool(v).map(|b| c.disabled = b),
 };
@@ -201,7 +224,7 @@ pub const METHOD: Setting = Setting {
     switch: false,
     metavar: "METHOD",
     default: "auto",
-    values: "auto, fallocate, zero or off",
+    values: values!(method),
     help: "how to allocate: auto is fallocate, and zeros where unsupported; off only logs",
     update: |c, v| parse_method(v).map(|m| c.method = m),
 };
@@ -223,7 +246,7 @@ pub const TRIGGERS: Setting = Setting {
     switch: false,
     metavar: "LIST",
     default: "pwrite",
-    values: "pwrite, ftruncate, write, ','-separated",
+    values: values!(triggers),
     help: "the calls that can create a file sparse",
     update: |c, v| parse_triggers(v).map(|t| c.triggers = t),
 };
@@ -234,7 +257,7 @@ pub const ON_ERROR: Setting = Setting {
     switch: false,
     metavar: "MODE",
     default: "passthrough",
-    values: "passthrough or fail",
+    values: values!(on_error),
     help: "when preallocation fails: let the call through, or fail it with that errno",
     update: |c, v| parse_on_error(v).map(|o| c.on_error = o),
 };
@@ -245,7 +268,7 @@ pub const LOG: Setting = Setting {
     switch: false,
     metavar: "SINK",
     default: "syslog",
-    values: "syslog, stderr or none",
+    values: values!(log),
     help: "where the one line per preallocated file goes",
     update: |c, v| parse_sink(v).map(|l| c.log = l),
 };
@@ -256,7 +279,7 @@ pub const DEBUG: Setting = Setting {
     switch: true,
     metavar: "",
     default: "0",
-    values: "1 or 0",
+    values: values!(bool),
     help: "log every decision, including calls left alone and why",
     update: |c, v| parse_bool(v).map(|b| c.debug = b),
 };
@@ -267,7 +290,7 @@ pub const SKIP_FS: Setting = Setting {
     switch: false,
     metavar: "LIST",
     default: SKIP_FS_DEFAULT,
-    values: "':'-separated: ext, xfs, btrfs, tmpfs, ramfs, zfs, nfs, overlay, fuse; or none",
+    values: values!(skip_fs),
     help: "filesystems to leave alone (overlay is judged by its upper layer's)",
     update: |c, v| parse_skip_fs(v).map(|bits| c.skip_fs = bits),
 };
@@ -360,7 +383,7 @@ pub fn parse_bool(v: &[u8]) -> Result<bool, &'static str> {
     match v {
         b"1" => Ok(true),
         b"0" => Ok(false),
-        _ => Err("expected 1 or 0"),
+        _ => Err(concat!("expected ", values!(bool))),
     }
 }
 
@@ -395,7 +418,7 @@ pub fn parse_method(v: &[u8]) -> Result<Method, &'static str> {
         b"fallocate" => Method::Fallocate,
         b"zero" => Method::Zero,
         b"off" => Method::Off,
-        _ => return Err("expected auto, fallocate, zero or off"),
+        _ => return Err(concat!("expected ", values!(method))),
     })
 }
 
@@ -404,7 +427,7 @@ pub fn parse_on_error(v: &[u8]) -> Result<OnError, &'static str> {
     Ok(match v {
         b"passthrough" => OnError::Passthrough,
         b"fail" => OnError::Fail,
-        _ => return Err("expected passthrough or fail"),
+        _ => return Err(concat!("expected ", values!(on_error))),
     })
 }
 
@@ -414,7 +437,7 @@ pub fn parse_sink(v: &[u8]) -> Result<Sink, &'static str> {
         b"syslog" => Sink::Syslog,
         b"stderr" => Sink::Stderr,
         b"none" => Sink::None,
-        _ => return Err("expected syslog, stderr or none"),
+        _ => return Err(concat!("expected ", values!(log))),
     })
 }
 
@@ -423,7 +446,7 @@ pub fn parse_triggers(v: &[u8]) -> Result<Triggers, &'static str> {
     v.split(|&b| b == b',').try_fold(Triggers(0), |set, name| {
         match Trigger::ALL.iter().find(|t| t.name().as_bytes() == name) {
             Some(t) => Ok(Triggers(set.0 | t.bit())),
-            None => Err("unknown trigger: use pwrite, ftruncate and write, separated by ','"),
+            None => Err(concat!("unknown trigger: expected ", values!(triggers))),
         }
     })
 }
@@ -435,7 +458,7 @@ pub fn parse_skip_fs(v: &[u8]) -> Result<u32, &'static str> {
     }
     v.split(|&b| b == b':').try_fold(0, |bits, name| match FsKind::from_name(name) {
         Some(kind) => Ok(bits | kind.bit()),
-        None => Err("unknown filesystem: use ext, xfs, btrfs, tmpfs, ramfs, zfs, nfs, overlay, fuse, or none"),
+        None => Err(concat!("unknown filesystem: expected ", values!(skip_fs))),
     })
 }
 
