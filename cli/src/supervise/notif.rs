@@ -120,6 +120,11 @@ pub fn handle(s: &Supervisor, n: &Notif) -> Option<Answer> {
     };
     let name = std::fs::read(format!("/proc/{tgid}/comm")).unwrap_or_default();
     let name = name.strip_suffix(b"\n").unwrap_or(&name);
+    // The lookups so far (tid, tgid, fd) are the program's only while its thread still
+    // waits in the call: checked before the engine acts on the file, and again below.
+    if !seccomp::id_valid(s.listener, n.id) {
+        return None;
+    }
     let target = Target { fd: dup.0, program_fd: op.fd(), name, pid: tgid };
     let mut space = Box::new(Space::new());
     let prepared = adapter::prepare(&target, &s.cfg, trigger, offset, &mut space);
