@@ -24,9 +24,11 @@ done
 # checks the Debian packages, rpm builds and installs the RPM ones into a scratch root,
 # man-db renders the man pages in the tests; qemu-system-x86, busybox-static and cpio
 # run the hypervisor test's guest; libeatmydata1 is the benchmark's reference for
-# another preloaded library; dosfstools makes the torture test's vfat image.
+# another preloaded library; dosfstools makes the torture test's vfat image; golang-go
+# and musl-tools build the programs a preload cannot reach, for the supervise tests (a
+# Go program, a musl static one).
 packages=(gcc-multilib e2fsprogs xfsprogs btrfs-progs dosfstools util-linux strace valgrind binutils qemu-utils python3
-    lintian rpm man-db qemu-system-x86 busybox-static cpio libeatmydata1)
+    lintian rpm man-db qemu-system-x86 busybox-static cpio libeatmydata1 golang-go musl-tools)
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 missing=()
 for p in "${packages[@]}"; do

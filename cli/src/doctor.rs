@@ -5,6 +5,7 @@ use crate::args::Doctor;
 use crate::elf::{self, Class, Kind};
 use crate::exit_codes::{Failure, PROBLEMS, SUCCESS};
 use crate::launch::{self, LIB_NAME};
+use crate::supervise::{self, Support};
 use crate::{conf, loader};
 use nosparse_core::fs::FsKind;
 use std::os::unix::fs::PermissionsExt;
@@ -67,6 +68,7 @@ pub fn run(d: &Doctor) -> Result<u8, Failure> {
         preload(&mut r, &loaders);
         settings_file(&mut r, &d.config, vmx, vm_fs);
         vmware(&mut r, &prefix);
+        supervise(&r);
     }
     if r.problems == 0 {
         println!("nosparse doctor: all is well");
@@ -74,6 +76,22 @@ pub fn run(d: &Doctor) -> Result<u8, Failure> {
     } else {
         println!("nosparse doctor: {} problem{} found", r.problems, if r.problems == 1 { "" } else { "s" });
         Ok(PROBLEMS)
+    }
+}
+
+/// Whether static and Go programs can be supervised here (not a problem when not: the
+/// preload still serves every other program).
+fn supervise(r: &Report) {
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let support = supervise::probe();
+    let line = format!(
+        "supervise mode (static and Go programs), Linux {}: seccomp={}",
+        kernel.trim(),
+        launch::support_line(&support)
+    );
+    match support {
+        Support::Full => r.ok(&line),
+        _ => r.note(&format!("{line}; such programs run without nosparse")),
     }
 }
 

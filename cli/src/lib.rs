@@ -15,6 +15,8 @@ pub mod human;
 pub mod launch;
 pub mod loader;
 pub mod rewrite;
+pub mod seccomp;
+pub mod supervise;
 
 use args::Command;
 use exit_codes::{Failure, SUCCESS};
