@@ -371,7 +371,8 @@ fn resolve_one(glob: &[u8], buf: &mut [u8]) -> Option<(usize, usize)> {
     let wild = glob.iter().position(|c| matches!(c, b'*' | b'?' | b'[' | b'\\')).unwrap_or(glob.len());
     let split = glob.get(..wild)?.iter().rposition(|&c| c == b'/')?;
     let dir = glob.get(..split.max(1))?;
-    if dir.first() != Some(&b'/') {
+    // "/" resolves to itself: nothing to open (and no descriptor a fork could inherit).
+    if dir.first() != Some(&b'/') || dir == b"/" {
         return None;
     }
     let mut c_dir = [0u8; 512];
