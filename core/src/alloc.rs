@@ -24,11 +24,14 @@ use crate::sys;
 const FALLOC_FL_KEEP_SIZE: i32 = 0x01;
 const PAGE: i64 = 4096;
 /// The zero fill's mapping onto the file, at most this long at a time.
-const WINDOW: i64 = 8 << 20;
-/// Pages made present and released again per `madvise`: the fill's memory, at most.
+const WINDOW: i64 = 1 << 20;
+/// Bytes whose writeback is started at once, as the fill goes.
 const STEP: i64 = 1 << 20;
+/// Pages made present and released again per `madvise`: the fill's memory, at most.
+const PIECE: i64 = 256 << 10;
 const MADV_DONTNEED: i32 = 4;
 const MADV_DONTFORK: i32 = 10;
+const MADV_NOHUGEPAGE: i32 = 15;
 /// Linux 5.14. Older kernels answer EINVAL.
 const MADV_POPULATE_WRITE: i32 = 23;
 
@@ -155,7 +158,12 @@ fn populate(fd: i32, from: i64, to: i64) -> core::result::Result<(), Stop> {
         let mut done = 0;
         while done < len {
             let n = (len - done).min(STEP);
-            window.populate(done as usize, n as usize)?;
+            let mut piece = 0;
+            while piece < n {
+                let m = (n - piece).min(PIECE);
+                window.populate((done + piece) as usize, m as usize)?;
+                piece += m;
+            }
             let _ = sys::start_writeback(fd, at + done, n);
             done += n;
         }
@@ -177,6 +185,10 @@ impl Window {
         let w = Window { base, len };
         // SAFETY: the mapping just made, whole.
         let _ = unsafe { sys::madvise(w.base, w.len, MADV_DONTFORK) };
+        // Large folios of the page cache mapped whole (2 MiB at a time) would count
+        // in the program's memory until the window is gone: page by page instead.
+        // SAFETY: as above.
+        let _ = unsafe { sys::madvise(w.base, w.len, MADV_NOHUGEPAGE) };
         Ok(w)
     }
 
