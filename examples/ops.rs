@@ -117,7 +117,7 @@ fn sequence(fds: &[Fd], seed: u64, count: u64, max: u64, out: &mut dyn FnMut(Str
         for (j, b) in buf.iter_mut().enumerate().take(len) {
             *b = (i as usize * 31 + j) as u8;
         }
-        // SAFETY (for every call below): buf holds at least len bytes; the fds are ours.
+        // SAFETY: for every call below, buf holds at least len bytes; the fds are ours.
         let (name, ret, extra) = unsafe {
             match op {
                 0..=19 => ("create", libc::pwrite64(fd, buf.as_ptr().cast(), 1, off.max(0)) as i64, None),

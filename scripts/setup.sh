@@ -25,9 +25,11 @@ done
 # man-db renders the man pages in the tests; qemu-system-x86, busybox-static and cpio
 # run the hypervisor test's guest; libeatmydata1 is the benchmark's reference for
 # another preloaded library; python3-prometheus-client parses `nosparse check --format
-# prometheus` in the tests as Prometheus does.
-packages=(gcc-multilib e2fsprogs xfsprogs btrfs-progs util-linux strace valgrind binutils qemu-utils python3
-    lintian rpm man-db qemu-system-x86 busybox-static cpio libeatmydata1 python3-prometheus-client)
+# prometheus` in the tests as Prometheus does; dosfstools makes the torture test's vfat
+# image; golang-go and musl-tools build the programs a preload cannot reach, for the
+# supervise tests (a Go program, a musl static one).
+packages=(gcc-multilib e2fsprogs xfsprogs btrfs-progs dosfstools util-linux strace valgrind binutils qemu-utils python3
+    lintian rpm man-db qemu-system-x86 busybox-static cpio libeatmydata1 python3-prometheus-client golang-go musl-tools)
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 missing=()
 for p in "${packages[@]}"; do

@@ -1,59 +1,40 @@
 //! `libnosparse.so`: the interposed symbols, and nothing else. Each is a thin call into
-//! `nosparse_core::hook`, which keeps every other call on a two-comparison fast path.
+//! `nosparse_core::hook`; every call that is not a candidate costs three instructions.
 //! See the README for what the library does and how to use it.
 
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
 use libc::{c_int, off_t};
-#[cfg(not(target_arch = "x86"))]
-use libc::{c_void, off64_t, size_t, ssize_t};
 use nosparse_core::hook;
 
-/// `pwrite64(2)`.
-///
-/// # Safety
-/// pwrite64's own contract: `buf` is readable for `nbyte` bytes.
-#[cfg(not(target_arch = "x86"))]
-#[no_mangle]
-pub unsafe extern "C" fn pwrite64(fd: c_int, buf: *const c_void, nbyte: size_t, offset: off64_t) -> ssize_t {
-    // SAFETY: the caller's arguments, passed on.
-    unsafe { hook::pwrite(fd, buf, nbyte, offset) }
-}
-
-/// glibc's internal alias of `pwrite64`, which some programs bind to.
-///
-/// # Safety
-/// As for [`pwrite64`].
-#[cfg(not(target_arch = "x86"))]
-#[no_mangle]
-pub unsafe extern "C" fn __pwrite64(fd: c_int, buf: *const c_void, nbyte: size_t, offset: off64_t) -> ssize_t {
-    // SAFETY: the caller's arguments, passed on.
-    unsafe { hook::pwrite(fd, buf, nbyte, offset) }
-}
-
-/// `write(2)`.
-///
-/// # Safety
-/// write's own contract: `buf` is readable for `nbyte` bytes.
-#[cfg(not(target_arch = "x86"))]
-#[no_mangle]
-pub unsafe extern "C" fn write(fd: c_int, buf: *const c_void, nbyte: size_t) -> ssize_t {
-    // SAFETY: the caller's arguments, passed on.
-    unsafe { hook::write(fd, buf, nbyte) }
-}
-
-// i686: `pwrite64`, `__pwrite64` and `write` in assembly. LLVM will not turn an indirect
-// call into a jump in 32-bit position-independent code, so a Rust hook there re-pushes
-// all argument words and costs about 30 instructions per call; these cost 8 and leave
-// the caller's arguments in place for whichever function they jump to:
+// `pwrite64`, `__pwrite64`, `pwrite` and `write` in assembly, on both architectures:
+// compare, branch, jump, leaving the caller's arguments in place for whichever function
+// they jump to (LLVM loads the pointer into a register first on x86_64, and on i686
+// re-pushes every argument word: about 30 instructions).
 // - a write of one byte goes to the engine (same C signature);
-// - any other goes to the real function, or to its resolver if not resolved yet.
-// Stack on entry: 4(%esp) fd, 8 buf, 12 nbyte, then pwrite64's 64-bit offset (or
-// pwrite's 32-bit one, which the engine's entry for it widens).
-#[cfg(target_arch = "x86")]
-macro_rules! i686_hook {
-    ($section:literal, [$($name:literal),+], $engine:path, $lazy:path, $real:path) => {
+// - any other goes to the real function (at first, the stand-in that resolves it).
+// x86_64: nbyte is in %rdx. i686: on the stack, 4(%esp) fd, 8 buf, 12 nbyte, then the
+// offset (pwrite's 32-bit one is widened by the engine's entry for it); the real
+// pointer is found relative to the program counter (call/pop), as PIC must.
+macro_rules! hook {
+    ($section:literal, [$($name:literal),+], $engine:path, $real:path) => {
+        #[cfg(target_arch = "x86_64")]
+        core::arch::global_asm!(
+            concat!(".pushsection .text.", $section, ",\"ax\",@progbits"),
+            $(concat!(".globl ", $name), concat!(".type ", $name, ",@function"),)+
+            ".p2align 4",
+            $(concat!($name, ":"),)+
+            "    cmpq $1, %rdx",
+            "    je {engine}",
+            "    jmp *{real}(%rip)",
+            $(concat!(".size ", $name, ", . - ", $name),)+
+            ".popsection",
+            engine = sym $engine,
+            real = sym $real,
+            options(att_syntax)
+        );
+        #[cfg(target_arch = "x86")]
         core::arch::global_asm!(
             concat!(".pushsection .text.", $section, ",\"ax\",@progbits"),
             $(concat!(".globl ", $name), concat!(".type ", $name, ",@function"),)+
@@ -63,57 +44,28 @@ macro_rules! i686_hook {
             "    je {engine}",
             "    call 3f",
             "3:  popl %ecx",
-            "    movl ({real} - 3b)(%ecx), %eax",
-            "    testl %eax, %eax",
-            "    jz {lazy}",
-            "    jmp *%eax",
+            "    jmp *({real} - 3b)(%ecx)",
             $(concat!(".size ", $name, ", . - ", $name),)+
             ".popsection",
             engine = sym $engine,
-            lazy = sym $lazy,
             real = sym $real,
             options(att_syntax)
         );
     };
 }
 
-#[cfg(target_arch = "x86")]
-i686_hook!(
+#[cfg(target_arch = "x86_64")]
+hook!(
     "nosparse_pwrite64",
-    ["pwrite64", "__pwrite64"],
-    nosparse_core::hook::pwrite_c,
-    nosparse_core::real::lazy_pwrite64,
+    ["pwrite64", "__pwrite64", "pwrite"],
+    nosparse_core::hook::candidate,
     nosparse_core::real::PWRITE64
 );
-
 #[cfg(target_arch = "x86")]
-i686_hook!(
-    "nosparse_pwrite",
-    ["pwrite"],
-    nosparse_core::hook::pwrite32_c,
-    nosparse_core::real::lazy_pwrite,
-    nosparse_core::real::PWRITE
-);
-
+hook!("nosparse_pwrite64", ["pwrite64", "__pwrite64"], nosparse_core::hook::candidate, nosparse_core::real::PWRITE64);
 #[cfg(target_arch = "x86")]
-i686_hook!(
-    "nosparse_write",
-    ["write"],
-    nosparse_core::hook::write_c,
-    nosparse_core::real::lazy_write,
-    nosparse_core::real::WRITE
-);
-
-/// `pwrite(2)`: on x86_64 the same as `pwrite64` (on i686, assembly above).
-///
-/// # Safety
-/// As for [`pwrite64`].
-#[cfg(not(target_arch = "x86"))]
-#[no_mangle]
-pub unsafe extern "C" fn pwrite(fd: c_int, buf: *const c_void, nbyte: size_t, offset: off_t) -> ssize_t {
-    // SAFETY: the caller's arguments, passed on.
-    unsafe { hook::pwrite(fd, buf, nbyte, offset) }
-}
+hook!("nosparse_pwrite", ["pwrite"], nosparse_core::hook::candidate32, nosparse_core::real::PWRITE);
+hook!("nosparse_write", ["write"], nosparse_core::hook::write_one, nosparse_core::real::WRITE);
 
 /// `ftruncate64(2)`.
 ///

@@ -7,23 +7,64 @@ mod common;
 use common::*;
 
 #[test]
-fn a_disk_filling_up_during_the_zero_fill_is_rolled_back() {
+fn a_zero_fill_that_would_run_short_of_room_takes_none() {
     let s = Scratch::new("fill-during-zero");
     let Some(fs) = mount(&s, "ext3", 64 * MIB) else { return };
-    // The free-space check counts data blocks only; ext3 also needs an indirect block per
-    // 4 MiB, so a file a few blocks smaller than the free space passes the check and then
-    // runs out of room part-way through the zero fill.
+    // The free-space check counts ext3's indirect blocks too (one per 4 MiB of data):
+    // a file a few blocks smaller than the free space would run out of room part-way
+    // through the zero fill, so it is refused before anything is taken.
     let free = free_bytes(&fs.mnt);
     let size = (free - 8 * 4096) & !4095;
     let path = fs.path("tight.vmem");
     let out = vmx(&path).arg("--size", size).env("NOSPARSE_MIN_SIZE", "1M").run();
     assert_eq!(out.get("create_ret"), 1, "{}", out.stderr);
     assert_eq!(out.get("size_after_create"), size as i64);
-    // The failure came from a zero write part-way through, not from the check before it.
-    assert!(out.stderr.contains("by zero fill): ENOSPC"), "{}", out.stderr);
-    assert!(out.get("allocated_after_create") <= 64 * 1024, "not rolled back: {:?}", out.kv);
+    assert!(out.stderr.contains("not enough room (ENOSPC)"), "{}", out.stderr);
+    assert!(out.get("allocated_after_create") <= 64 * 1024, "room taken: {:?}", out.kv);
+    std::fs::remove_file(&path).unwrap();
     let leaked = free.saturating_sub(free_bytes(&fs.mnt));
     assert!(leaked <= 64 * 1024, "{leaked} bytes leaked");
+    // With room for the metadata as well, the same fill completes, whole.
+    let size = (free - free / 100) & !4095;
+    let out = vmx(&path).arg("--size", size).env("NOSPARSE_MIN_SIZE", "1M").run();
+    assert_eq!(out.get("create_ret"), 1, "{}", out.stderr);
+    assert!(out.stderr.contains("by zero fill in"), "{}", out.stderr);
+    assert_whole(&measure(&path), "a zero fill with room for its metadata");
+}
+
+#[test]
+fn a_kill_at_any_moment_leaves_a_size_a_run_without_the_library_could() {
+    let s = Scratch::new("kill");
+    let size = 512 * MIB;
+    // ext3: zeros (no fallocate); ext4: zeros asked for, and fallocate. Each is killed
+    // with SIGKILL at moments spread over the whole call, and after it.
+    let cases = [("ext3", "auto"), ("ext4", "zero"), ("ext4", "auto")];
+    let mut killed_during = 0;
+    for (kind, method) in cases {
+        let Some(fs) = mount(&s, kind, 1024 * MIB) else { return };
+        let path = fs.path("killed.vmem");
+        for step in 0..12u64 {
+            let ms = 5 + step * step * 8;
+            let out = vmx(&path)
+                .arg("--size", size)
+                .arg("--writes", 0)
+                .env("NOSPARSE_METHOD", method)
+                .kill_after_ms(ms)
+                .run_raw();
+            let what = format!("{kind}, NOSPARSE_METHOD={method}, SIGKILL after {ms} ms");
+            let st = std::fs::metadata(&path).map(|m| m.len()).ok();
+            // fake_vmx creates the file empty, then makes the creation call.
+            if let Some(len) = st {
+                assert!(len == 0 || len == size, "{what}: size {len}, which no run without the library leaves");
+            }
+            if out.signal == Some(libc::SIGKILL) && st == Some(size) && !out.stderr.contains("preallocated") {
+                killed_during += 1;
+            }
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+    eprintln!("SUMMARY kill: {killed_during} kills landed after the call and before its log line");
+    assert!(killed_during > 0, "no kill landed while the library was at work: the test proved nothing");
 }
 
 #[test]
@@ -78,8 +119,8 @@ fn a_read_only_filesystem_is_left_alone() {
 #[test]
 fn o_direct_fds_behave_as_without_the_library() {
     let s = Scratch::new("direct");
-    // An unaligned one-byte O_DIRECT write fails with EINVAL: the library allocates
-    // first, then undoes it when the real write fails.
+    // An unaligned one-byte O_DIRECT write fails with EINVAL: the library knows it
+    // beforehand and allocates nothing.
     let path = s.path("direct.vmem");
     let (without, with) = vmx(&path).arg("--size", 128 * MIB).arg("--open", "direct").both(&path);
     assert_untouched(&without, &with, "O_DIRECT");
@@ -101,7 +142,7 @@ fn a_32_bit_fd_without_o_largefile_fails_the_same_way_past_2_gib() {
     let (without, with) = vmx(&path).arg("--size", 3 * GIB).arg("--open", "rdwr-nolfs").both(&path);
     assert_same(&without, &with, "fd without O_LARGEFILE");
     if cfg!(target_arch = "x86") {
-        // fallocate itself ignores O_LARGEFILE; the real write's EFBIG undoes it.
+        // The real write fails with EFBIG: known beforehand, nothing allocated.
         assert_eq!(with.get("create_errno"), i64::from(libc::EFBIG));
         assert_eq!(without.get("allocated_after_create"), with.get("allocated_after_create"), "allocation not undone");
     }

@@ -22,12 +22,25 @@ pub enum Command {
     Vmware(Vmware),
 }
 
+/// How the launcher reaches PROGRAM.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Mode {
+    /// The preload, or the supervisor for a program a preload cannot reach.
+    #[default]
+    Auto,
+    /// `--preload`.
+    Preload,
+    /// `--supervise`.
+    Supervise,
+}
+
 /// `nosparse [OPTIONS] [--] PROGRAM [ARGS...]`.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Launch {
     /// Settings from the options, in the order given, each value already checked.
     pub settings: Vec<(&'static str, String)>,
     pub dry_run: bool,
+    pub mode: Mode,
     pub program: OsString,
     /// PROGRAM's arguments, exactly as given.
     pub args: Vec<OsString>,
@@ -150,6 +163,7 @@ fn text(v: OsString, option: &str) -> Result<String, Usage> {
 fn launch(p: &mut lexopt::Parser) -> Result<Command, Usage> {
     let mut settings = Vec::new();
     let mut dry_run = false;
+    let mut mode = Mode::Auto;
     loop {
         let arg = p.next().map_err(lexopt_error)?;
         match arg {
@@ -157,17 +171,24 @@ fn launch(p: &mut lexopt::Parser) -> Result<Command, Usage> {
             Some(Short('h') | Long("help")) => return Ok(Command::Help(docs::help())),
             Some(Short('V') | Long("version")) => return Ok(Command::Version),
             Some(Short('n') | Long("dry-run")) => dry_run = true,
+            Some(Long(m @ ("supervise" | "preload"))) => {
+                let m = if m == "supervise" { Mode::Supervise } else { Mode::Preload };
+                if mode != Mode::Auto && mode != m {
+                    return Err("--supervise and --preload do not go together".into());
+                }
+                mode = m;
+            }
             Some(Long(name)) => {
                 let shown = format!("--{name}");
                 let s = setting_option(name).ok_or_else(|| format!("unknown option {shown}"))?;
                 let value = if s.switch { "1".to_string() } else { text(p.value().map_err(lexopt_error)?, &shown)? };
-                (s.check)(value.as_bytes()).map_err(|why| format!("{shown}: bad value {value:?}: {why}"))?;
+                s.check(value.as_bytes()).map_err(|why| format!("{shown}: bad value {value:?}: {why}"))?;
                 settings.push((s.name, value));
             }
             Some(Value(program)) => {
                 // PROGRAM's own arguments are passed on untouched, options and `--` too.
                 let args = p.raw_args().map_err(lexopt_error)?.collect();
-                return Ok(Command::Launch(Launch { settings, dry_run, program, args }));
+                return Ok(Command::Launch(Launch { settings, dry_run, mode, program, args }));
             }
             Some(other) => return Err(lexopt_error(other.unexpected())),
         }
@@ -334,6 +355,9 @@ mod tests {
         );
         assert_eq!(l.program, "prog");
         assert_eq!(l.args, ["--help", "--", "-n"]);
+        assert_eq!(launch_of(&["--supervise", "p"]).mode, Mode::Supervise);
+        assert_eq!(launch_of(&["--preload", "p", "--supervise"]).mode, Mode::Preload);
+        assert_eq!(launch_of(&["p"]).mode, Mode::Auto);
         let l = launch_of(&["-n", "--", "--weird-program", "-V"]);
         assert!(l.dry_run);
         assert_eq!((l.program.to_str(), l.args.len()), (Some("--weird-program"), 1));
@@ -347,7 +371,7 @@ mod tests {
         for s in SETTINGS.iter().filter(|s| s.option.is_some()) {
             let opt = format!("--{}", s.option.unwrap());
             let args: Vec<&str> = if s.switch { vec![&opt, "p"] } else { vec![&opt, s.default, "p"] };
-            let default_is_a_value = (s.check)(s.default.as_bytes()).is_ok();
+            let default_is_a_value = s.check(s.default.as_bytes()).is_ok();
             if s.switch || default_is_a_value {
                 let l = launch_of(&args);
                 assert_eq!(l.settings[0].0, s.name);
@@ -375,6 +399,7 @@ mod tests {
         assert!(usage_error(&["--min-size", "1X", "p"]).msg.contains("--min-size: bad value \"1X\""));
         assert!(usage_error(&["--min-size"]).msg.contains("--min-size needs a value"));
         assert!(usage_error(&[]).msg.contains("no PROGRAM"));
+        assert!(usage_error(&["--supervise", "--preload", "p"]).msg.contains("do not go together"));
         let f = usage_error(&["check", "--max-fragmentsXYZ", "f"]);
         assert_eq!(f.status, Status::Trouble);
         assert!(f.msg.starts_with("check: unknown option --max-fragmentsXYZ"), "{}", f.msg);

@@ -79,7 +79,7 @@ pub fn parse(text: &[u8]) -> (Vec<Entry>, Vec<BadLine>) {
             bad.push(BadLine { line, setting: None, why: format!("{name} is not a nosparse setting") });
             return;
         };
-        if let Err(why) = (setting.check)(value) {
+        if let Err(why) = setting.check(value) {
             let shown = String::from_utf8_lossy(value);
             bad.push(BadLine { line, setting: Some(setting), why: format!("{name}={shown}: {why}") });
             return;

@@ -61,10 +61,25 @@ message instead of the loader's 'wrong ELF class'. A set-user-ID PROGRAM gets th
 library only from a directory its loader trusts, with the set-user-ID bit set, and
 reads /etc/nosparse.conf instead of the options: see nosparse-vmware(8).
 
+A preload cannot reach a statically linked program (no loader) or a Go program (it
+makes its own system calls): for those the launcher supervises instead, as with
+--supervise. PROGRAM then runs under a seccomp filter that sends only the candidate
+calls (a one-byte pwrite64 past NOSPARSE_MIN_SIZE - 1; ftruncate and one-byte writes
+when those triggers are on) to the launcher, which stays PROGRAM's parent: it makes
+such a call itself on PROGRAM's open file, allocates what the call made a hole, and
+answers with the call's own result; every other call runs untouched. PROGRAM keeps the
+terminal and its signals, and its exit status (or the signal that killed it) is the
+launcher's. It needs Linux 5.19 (seccomp user notification with
+WAIT_KILLABLE_RECV, pidfd_getfd); a set-user-ID PROGRAM is supervised only by root.
+If the supervisor is killed, PROGRAM's next candidate call fails with ENOSYS. --dry-run
+says which mode and why; --preload forces the preload.
+
 PROGRAM and its arguments are passed on untouched; a program named check, rewrite or
 doctor is run as 'nosparse -- check ...'.",
         opts: &[
-            opt(Some('n'), "dry-run", "", "", "print the environment PROGRAM would get and the library it would load; do not run it"),
+            opt(Some('n'), "dry-run", "", "", "print the environment PROGRAM would get, the mode (preload or supervise) and why, and the library it would load; do not run it"),
+            opt(None, "supervise", "", "", "run PROGRAM under the seccomp supervisor, whatever it is (static, Go, raw system calls)"),
+            opt(None, "preload", "", "", "use the preload even for a static or Go program (which it cannot reach)"),
             opt(Some('h'), "help", "", "", "this text"),
             opt(Some('V'), "version", "", "", "the version"),
         ],
@@ -177,7 +192,9 @@ NOSPARSE_MATCH leaving out vmware-vmx or *.vmem, NOSPARSE_MIN_SIZE above 1GiB, a
 NOSPARSE_SKIP_FS naming the filesystem of --vm-dir. A set-user-ID vmware-vmx that is
 there and not wrapped is a problem: its loader takes no library named with a path, so
 neither the launcher nor LD_PRELOAD reaches it. Each problem is one line, naming the
-file and the fix.",
+file and the fix. A last line says whether static and Go programs can be supervised
+here (seccomp user notification, pidfd_getfd, WAIT_KILLABLE_RECV: Linux 5.19) and, if
+not, why.",
         opts: &[
             opt(None, "config", "FILE", "/dev/null", "check FILE as the settings file, e.g. before installing it"),
             opt(None, "vmx", "", "", "check the settings as vmware-vmx's"),
@@ -251,11 +268,11 @@ fn usage_line(c: &Cmd) -> String {
 pub fn keywords(s: &Setting) -> Vec<&'static str> {
     // A setting with a closed vocabulary refuses an arbitrary word (globs and sizes do not
     // have one: a glob takes any word, a size none of the words of its description).
-    if (s.check)(b"no-such-value").is_ok() {
+    if s.check(b"no-such-value").is_ok() {
         return Vec::new();
     }
     let words = s.values.split(|c: char| !c.is_ascii_alphanumeric() && c != '-');
-    words.filter(|w| !w.is_empty() && (s.check)(w.as_bytes()).is_ok()).collect()
+    words.filter(|w| !w.is_empty() && s.check(w.as_bytes()).is_ok()).collect()
 }
 
 /// The settings that have a launcher option.

@@ -5,6 +5,7 @@ use crate::args::Doctor;
 use crate::elf::{self, Class, Kind};
 use crate::exit_codes::{Failure, Status};
 use crate::launch::{self, LIB_NAME};
+use crate::supervise::{self, Support};
 use crate::{conf, loader};
 use nosparse_core::fs::FsKind;
 use std::os::unix::fs::PermissionsExt;
@@ -77,6 +78,7 @@ pub fn run(d: &Doctor) -> Result<Status, Failure> {
         settings_file(&mut r, &d.config, vmx, vm_fs);
         vmware(&mut r);
         unwrapped_vmx(&mut r, &d.programs);
+        supervise(&r);
     }
     if r.problems == 0 {
         println!("nosparse doctor: all is well");
@@ -84,6 +86,22 @@ pub fn run(d: &Doctor) -> Result<Status, Failure> {
     } else {
         println!("nosparse doctor: {} problem{} found", r.problems, if r.problems == 1 { "" } else { "s" });
         Ok(Status::Problems)
+    }
+}
+
+/// Whether static and Go programs can be supervised here (not a problem when not: the
+/// preload still serves every other program).
+fn supervise(r: &Report) {
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let support = supervise::probe();
+    let line = format!(
+        "supervise mode (static and Go programs), Linux {}: seccomp={}",
+        kernel.trim(),
+        launch::support_line(&support)
+    );
+    match support {
+        Support::Full => r.ok(&line),
+        _ => r.note(&format!("{line}; such programs run without nosparse")),
     }
 }
 

@@ -145,3 +145,62 @@ fn read_up_to(f: &mut File, buf: &mut [u8]) -> io::Result<usize> {
     }
     Ok(n)
 }
+
+/// Section names that only the Go toolchain writes: a Go program makes its own system
+/// calls, so a preload cannot reach it even when it is dynamically linked (cgo).
+const GO_SECTIONS: [&[u8]; 2] = [b".note.go.buildid", b".go.buildinfo"];
+/// A section-name table larger than this is not one a linker wrote.
+const SHSTRTAB_MAX: u64 = 1 << 20;
+
+/// Whether `path` is an ELF program built by the Go toolchain (it has a section named
+/// `.note.go.buildid` or `.go.buildinfo`). False for anything unreadable or not ELF.
+pub fn is_go(path: &Path) -> bool {
+    go_sections(path).unwrap_or(false)
+}
+
+fn go_sections(path: &Path) -> io::Result<bool> {
+    let mut f = File::open(path)?;
+    let mut head = [0u8; 64];
+    if read_up_to(&mut f, &mut head)? < 52 || &head[..4] != b"\x7fELF" || head[5] != 1 {
+        return Ok(false);
+    }
+    let u16_at = |b: &[u8], o: usize| u64::from(u16::from_le_bytes([b[o], b[o + 1]]));
+    let u32_at = |b: &[u8], o: usize| u64::from(u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]));
+    let u64_at = |b: &[u8], o: usize| u32_at(b, o) | (u32_at(b, o + 4) << 32);
+    // e_shoff, e_shentsize, e_shnum, e_shstrndx; per section sh_name, sh_offset, sh_size.
+    let elf64 = head[4] == 2;
+    let (shoff, shentsize, shnum, shstrndx) = if elf64 {
+        (u64_at(&head, 40), u16_at(&head, 58), u16_at(&head, 60), u16_at(&head, 62))
+    } else {
+        (u32_at(&head, 32), u16_at(&head, 46), u16_at(&head, 48), u16_at(&head, 50))
+    };
+    if shoff == 0 || shentsize < if elf64 { 64 } else { 40 } || shstrndx >= shnum {
+        return Ok(false);
+    }
+    let mut sh = vec![0u8; shentsize as usize];
+    let mut section = |i: u64| -> io::Result<(u64, u64, u64)> {
+        f.seek(SeekFrom::Start(shoff + i * shentsize))?;
+        f.read_exact(&mut sh)?;
+        Ok(if elf64 {
+            (u32_at(&sh, 0), u64_at(&sh, 24), u64_at(&sh, 32))
+        } else {
+            (u32_at(&sh, 0), u32_at(&sh, 16), u32_at(&sh, 20))
+        })
+    };
+    let (_, str_off, str_size) = section(shstrndx)?;
+    if str_size > SHSTRTAB_MAX {
+        return Ok(false);
+    }
+    let mut names_of = Vec::new();
+    for i in 0..shnum {
+        names_of.push(section(i)?.0);
+    }
+    let mut names = vec![0u8; str_size as usize];
+    f.seek(SeekFrom::Start(str_off))?;
+    f.read_exact(&mut names)?;
+    Ok(names_of.iter().any(|&at| {
+        let name = names.get(at as usize..).unwrap_or(&[]);
+        let name = &name[..name.iter().position(|&b| b == 0).unwrap_or(name.len())];
+        GO_SECTIONS.contains(&name)
+    }))
+}

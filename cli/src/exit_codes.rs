@@ -25,6 +25,9 @@ pub enum Status {
     CannotRun,
     /// PROGRAM was not found.
     NotFound,
+    /// PROGRAM ran under the supervisor and ended with this status (or 128 + the signal
+    /// that killed it), which the launcher passes on; documented with `Success`.
+    Program(u8),
 }
 
 impl Status {
@@ -50,6 +53,7 @@ impl Status {
             Status::LauncherFailed => 125,
             Status::CannotRun => 126,
             Status::NotFound => 127,
+            Status::Program(code) => code,
         }
     }
 
@@ -77,6 +81,7 @@ impl Status {
             }
             Status::CannotRun => "PROGRAM was found but cannot be run",
             Status::NotFound => "PROGRAM was not found",
+            Status::Program(_) => "PROGRAM's own status, passed on from under the supervisor",
         }
     }
 }

@@ -5,9 +5,10 @@
 //! program gets the right build in both. Where `$LIB` points for PROGRAM is found out
 //! first (crate::loader), to check that the build it will look for is there.
 
-use crate::args::Launch;
+use crate::args::{Launch, Mode};
 use crate::elf::{self, Kind};
 use crate::exit_codes::{Failure, Status};
+use crate::supervise::{self, Support};
 use crate::{conf, loader};
 use std::ffi::OsString;
 use std::io::ErrorKind;
@@ -44,9 +45,18 @@ fn find_program(program: &OsString) -> Option<PathBuf> {
         .find(|p| p.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))
 }
 
-/// The loader that will run `program` (its own, or its script interpreter's) and the
-/// class it runs; None for a static program or one the kernel runs some other way.
-fn loader_of(program: &Path) -> Result<Option<(PathBuf, elf::Class)>, Failure> {
+/// What the kernel runs when `program` is started.
+enum Runs {
+    /// This loader, for an ELF program (`elf`: the program, or its script's interpreter).
+    Loader { interp: PathBuf, class: elf::Class, elf: PathBuf },
+    /// A static ELF program: no loader, nothing to preload into.
+    Static { class: elf::Class, elf: PathBuf },
+    /// Something the kernel runs some other way (binfmt_misc, a bad file).
+    Other,
+}
+
+/// What runs `program`: its loader (or its script interpreter's), or itself.
+fn what_runs(program: &Path) -> Result<Runs, Failure> {
     let mut path = program.to_path_buf();
     // A script's interpreter may itself be a script, as the kernel allows, a few deep.
     for _ in 0..4 {
@@ -55,20 +65,47 @@ fn loader_of(program: &Path) -> Result<Option<(PathBuf, elf::Class)>, Failure> {
             Failure::new(status, format!("cannot run {}: {}", path.display(), crate::human::os_error(&e)))
         })?;
         match kind {
-            Kind::Dynamic { class, interp } => return Ok(Some((interp, class))),
-            Kind::Static { class } => {
-                warn(&format!(
-                    "{} is a statically linked {}-bit program: nothing can be preloaded into it",
-                    path.display(),
-                    class.bits()
-                ));
-                return Ok(None);
-            }
+            Kind::Dynamic { class, interp } => return Ok(Runs::Loader { interp, class, elf: path }),
+            Kind::Static { class } => return Ok(Runs::Static { class, elf: path }),
             Kind::Script { interp } => path = interp,
-            Kind::Other => return Ok(None),
+            Kind::Other => return Ok(Runs::Other),
         }
     }
-    Ok(None)
+    Ok(Runs::Other)
+}
+
+/// The mode `l` asks for, for a program that runs as `runs`, and why.
+fn mode_for(l: &Launch, runs: &Runs) -> (Mode, String) {
+    match (l.mode, runs) {
+        (Mode::Preload, _) => (Mode::Preload, "--preload".into()),
+        (Mode::Supervise, _) => (Mode::Supervise, "--supervise".into()),
+        (_, Runs::Static { class, elf }) => (
+            Mode::Supervise,
+            format!("{} is a statically linked {}-bit program: no loader to preload into", elf.display(), class.bits()),
+        ),
+        (_, Runs::Loader { elf, .. }) if elf::is_go(elf) => {
+            (Mode::Supervise, format!("{} is a Go program: it makes its own system calls", elf.display()))
+        }
+        (_, Runs::Loader { .. }) => (Mode::Preload, "a dynamically linked program".into()),
+        (_, Runs::Other) => (Mode::Preload, "not an ELF program".into()),
+    }
+}
+
+/// Why `program` cannot be supervised here, if it cannot; `support` is what the kernel
+/// and this process's own seccomp state allow.
+fn cannot_supervise(program: &Path, support: &Support) -> Option<String> {
+    // SAFETY: cannot fail.
+    if secure(program) && unsafe { libc::geteuid() } != 0 {
+        return Some(format!(
+            "{} is set-user-ID or set-group-ID: a seccomp filter needs no_new_privs, under which it \
+             would run without its privileges (only root can supervise it)",
+            program.display()
+        ));
+    }
+    match support {
+        Support::Unavailable(why) => Some(why.clone()),
+        _ => None,
+    }
 }
 
 /// Whether running `program` is secure execution (set-user-ID or set-group-ID to
@@ -84,7 +121,7 @@ fn secure(program: &Path) -> bool {
 /// whether its directory is one the loader trusts (so that a set-user-ID program may
 /// load it by its bare name); an error for a program without a loader.
 pub fn library_for(program: &Path) -> Result<(PathBuf, bool), String> {
-    let Some((interp, class)) = loader_of(program).map_err(|f| f.msg)? else {
+    let Runs::Loader { interp, class, .. } = what_runs(program).map_err(|f| f.msg)? else {
         return Err(format!("{} is not a dynamically linked program", program.display()));
     };
     let loader = loader::find(&interp, class)?;
@@ -98,12 +135,54 @@ pub fn run(l: Launch) -> Result<Status, Failure> {
     let Some(program) = find_program(&l.program) else {
         return Err(Failure::new(Status::NotFound, format!("{}: command not found", l.program.to_string_lossy())));
     };
+    let runs = what_runs(&program)?;
+    let (mode, mut why) = mode_for(&l, &runs);
+    let mut settings = l.settings.clone();
+    if system_list_is_set() && !settings.iter().any(|(k, _)| *k == "NOSPARSE_PROGRAMS") {
+        // The system-wide allow-list is for processes nobody asked for; this one was.
+        settings.push(("NOSPARSE_PROGRAMS", "*".into()));
+    }
+    if mode == Mode::Supervise {
+        let support = supervise::probe();
+        if let Some(reason) = cannot_supervise(&program, &support) {
+            if l.mode == Mode::Supervise {
+                return Err(Failure::new(Status::LauncherFailed, format!("cannot supervise {}: {reason}", program.display())));
+            }
+            warn(&format!("{why}, but it cannot be supervised: {reason}; using the preload"));
+            why = format!("{why}, but it cannot be supervised: {reason}");
+        } else {
+            if support == Support::NoKillable {
+                warn(
+                    "the kernel lacks SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV (Linux 5.19): every call is let \
+                     through as it is, and nothing is preallocated",
+                );
+            }
+            if l.dry_run {
+                for (k, v) in &settings {
+                    println!("{k}={v}");
+                }
+                println!("program={}", program.display());
+                println!("mode=supervise");
+                println!("mode_why={why}");
+                println!("seccomp={}", support_line(&support));
+                return Ok(Status::Success);
+            }
+            return supervise::run(&program, program.as_os_str(), &l.args, &settings).map(Status::Program);
+        }
+    }
     let prefix = prefix()?;
     let pattern = prefix.join("$LIB").join(LIB_NAME);
     let mut entries = vec![pattern.display().to_string()];
     // What the dry run reports about the library this program will get.
     let mut facts: Vec<(&str, String)> = Vec::new();
-    if let Some((interp, class)) = loader_of(&program)? {
+    if let Runs::Static { class, elf } = &runs {
+        warn(&format!(
+            "{} is a statically linked {}-bit program: nothing can be preloaded into it",
+            elf.display(),
+            class.bits()
+        ));
+    }
+    if let Runs::Loader { interp, class, .. } = runs {
         let loader = loader::find(&interp, class).map_err(|e| Failure::new(Status::LauncherFailed, e))?;
         let lib_dir = prefix.join(&loader.dst_lib);
         let lib = lib_dir.join(LIB_NAME);
@@ -167,11 +246,6 @@ pub fn run(l: Launch) -> Result<Status, Failure> {
         existing.split([' ', ':']).filter(|e| !e.is_empty() && !entries.iter().any(|x| x == e)).map(String::from),
     );
     let preload = preload.join(" ");
-    let mut settings = l.settings;
-    if system_list_is_set() && !settings.iter().any(|(k, _)| *k == "NOSPARSE_PROGRAMS") {
-        // The system-wide allow-list is for processes nobody asked for; this one was.
-        settings.push(("NOSPARSE_PROGRAMS", "*".into()));
-    }
     if l.dry_run {
         println!("LD_PRELOAD={preload}");
         for (k, v) in &settings {
@@ -181,6 +255,8 @@ pub fn run(l: Launch) -> Result<Status, Failure> {
         for (k, v) in &facts {
             println!("{k}={v}");
         }
+        println!("mode=preload");
+        println!("mode_why={why}");
         return Ok(Status::Success);
     }
     let err = Command::new(&program).args(&l.args).env("LD_PRELOAD", &preload).envs(settings).exec();
@@ -201,4 +277,13 @@ fn system_list_is_set() -> bool {
 
 pub fn warn(msg: &str) {
     eprintln!("nosparse: warning: {msg}");
+}
+
+/// The `seccomp=` line of a dry run, and doctor's.
+pub fn support_line(s: &Support) -> String {
+    match s {
+        Support::Full => "full (user notification, pidfd_getfd, WAIT_KILLABLE_RECV)".into(),
+        Support::NoKillable => "partial: no WAIT_KILLABLE_RECV (Linux 5.19), calls are let through unchanged".into(),
+        Support::Unavailable(why) => format!("unavailable: {why}"),
+    }
 }

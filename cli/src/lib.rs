@@ -16,6 +16,8 @@ pub mod launch;
 pub mod loader;
 pub mod rewrite;
 pub mod vmware;
+pub mod seccomp;
+pub mod supervise;
 
 use args::Command;
 use exit_codes::{Failure, Status};

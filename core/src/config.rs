@@ -11,7 +11,9 @@
 //! `/etc/ld.so.preload` a warning would come from every process on the host).
 
 use crate::fs::FsKind;
-use crate::settings::{self, Method, OnError, Sink, Triggers, GLOBS_MAX, MIN_SIZE_DEFAULT, SETTINGS};
+use crate::log::{Ident, Level, Line};
+pub use crate::settings::{Config, Globs, Programs, DEFAULT};
+use crate::settings::{OnError, GLOBS_MAX, SETTINGS};
 use crate::sys;
 
 /// The system-wide settings file.
@@ -20,91 +22,6 @@ const CONFIG_FILE_C: &[u8] = b"/etc/nosparse.conf\0";
 
 /// A settings file larger than this is not read: it cannot be one written by hand.
 pub const CONFIG_FILE_MAX: usize = 64 << 10;
-
-/// A `:`-separated list of globs, in a fixed buffer; empty when not set.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Globs {
-    len: u16,
-    buf: [u8; GLOBS_MAX],
-}
-
-impl Globs {
-    pub const NONE: Globs = Globs { len: 0, buf: [0; GLOBS_MAX] };
-
-    /// A checked list (see [`settings::check_globs`]).
-    pub fn parse(v: &[u8]) -> Result<Globs, &'static str> {
-        settings::check_globs(v)?;
-        let mut g = Globs::NONE;
-        for (d, s) in g.buf.iter_mut().zip(v) {
-            *d = *s;
-        }
-        g.len = v.len().min(GLOBS_MAX) as u16;
-        Ok(g)
-    }
-
-    pub fn as_bytes(&self) -> &[u8] {
-        self.buf.get(..usize::from(self.len)).unwrap_or(&[])
-    }
-
-    pub fn is_set(&self) -> bool {
-        self.len != 0
-    }
-
-    /// Whether `path` matches (always, when no glob is set).
-    pub fn matches(&self, path: &[u8]) -> bool {
-        !self.is_set() || crate::glob::any_matches(self.as_bytes(), path)
-    }
-}
-
-/// `NOSPARSE_PROGRAMS`: which programs the library acts in, matched against the path
-/// of the running executable (`/proc/self/exe`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Programs {
-    /// Not set: every program.
-    Every,
-    /// The globs in [`Config::programs_globs`].
-    Only,
-    /// Set, but unusable: no program.
-    Invalid,
-}
-
-/// The library's settings.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Config {
-    pub disabled: bool,
-    pub min_size: u64,
-    pub method: Method,
-    pub matcher: Globs,
-    pub on_error: OnError,
-    pub triggers: Triggers,
-    pub programs: Programs,
-    pub programs_globs: Globs,
-    pub log: Sink,
-    pub debug: bool,
-    /// Bits of [`FsKind::bit`] for filesystems to leave alone.
-    pub skip_fs: u32,
-}
-
-/// The defaults of [`settings::SETTINGS`], as values.
-pub const DEFAULT: Config = Config {
-    disabled: false,
-    min_size: MIN_SIZE_DEFAULT,
-    method: Method::Auto,
-    matcher: Globs::NONE,
-    on_error: OnError::Passthrough,
-    triggers: Triggers::DEFAULT,
-    programs: Programs::Every,
-    programs_globs: Globs::NONE,
-    log: Sink::Syslog,
-    debug: false,
-    skip_fs: FsKind::Tmpfs.bit() | FsKind::Ramfs.bit() | FsKind::Zfs.bit(),
-};
-
-impl Default for Config {
-    fn default() -> Self {
-        DEFAULT
-    }
-}
 
 /// Where a setting came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -163,44 +80,24 @@ pub enum FileState {
     Used,
     /// Present but not used, and why (not root's, writable by others, unreadable...).
     Untrusted(&'static str),
+    /// Could not be read for a reason that passes (no descriptor or memory free, a
+    /// signal): the settings are not read yet, and the next call tries again.
+    Transient,
+}
+
+/// Errors that say "not now" rather than "no": reading the settings is tried again later.
+pub fn transient(e: crate::error::Errno) -> bool {
+    matches!(e.0, libc::EMFILE | libc::ENFILE | libc::ENOMEM | libc::EINTR | libc::EAGAIN | libc::ENOBUFS)
 }
 
 impl Config {
-    /// Applies one setting's value; on error the setting keeps its value (except
-    /// `NOSPARSE_PROGRAMS`, which becomes [`Programs::Invalid`]).
+    /// Applies the value of the setting called `name`; on error the setting keeps its
+    /// value (except `NOSPARSE_PROGRAMS`, which becomes [`Programs::Invalid`]).
     pub fn apply(&mut self, name: &[u8], value: &[u8]) -> Result<(), &'static str> {
-        let Some(setting) = SETTINGS.iter().find(|s| s.name.as_bytes() == name) else {
-            return Err("not a nosparse setting");
-        };
-        if value.is_empty() {
-            if setting.name == "NOSPARSE_PROGRAMS" {
-                self.programs = Programs::Invalid;
-            }
-            return Err("empty");
+        match SETTINGS.iter().find(|s| s.name.as_bytes() == name) {
+            Some(setting) => setting.apply(self, value),
+            None => Err("not a nosparse setting"),
         }
-        match setting.name {
-            "NOSPARSE_DISABLE" => self.disabled = settings::parse_bool(value)?,
-            "NOSPARSE_PROGRAMS" => match Globs::parse(value) {
-                Ok(g) => {
-                    self.programs = Programs::Only;
-                    self.programs_globs = g;
-                }
-                Err(why) => {
-                    self.programs = Programs::Invalid;
-                    return Err(why);
-                }
-            },
-            "NOSPARSE_MIN_SIZE" => self.min_size = settings::parse_size(value)?,
-            "NOSPARSE_METHOD" => self.method = settings::parse_method(value)?,
-            "NOSPARSE_MATCH" => self.matcher = Globs::parse(value)?,
-            "NOSPARSE_TRIGGERS" => self.triggers = settings::parse_triggers(value)?,
-            "NOSPARSE_ON_ERROR" => self.on_error = settings::parse_on_error(value)?,
-            "NOSPARSE_LOG" => self.log = settings::parse_sink(value)?,
-            "NOSPARSE_DEBUG" => self.debug = settings::parse_bool(value)?,
-            "NOSPARSE_SKIP_FS" => self.skip_fs = settings::parse_skip_fs(value)?,
-            _ => return Err("not a nosparse setting"),
-        }
-        Ok(())
     }
 
     /// Applies a settings file's lines in order (so the last line for a key wins).
@@ -226,6 +123,16 @@ impl Config {
                 }
             }
         }
+    }
+
+    /// Whether `path` matches `NOSPARSE_MATCH` (always, when it is not set).
+    pub fn matches(&self, path: &[u8]) -> bool {
+        self.matcher.matches(path) || (self.matcher_resolved.is_set() && self.matcher_resolved.matches(path))
+    }
+
+    /// Whether a preallocation that fails fails the call (`NOSPARSE_ON_ERROR=fail`).
+    pub fn fails(&self) -> bool {
+        self.on_error == OnError::Fail
     }
 
     /// Whether files on `fs` are left alone.
@@ -294,9 +201,11 @@ pub fn read_file(buf: &mut [u8]) -> (FileState, &[u8]) {
     let fd = match sys::open(CONFIG_FILE_C, libc::O_RDONLY | libc::O_NONBLOCK) {
         Ok(fd) => fd,
         Err(e) if e.0 == libc::ENOENT || e.0 == libc::ENOTDIR => return (FileState::Absent, &[]),
+        Err(e) if transient(e) => return (FileState::Transient, &[]),
         Err(_) => return (FileState::Untrusted("cannot be opened"), &[]),
     };
     match sys::fstat(fd.0) {
+        Err(e) if transient(e) => return (FileState::Transient, &[]),
         Err(_) => return (FileState::Untrusted("cannot be examined"), &[]),
         Ok(st) => {
             if let Some(why) = untrusted(&st) {
@@ -304,18 +213,13 @@ pub fn read_file(buf: &mut [u8]) -> (FileState, &[u8]) {
             }
         }
     }
-    let mut len = 0;
-    while let Some(rest) = buf.get_mut(len..) {
-        if rest.is_empty() {
-            return (FileState::Untrusted("larger than 64 KiB"), &[]);
-        }
-        match sys::read(fd.0, rest) {
-            Ok(0) => break,
-            Ok(n) => len += n,
-            Err(e) if e.0 == libc::EINTR => {}
-            Err(_) => return (FileState::Untrusted("cannot be read"), &[]),
-        }
-    }
+    // One byte more than the largest file: a file that fills it is too large.
+    let len = match sys::read_all(fd.0, buf) {
+        Ok(len) if len < buf.len() => len,
+        Ok(_) => return (FileState::Untrusted("larger than 64 KiB"), &[]),
+        Err(e) if transient(e) => return (FileState::Transient, &[]),
+        Err(_) => return (FileState::Untrusted("cannot be read"), &[]),
+    };
     (FileState::Used, buf.get(..len).unwrap_or(&[]))
 }
 
@@ -352,9 +256,143 @@ pub fn env_has_settings() -> bool {
     SETTINGS.iter().any(|s| env_var(s.name).is_some())
 }
 
+/// The settings could not be read just now (see [`FileState::Transient`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NotNow;
+
+/// Room [`load`] needs: the settings file, and `NOSPARSE_MATCH` being resolved.
+pub const LOAD_BUF: usize = CONFIG_FILE_MAX + 1;
+
+/// Reads the settings file and the environment into `cfg` (which starts as [`DEFAULT`]);
+/// with `report`, logs what was wrong with them. `exe_link` is the program's
+/// `/proc/PID/exe` (NUL-terminated), for `NOSPARSE_PROGRAMS`; `io` and `exe` are
+/// scratch space. `Err`: a passing failure (see [`FileState::Transient`]): try later.
+pub fn load(cfg: &mut Config, io: &mut [u8], exe: &mut [u8], exe_link: &[u8], report: bool) -> Result<(), NotNow> {
+    let secure = sys::secure_execution();
+    let (state, text) = read_file(io);
+    let mut bad = BadList::new();
+    match state {
+        FileState::Transient => return Err(NotNow),
+        FileState::Untrusted(_) => {
+            cfg.disabled = true;
+            return Ok(());
+        }
+        FileState::Absent | FileState::Used => {}
+    }
+    cfg.apply_file(text, &mut bad);
+    if !secure {
+        // A closure, not the function: it lets the 'static values shorten to the file's.
+        #[allow(clippy::redundant_closure)]
+        cfg.apply_env(|name| env_var(name), &mut bad);
+    }
+    if cfg.programs != Programs::Every {
+        let exe_path = match sys::readlink(exe_link, exe) {
+            Ok(n) if n < exe.len() => exe.get(..n),
+            Err(e) if transient(e) => return Err(NotNow),
+            _ => None,
+        };
+        if !cfg.allows_program(exe_path) {
+            // Not a program the library is for, or a bad list: inert and silent, since
+            // with /etc/ld.so.preload that is every other process on the host.
+            cfg.disabled = true;
+            return Ok(());
+        }
+    }
+    if report {
+        report_bad(cfg, &bad, secure);
+    }
+    if cfg.matcher.is_set() {
+        cfg.matcher_resolved = resolve(&cfg.matcher, exe);
+    }
+    Ok(())
+}
+
+/// Logs each bad value, once per process.
+fn report_bad(cfg: &Config, bad: &BadList, secure: bool) {
+    let mut line = [0u8; 256];
+    for b in bad.iter() {
+        let mut l = Line::new(&mut line, cfg.log, Level::Warning, Ident::Own);
+        l.lit("ignoring ");
+        match b.name {
+            [] => l.lit("the line"),
+            name => l.text(name),
+        };
+        l.lit("=\"").text(b.value).lit("\" (");
+        match b.source {
+            Source::Environment => l.lit("environment"),
+            Source::File(n) => l.lit(CONFIG_FILE).lit(":").num(u64::from(n)),
+        };
+        l.lit("): ").lit(b.why).lit("; keeping the default").emit();
+    }
+    if bad.more > 0 {
+        let mut l = Line::new(&mut line, cfg.log, Level::Warning, Ident::Own);
+        l.lit("more bad settings not shown: ").num(u64::from(bad.more)).emit();
+    }
+    if secure && env_has_settings() {
+        let mut l = Line::new(&mut line, cfg.log, Level::Info, Ident::Own);
+        l.lit("secure-execution program: NOSPARSE_* settings from the environment ignored").emit();
+    }
+}
+
+/// The globs of `list` with their literal directory part resolved where a symbolic link
+/// makes it differ (`/vm/*.vmem` with `/vm` → `/data/vm` gives `/data/vm/*.vmem`);
+/// empty when none differs. `buf` is scratch space for one path (at least 4 KiB).
+pub fn resolve(list: &Globs, buf: &mut [u8]) -> Globs {
+    let mut out = [0u8; GLOBS_MAX];
+    let mut len = 0;
+    let mut changed = false;
+    for glob in list.as_bytes().split(|&b| b == b':') {
+        let resolved = resolve_one(glob, buf);
+        changed |= resolved.is_some();
+        let (dir, rest): (&[u8], &[u8]) = match resolved {
+            Some((dir_len, split)) => (buf.get(..dir_len).unwrap_or(&[]), glob.get(split..).unwrap_or(&[])),
+            None => (glob, &[]),
+        };
+        let sep: &[u8] = if len == 0 { b"" } else { b":" };
+        for &c in sep.iter().chain(dir).chain(rest) {
+            match out.get_mut(len) {
+                Some(slot) => *slot = c,
+                // Too long to keep whole: match by the globs as written only.
+                None => return Globs::NONE,
+            }
+            len += 1;
+        }
+    }
+    match changed {
+        true => Globs::parse(out.get(..len).unwrap_or(&[])).unwrap_or(Globs::NONE),
+        false => Globs::NONE,
+    }
+}
+
+/// For a glob with a `/`: its literal directory prefix (up to the last `/` before the
+/// first wildcard) resolved into `buf`, when that differs from how it is written.
+/// Returns the resolved length and where the rest of the glob starts.
+fn resolve_one(glob: &[u8], buf: &mut [u8]) -> Option<(usize, usize)> {
+    let wild = glob.iter().position(|c| matches!(c, b'*' | b'?' | b'[' | b'\\')).unwrap_or(glob.len());
+    let split = glob.get(..wild)?.iter().rposition(|&c| c == b'/')?;
+    let dir = glob.get(..split.max(1))?;
+    // "/" resolves to itself: nothing to open (and no descriptor a fork could inherit).
+    if dir.first() != Some(&b'/') || dir == b"/" {
+        return None;
+    }
+    let mut c_dir = [0u8; 512];
+    for (d, s) in c_dir.iter_mut().zip(dir) {
+        *d = *s;
+    }
+    let handle = sys::open(c_dir.get(..dir.len() + 1)?, libc::O_PATH | libc::O_DIRECTORY).ok()?;
+    let mut link = [0u8; 32];
+    let n = crate::fs::proc_path(&mut link, b"/proc/self/fd/", handle.0);
+    let got = sys::readlink(link.get(..n)?, buf).ok().filter(|&g| g < buf.len())?;
+    let resolved = buf.get(..got)?;
+    // "/" resolves to "/", which needs no second copy; the rest starts with its '/'.
+    let (resolved_len, rest_at) = if resolved == b"/" { (0, split) } else { (got, split) };
+    (buf.get(..resolved_len)? != dir).then_some((resolved_len, rest_at))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::settings::{Method, Sink};
 
     fn with(vars: &[(&'static str, &'static str)]) -> (Config, Vec<&'static [u8]>) {
         let mut cfg = DEFAULT;
@@ -459,6 +497,27 @@ mod tests {
         assert!(untrusted(&sys::Stat { mode: libc::S_IFREG | 0o646, ..ok }).is_some());
         assert!(untrusted(&sys::Stat { mode: libc::S_IFIFO | 0o644, ..ok }).is_some());
         assert!(untrusted(&sys::Stat { size: 1 << 20, ..ok }).is_some());
+    }
+
+    #[test]
+    fn match_globs_follow_a_symlinked_directory() {
+        let base = std::env::temp_dir().join(format!("nosparse-resolve-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        std::fs::create_dir_all(base.join("data/vm")).unwrap();
+        std::os::unix::fs::symlink(base.join("data/vm"), base.join("vm")).unwrap();
+        let b = base.to_str().unwrap();
+        let globs = Globs::parse(format!("{b}/vm/*.vmem:*.img:{b}/data/vm/x").as_bytes()).unwrap();
+        let mut buf = [0u8; 4096];
+        let resolved = resolve(&globs, &mut buf);
+        assert_eq!(String::from_utf8_lossy(resolved.as_bytes()), format!("{b}/data/vm/*.vmem:*.img:{b}/data/vm/x"));
+        let cfg = Config { matcher: globs, matcher_resolved: resolved, ..DEFAULT };
+        assert!(cfg.matches(format!("{b}/data/vm/a.vmem").as_bytes()));
+        assert!(cfg.matches(format!("{b}/vm/a.vmem").as_bytes()));
+        assert!(!cfg.matches(format!("{b}/data/a.vmem").as_bytes()));
+        // Nothing symlinked: nothing to add.
+        let plain = Globs::parse(format!("{b}/data/vm/*.vmem").as_bytes()).unwrap();
+        assert!(!resolve(&plain, &mut buf).is_set());
+        std::fs::remove_dir_all(&base).unwrap();
     }
 
     #[test]

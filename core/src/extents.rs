@@ -116,7 +116,16 @@ pub fn for_each(fd: i32, f: impl FnMut(&Extent)) -> Result<()> {
 
 /// [`for_each`] with the caller's buffer.
 pub fn for_each_in(fd: i32, map: &mut Fiemap, mut f: impl FnMut(&Extent)) -> Result<()> {
-    map.fm_start = 0;
+    for_each_from(fd, 0, map, |e| {
+        f(e);
+        true
+    })
+}
+
+/// Calls `f` for every extent of `fd` that ends after `start`, in logical order, until
+/// `f` returns false.
+pub fn for_each_from(fd: i32, start: u64, map: &mut Fiemap, mut f: impl FnMut(&Extent) -> bool) -> Result<()> {
+    map.fm_start = start;
     loop {
         map.fm_length = u64::MAX - map.fm_start;
         map.fm_flags = 0;
@@ -129,13 +138,13 @@ pub fn for_each_in(fd: i32, map: &mut Fiemap, mut f: impl FnMut(&Extent)) -> Res
             return Ok(());
         };
         for raw in map.fm_extents.iter().take(n) {
-            f(&Extent {
+            let e = Extent {
                 logical: raw.fe_logical,
                 physical: raw.fe_physical,
                 length: raw.fe_length,
                 flags: raw.fe_flags,
-            });
-            if raw.fe_flags & FIEMAP_EXTENT_LAST != 0 {
+            };
+            if !f(&e) || raw.fe_flags & FIEMAP_EXTENT_LAST != 0 {
                 return Ok(());
             }
         }

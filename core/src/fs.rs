@@ -1,5 +1,19 @@
 //! Which filesystem a file lives on, from `fstatfs`'s magic number; for overlay
 //! (containers), the filesystem of its upper layer, which holds the data written.
+//!
+//! The engine acts only on the kinds named here — an allow-list, each for a reason:
+//! - ext2/3/4, xfs, btrfs: file data in blocks on a local disk, where a sparse file
+//!   fragments and can run out of room later; the zero fill may run there (their
+//!   FIEMAP shows holes, and a shared mapping allocates a page's block when written);
+//! - nfs, fuse: data on a disk elsewhere; fallocate where the server supports it, never
+//!   zeros (a mapping's page written back whole could overwrite another client's data);
+//! - tmpfs, ramfs: RAM (preallocating pins it), zfs: copy-on-write (its fallocate only
+//!   reserves) — skipped by `NOSPARSE_SKIP_FS`'s default;
+//! - overlay: judged by its upper layer.
+//!
+//! Everything else is passed through, silently: procfs (`/proc/PID/mem` is how
+//! debuggers write breakpoints), sysfs, hugetlbfs, FAT (no holes: the kernel writes the
+//! zeros itself), and any magic number not listed.
 
 use crate::sys;
 use core::fmt;
@@ -64,6 +78,16 @@ impl FsKind {
     /// The kind of the filesystem holding `fd` (for an overlay: overlay; see [`data_fs`]).
     pub fn of_fd(fd: i32) -> crate::error::Result<Self> {
         Ok(Self::from_magic(sys::fstatfs(fd)?.kind))
+    }
+
+    /// Whether the engine may act on this filesystem at all (see the module's list).
+    pub fn known(self) -> bool {
+        !matches!(self, FsKind::Other(_))
+    }
+
+    /// Whether the zero fill may run here: local block filesystems only.
+    pub fn zero_fill(self) -> bool {
+        matches!(self, FsKind::Ext | FsKind::Xfs | FsKind::Btrfs)
     }
 
     /// The name used in settings (`NOSPARSE_SKIP_FS`) and log lines.
@@ -159,7 +183,7 @@ fn upper_fs(fd: i32, buf: &mut [u8]) -> Option<sys::StatFs> {
 /// with the NUL.
 pub fn proc_path(out: &mut [u8], prefix: &[u8], fd: i32) -> usize {
     let mut digits = [0u8; 20];
-    let number = crate::log::decimal(u64::from(fd.unsigned_abs()), &mut digits);
+    let number = crate::num::decimal(u64::from(fd.unsigned_abs()), &mut digits);
     let mut len = 0;
     for &c in prefix.iter().chain(number).chain(&[0u8]) {
         if let Some(slot) = out.get_mut(len) {
@@ -170,18 +194,24 @@ pub fn proc_path(out: &mut [u8], prefix: &[u8], fd: i32) -> usize {
     len
 }
 
+/// Writes `/proc/PID/fd/N` and a NUL into `out`; returns the length with the NUL.
+pub fn proc_pid_path(out: &mut [u8], pid: u32, fd: i32) -> usize {
+    let mut digits = [0u8; 20];
+    let mut prefix = [0u8; 32];
+    let mut len = 0;
+    for &c in b"/proc/".iter().chain(crate::num::decimal(u64::from(pid), &mut digits)).chain(b"/fd/") {
+        if let Some(slot) = prefix.get_mut(len) {
+            *slot = c;
+            len += 1;
+        }
+    }
+    proc_path(out, prefix.get(..len).unwrap_or(&[]), fd)
+}
+
 /// Reads a small file (`path` ends with a NUL) into `buf`, whole or cut at its size.
 fn read_small<'a>(path: &[u8], buf: &'a mut [u8]) -> Option<&'a [u8]> {
     let f = sys::open(path, libc::O_RDONLY).ok()?;
-    let mut len = 0;
-    while let Some(rest) = buf.get_mut(len..).filter(|r| !r.is_empty()) {
-        match sys::read(f.0, rest) {
-            Ok(0) => break,
-            Ok(n) => len += n,
-            Err(e) if e.0 == libc::EINTR => {}
-            Err(_) => return None,
-        }
-    }
+    let len = sys::read_all(f.0, buf).ok()?;
     buf.get(..len)
 }
 

@@ -10,15 +10,20 @@
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod alloc;
 pub mod config;
+pub mod engine;
 pub mod error;
 pub mod extents;
 pub mod fs;
 pub mod glob;
 pub mod hook;
 pub mod log;
+pub mod num;
 pub mod policy;
-pub mod prealloc;
 pub mod real;
+pub mod report;
+pub mod scratch;
 pub mod settings;
+pub mod state;
 pub mod sys;

@@ -30,6 +30,15 @@ pub const LINE_MAX: usize = 1024;
 const LOG_USER: u32 = 1 << 3;
 const DEV_LOG: &[u8] = b"/dev/log";
 
+/// Whose line it is: the syslog header names the program and its pid.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ident<'a> {
+    /// This process (the library): its short name and pid.
+    Own,
+    /// Another process (the supervisor's program).
+    Of { name: &'a [u8], pid: u32 },
+}
+
 /// A log line being written into a fixed buffer; it stops, without failing, when full.
 pub struct Line<'a> {
     buf: &'a mut [u8],
@@ -39,7 +48,7 @@ pub struct Line<'a> {
 
 impl<'a> Line<'a> {
     /// A line for `sink`, its header (syslog priority, program name and pid) written.
-    pub fn new(buf: &'a mut [u8], sink: Sink, level: Level) -> Self {
+    pub fn new(buf: &'a mut [u8], sink: Sink, level: Level, ident: Ident) -> Self {
         let mut l = Line { buf, len: 0, sink };
         if sink == Sink::Syslog {
             let severity = match level {
@@ -47,10 +56,19 @@ impl<'a> Line<'a> {
                 Level::Info => 6,
                 Level::Warning => 4,
             };
-            l.s("<").n(u64::from(LOG_USER | severity)).s(">");
-            l.text(crate::real::program_name()).s("[").n(u64::from(sys::getpid())).s("]: ");
+            l.lit("<").num(u64::from(LOG_USER | severity)).lit(">");
         }
-        l.s("nosparse: ");
+        // Syslog names the program; so does stderr for another process's line (the
+        // supervisor's stderr is shared by every program it serves).
+        let who = match (sink, ident) {
+            (Sink::Syslog, Ident::Own) => Some((crate::real::program_name(), sys::getpid())),
+            (Sink::None, _) | (Sink::Stderr, Ident::Own) => None,
+            (_, Ident::Of { name, pid }) => Some((name, pid)),
+        };
+        if let Some((name, pid)) = who {
+            l.text(name).lit("[").num(u64::from(pid)).lit("]: ");
+        }
+        l.lit("nosparse: ");
         l
     }
 
@@ -65,50 +83,79 @@ impl<'a> Line<'a> {
     }
 
     /// Literal text.
-    pub fn s(&mut self, s: &str) -> &mut Self {
+    // Out of line: a log line is rare, and each use would otherwise copy the code.
+    #[inline(never)]
+    pub fn lit(&mut self, s: &str) -> &mut Self {
         s.bytes().for_each(|c| self.push(c));
         self
     }
 
-    /// Bytes from outside (a path, a setting's value): control characters and `\`
-    /// escaped.
-    pub fn text(&mut self, t: &[u8]) -> &mut Self {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        for &c in t {
-            if c < 0x20 || c == 0x7f || c == b'\\' {
-                self.push(b'\\');
-                self.push(b'x');
-                self.push(HEX[usize::from(c >> 4)]);
-                self.push(HEX[usize::from(c & 0xf)]);
+    /// Bytes from outside (a path, a setting's value): control characters, `\\` and
+    /// every byte that is not part of valid UTF-8 are escaped as `\\xNN`.
+    // Out of line: a log line is rare, and each use would otherwise copy the code.
+    #[inline(never)]
+    pub fn text(&mut self, mut t: &[u8]) -> &mut Self {
+        while !t.is_empty() {
+            let (valid, rest) = match core::str::from_utf8(t) {
+                Ok(_) => (t, &[][..]),
+                Err(e) => (t.get(..e.valid_up_to()).unwrap_or(&[]), t.get(e.valid_up_to()..).unwrap_or(&[])),
+            };
+            for &c in valid {
+                if c < 0x20 || c == 0x7f || c == b'\\' {
+                    self.hex(c);
+                } else {
+                    self.push(c);
+                }
+            }
+            // The first byte of `rest` starts no valid sequence: escape it, go on after it.
+            if let Some((&bad, after)) = rest.split_first() {
+                self.hex(bad);
+                t = after;
             } else {
-                self.push(c);
+                t = rest;
             }
         }
         self
     }
 
+    // Out of line: a log line is rare, and each use would otherwise copy the code.
+    #[inline(never)]
+    fn hex(&mut self, c: u8) {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        self.push(b'\\');
+        self.push(b'x');
+        self.push(HEX[usize::from(c >> 4)]);
+        self.push(HEX[usize::from(c & 0xf)]);
+    }
+
     /// A decimal number.
-    pub fn n(&mut self, v: u64) -> &mut Self {
+    // Out of line: a log line is rare, and each use would otherwise copy the code.
+    #[inline(never)]
+    pub fn num(&mut self, v: u64) -> &mut Self {
         let mut digits = [0u8; 20];
-        decimal(v, &mut digits).iter().for_each(|&c| self.push(c));
+        crate::num::decimal(v, &mut digits).iter().for_each(|&c| self.push(c));
         self
     }
 
     /// A byte count for people: `3774873600 bytes (3.5 GiB)`.
+    // Out of line: a log line is rare, and each use would otherwise copy the code.
+    #[inline(never)]
     pub fn bytes(&mut self, v: u64) -> &mut Self {
-        self.n(v).s(" bytes");
-        if let Some((shift, unit)) = unit_of(v) {
+        self.num(v).lit(" bytes");
+        if let Some((shift, unit)) = crate::num::unit_of(v) {
             let tenths = ((u128::from(v) * 10) >> shift) as u64;
-            self.s(" (").n(tenths / 10).s(".").n(tenths % 10).s(" ").s(unit).s(")");
+            self.lit(" (").num(tenths / 10).lit(".").num(tenths % 10).lit(" ").lit(unit).lit(")");
         }
         self
     }
 
     /// An errno value by name.
+    // Out of line: a log line is rare, and each use would otherwise copy the code.
+    #[inline(never)]
     pub fn errno(&mut self, e: Errno) -> &mut Self {
         match e.name() {
-            Some(name) => self.s(name),
-            None => self.s("errno ").n(e.0 as u64),
+            Some(name) => self.lit(name),
+            None => self.lit("errno ").num(e.0 as u64),
         }
     }
 
@@ -135,26 +182,6 @@ impl<'a> Line<'a> {
             }
         }
     }
-}
-
-/// `v` in decimal, written at the end of `digits`; returns the digits.
-pub fn decimal(mut v: u64, digits: &mut [u8; 20]) -> &[u8] {
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 || i == 0 {
-            break;
-        }
-    }
-    digits.get(i..).unwrap_or(&[])
-}
-
-/// The largest binary unit not above `v`: its shift and name.
-fn unit_of(v: u64) -> Option<(u32, &'static str)> {
-    const UNITS: [(u32, &str); 4] = [(40, "TiB"), (30, "GiB"), (20, "MiB"), (10, "KiB")];
-    UNITS.into_iter().find(|&(shift, _)| v >= 1u64 << shift)
 }
 
 /// What fd 2 was when the library loaded: not known, a file (its device and inode in
@@ -191,27 +218,13 @@ fn stderr_is_ours() -> bool {
     }
 }
 
-/// A byte count for people, for the tools: `3774873600 bytes (3.5 GiB)`.
-pub struct Bytes(pub u64);
-
-impl core::fmt::Display for Bytes {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "{} bytes", self.0)?;
-        if let Some((shift, unit)) = unit_of(self.0) {
-            let tenths = ((u128::from(self.0) * 10) >> shift) as u64;
-            write!(f, " ({}.{} {unit})", tenths / 10, tenths % 10)?;
-        }
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn line(f: impl FnOnce(&mut Line)) -> String {
         let mut buf = [0u8; 64];
-        let mut l = Line::new(&mut buf, Sink::Stderr, Level::Info);
+        let mut l = Line::new(&mut buf, Sink::Stderr, Level::Info, Ident::Own);
         f(&mut l);
         String::from_utf8(l.as_bytes().to_vec()).unwrap()
     }
@@ -220,7 +233,7 @@ mod tests {
     fn numbers_bytes_and_escapes() {
         assert_eq!(
             line(|l| {
-                l.n(0).s(" ").n(u64::MAX);
+                l.num(0).lit(" ").num(u64::MAX);
             }),
             "nosparse: 0 18446744073709551615"
         );
@@ -242,13 +255,18 @@ mod tests {
             }),
             "nosparse: /vm/a\\x0ab\\x5cc\\x7f"
         );
-        assert_eq!(Bytes(64 << 20).to_string(), "67108864 bytes (64.0 MiB)");
+        assert_eq!(
+            line(|l| {
+                l.text(b"/vm/\xc3\xa9\xff/ok");
+            }),
+            "nosparse: /vm/é\\xff/ok"
+        );
     }
 
     #[test]
     fn a_full_buffer_cuts_the_line() {
         let long = line(|l| {
-            l.s(&"x".repeat(100));
+            l.lit(&"x".repeat(100));
         });
         assert_eq!(long.len(), 63);
     }
@@ -256,8 +274,8 @@ mod tests {
     #[test]
     fn syslog_header() {
         let mut buf = [0u8; 128];
-        let mut l = Line::new(&mut buf, Sink::Syslog, Level::Warning);
-        l.s("hi");
+        let mut l = Line::new(&mut buf, Sink::Syslog, Level::Warning, Ident::Own);
+        l.lit("hi");
         let text = String::from_utf8(l.as_bytes().to_vec()).unwrap();
         let pid = std::process::id();
         assert!(text.starts_with("<12>"), "{text}");

@@ -10,8 +10,7 @@
 
 use crate::config::Config;
 use crate::fs::FsKind;
-use crate::settings::{Method, Trigger};
-use crate::sys::{FS_APPEND_FL, FS_IMMUTABLE_FL};
+use crate::settings::{Method, OnError, Trigger};
 
 /// What the first two system calls (`fcntl(F_GETFL)`, `fstat`) tell.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,20 +26,38 @@ pub struct Call {
     pub blksize: i64,
 }
 
+/// A call that passed [`screen`]: the only way to reach [`judge`], so a call is screened
+/// once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Screened(Call);
+
+impl Screened {
+    pub fn call(&self) -> &Call {
+        &self.0
+    }
+}
+
 /// What is learnt about the file once the call is worth it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct File {
-    /// `FS_IOC_GETFLAGS` (0 where the filesystem has none).
-    pub inode_flags: i32,
+    /// The inode is append-only (`chattr +a`).
+    pub append_only: bool,
+    /// The inode is immutable (`chattr +i`).
+    pub immutable: bool,
     /// The filesystem that holds the data (an overlay's upper layer).
     pub fs: FsKind,
     /// The file is on an overlay (`fs` is then its upper layer's, when found).
     pub overlay: bool,
+    /// The filesystem's size in blocks (0: it keeps no data in blocks).
+    pub fs_blocks: u64,
     /// Bytes this process may still allocate there.
     pub free: u64,
     pub path_matches: bool,
-    /// `RLIMIT_FSIZE` soft limit.
+    /// `RLIMIT_FSIZE` soft limit of the program.
     pub fsize_limit: u64,
+    /// The filesystem's extent size hint for the file (xfs), 0 where none: allocation
+    /// starts at a multiple of it, so that none lands in the program's own hole.
+    pub extent_hint: u64,
 }
 
 /// Why a call is left alone.
@@ -57,14 +74,23 @@ pub enum Skip {
     Append,
     /// The new hole is smaller than `NOSPARSE_MIN_SIZE` (also: the byte is inside the file).
     SmallHole,
+    /// A one-byte `O_DIRECT` write: it fails (EINVAL) or bypasses the page cache; either
+    /// way nothing is gained.
+    Direct,
+    /// A descriptor without `O_LARGEFILE` cannot write past 2 GiB: the call fails (EFBIG).
+    NotLargeFile,
     AppendOnlyInode,
     ImmutableInode,
     NoMatch,
+    /// A filesystem in `NOSPARSE_SKIP_FS`.
     Filesystem(FsKind),
+    /// Not a filesystem the engine acts on (procfs, sysfs, hugetlbfs, FAT, unknown), or
+    /// one that keeps no data in blocks: passed through silently.
+    NotOnDisk(FsKind),
     /// The new size exceeds RLIMIT_FSIZE: the real call's EFBIG/SIGXFSZ must be the only one.
     FileSizeLimit,
-    /// Zeros cannot be written through an `O_DIRECT` or `O_APPEND` descriptor into an
-    /// arbitrary range.
+    /// `NOSPARSE_METHOD=zero` where zeros cannot be filled in: a descriptor not open for
+    /// reading and writing, or a filesystem where the zero fill does not run.
     CannotZero,
     /// The new range lies within the block that holds the file's end: nothing to allocate.
     NothingToAllocate,
@@ -82,12 +108,15 @@ impl Skip {
             Skip::NotWritable => "not open for writing",
             Skip::Append => "opened O_APPEND",
             Skip::SmallHole => "new hole below NOSPARSE_MIN_SIZE",
+            Skip::Direct => "one-byte O_DIRECT write",
+            Skip::NotLargeFile => "past 2 GiB without O_LARGEFILE (the call fails with EFBIG)",
             Skip::AppendOnlyInode => "append-only file (chattr +a)",
             Skip::ImmutableInode => "immutable file (chattr +i)",
             Skip::NoMatch => "path does not match NOSPARSE_MATCH",
             Skip::Filesystem(_) => "filesystem in NOSPARSE_SKIP_FS",
+            Skip::NotOnDisk(_) => "not a filesystem that keeps data on a disk",
             Skip::FileSizeLimit => "beyond RLIMIT_FSIZE",
-            Skip::CannotZero => "O_DIRECT or O_APPEND descriptor and NOSPARSE_METHOD=zero",
+            Skip::CannotZero => "NOSPARSE_METHOD=zero, and zeros cannot be filled in here",
             Skip::NothingToAllocate => "the new range is within the last block",
         }
     }
@@ -98,16 +127,22 @@ impl Skip {
 pub struct Plan {
     /// The file's size before: where the zero fill starts.
     pub size: i64,
-    /// The first whole block after the old end: where fallocate starts, so that the
-    /// block holding the old end (perhaps the program's own hole) is not touched.
+    /// The first whole block (or extent size hint) after the old end: where fallocate
+    /// starts, so that the block holding the old end (perhaps the program's own hole)
+    /// is not touched.
     pub start: i64,
     /// One past the byte the call writes.
     pub end: i64,
     pub method: Method,
     /// Mark the (empty) file NOCOW first (btrfs).
     pub nocow: bool,
-    /// Zeros may be written through this descriptor (not O_DIRECT or O_APPEND).
+    /// The zero fill may run: a local block filesystem, a descriptor open for reading
+    /// and writing (it maps the file).
     pub can_zero: bool,
+    /// Fallocate before the real call: under `NOSPARSE_ON_ERROR=fail`, so that a
+    /// failure can fail the call; and with `nocow`, because NOCOW can be cleared again
+    /// only while the file is empty (btrfs's fallocate takes all of the range or none).
+    pub reserve: bool,
 }
 
 impl Plan {
@@ -138,7 +173,7 @@ pub enum Decision {
 
 /// The verdict from the call alone (no file facts yet): `Err` when the call is not a
 /// creation whatever the file. The hooks make the cheapest part of this test inline.
-pub fn screen(cfg: &Config, c: &Call) -> Result<(), Skip> {
+pub fn screen(cfg: &Config, c: &Call) -> Result<Screened, Skip> {
     if cfg.disabled {
         return Err(Skip::Disabled);
     }
@@ -157,7 +192,8 @@ pub fn screen(cfg: &Config, c: &Call) -> Result<(), Skip> {
     if c.open_flags & libc::O_ACCMODE == libc::O_RDONLY || c.open_flags & libc::O_PATH != 0 {
         return Err(Skip::NotWritable);
     }
-    if c.open_flags & libc::O_APPEND != 0 && c.trigger != Trigger::Ftruncate {
+    let writes = c.trigger != Trigger::Ftruncate;
+    if writes && c.open_flags & libc::O_APPEND != 0 {
         // An O_APPEND write lands at the end whatever the offset; ftruncate ignores the flag.
         return Err(Skip::Append);
     }
@@ -165,18 +201,32 @@ pub fn screen(cfg: &Config, c: &Call) -> Result<(), Skip> {
     if hole <= 0 || (hole as u64) < cfg.min_size {
         return Err(Skip::SmallHole);
     }
-    Ok(())
+    if writes && c.open_flags & libc::O_DIRECT != 0 {
+        return Err(Skip::Direct);
+    }
+    if writes && c.open_flags & O_LARGEFILE == 0 && c.offset >= MAX_NON_LFS {
+        return Err(Skip::NotLargeFile);
+    }
+    Ok(Screened(*c))
 }
 
-/// The decision for a call and its file.
-pub fn judge(cfg: &Config, c: &Call, f: &File) -> Decision {
-    if let Err(skip) = screen(cfg, c) {
-        return Decision::Skip(skip);
-    }
+/// The kernel's `O_LARGEFILE` on x86_64 and i386 (libc's constant is 0 on x86_64,
+/// where the C library never needs it, but the kernel still reports it).
+const O_LARGEFILE: i32 = 0o100000;
+/// The largest offset a descriptor without `O_LARGEFILE` may write at, plus one.
+const MAX_NON_LFS: i64 = i32::MAX as i64;
+
+/// The decision for a screened call and its file.
+pub fn judge(cfg: &Config, s: &Screened, f: &File) -> Decision {
+    let c = s.call();
     let end = c.offset + 1;
-    let skip = if f.inode_flags & FS_APPEND_FL != 0 {
+    let accmode_rw = c.open_flags & libc::O_ACCMODE == libc::O_RDWR;
+    let can_zero = f.fs.zero_fill() && accmode_rw;
+    let skip = if !f.fs.known() || f.fs_blocks == 0 {
+        Skip::NotOnDisk(f.fs)
+    } else if f.append_only {
         Skip::AppendOnlyInode
-    } else if f.inode_flags & FS_IMMUTABLE_FL != 0 {
+    } else if f.immutable {
         Skip::ImmutableInode
     } else if !f.path_matches {
         Skip::NoMatch
@@ -186,26 +236,34 @@ pub fn judge(cfg: &Config, c: &Call, f: &File) -> Decision {
         Skip::Filesystem(FsKind::Overlay)
     } else if end as u64 > f.fsize_limit {
         Skip::FileSizeLimit
-    } else if cfg.method == Method::Zero && !can_zero(c.open_flags) {
+    } else if cfg.method == Method::Zero && !can_zero {
         Skip::CannotZero
     } else {
-        let block = c.blksize.clamp(512, 1 << 20);
+        let block = c.blksize.clamp(512, 1 << 20).max(f.extent_hint.min(1 << 30) as i64);
         let size = c.size.max(0);
         let start = round_up(size, block).min(end);
+        let nocow = f.fs == FsKind::Btrfs && size == 0;
         let plan = Plan {
             size,
             start,
             end,
             method: cfg.method,
-            nocow: f.fs == FsKind::Btrfs && size == 0,
-            can_zero: can_zero(c.open_flags),
+            nocow,
+            can_zero,
+            reserve: nocow || (cfg.on_error == OnError::Fail && cfg.method != Method::Zero),
+        };
+        // Zeros on ext2/ext3 files need an indirect block per 1024 blocks besides the
+        // data: counted, so that a fill that passes the check does not stop short of room.
+        let needed = match plan.can_zero && cfg.method != Method::Fallocate {
+            true => plan.len().saturating_add(plan.len() / ZERO_FILL_OVERHEAD),
+            false => plan.len(),
         };
         return if plan.is_empty() {
             Decision::Skip(Skip::NothingToAllocate)
         } else if cfg.method == Method::Off {
             Decision::WouldAllocate(plan)
-        } else if plan.len() > f.free {
-            Decision::NoRoom { needed: plan.len(), free: f.free }
+        } else if needed > f.free {
+            Decision::NoRoom { needed, free: f.free }
         } else {
             Decision::Allocate(plan)
         };
@@ -213,16 +271,16 @@ pub fn judge(cfg: &Config, c: &Call, f: &File) -> Decision {
     Decision::Skip(skip)
 }
 
+/// The zero fill's metadata, at most one part in this many of the data (ext2/ext3's
+/// indirect blocks: one 4 KiB block maps 4 MiB, plus the double-indirect ones).
+const ZERO_FILL_OVERHEAD: u64 = 256;
+
 /// `v` rounded up to a multiple of `block` (which is positive).
-fn round_up(v: i64, block: i64) -> i64 {
+pub fn round_up(v: i64, block: i64) -> i64 {
     match v.checked_rem(block) {
         Some(0) | None => v,
         Some(r) => v.saturating_add(block - r),
     }
-}
-
-fn can_zero(open_flags: i32) -> bool {
-    open_flags & (libc::O_DIRECT | libc::O_APPEND) == 0
 }
 
 #[cfg(test)]
@@ -238,24 +296,35 @@ mod tests {
         let call = Call {
             trigger: Trigger::Pwrite,
             offset: 3774873599,
-            open_flags: libc::O_RDWR,
+            open_flags: libc::O_RDWR | O_LARGEFILE,
             regular: true,
             size: 0,
             blksize: 4096,
         };
         let file = File {
-            inode_flags: 0,
+            append_only: false,
+            immutable: false,
             fs: FsKind::Ext,
             overlay: false,
             free: 100 << 30,
+            fs_blocks: 1 << 30,
             path_matches: true,
             fsize_limit: u64::MAX,
+            extent_hint: 0,
         };
         (call, file)
     }
 
+    /// Screen, then judge, as the engine does.
+    fn verdict(cfg: &Config, c: &Call, f: &File) -> Decision {
+        match screen(cfg, c) {
+            Ok(s) => judge(cfg, &s, f),
+            Err(skip) => Decision::Skip(skip),
+        }
+    }
+
     fn decide(c: Call, f: File) -> Decision {
-        judge(&DEFAULT, &c, &f)
+        verdict(&DEFAULT, &c, &f)
     }
 
     fn plan(d: Decision) -> Plan {
@@ -295,11 +364,23 @@ mod tests {
     }
 
     #[test]
+    fn an_extent_size_hint_keeps_the_start_off_the_programs_hole() {
+        let (c, f) = vmem();
+        let p = plan(decide(
+            Call { size: 100 * MIB + 1, offset: GIB - 1, ..c },
+            File { extent_hint: 16 * MIB as u64, ..f },
+        ));
+        assert_eq!(p.start, 112 * MIB);
+    }
+
+    #[test]
     fn btrfs_gets_nocow_only_while_empty() {
         let (c, f) = vmem();
         let f = File { fs: FsKind::Btrfs, ..f };
-        assert!(plan(decide(c, f)).nocow);
-        assert!(!plan(decide(Call { size: 4096, ..c }, f)).nocow);
+        let p = plan(decide(c, f));
+        assert!(p.nocow && p.reserve, "NOCOW is set, and the range reserved, before the call");
+        let p = plan(decide(Call { size: 4096, ..c }, f));
+        assert!(!p.nocow && !p.reserve);
     }
 
     #[test]
@@ -308,17 +389,22 @@ mod tests {
         let small = Config { min_size: 1024, ..DEFAULT };
         // 100 bytes, then one byte at 2000: the new range ends inside the first block.
         let within = Call { size: 100, offset: 2000, ..c };
-        assert_eq!(judge(&small, &within, &f), Decision::Skip(Skip::NothingToAllocate));
+        assert_eq!(verdict(&small, &within, &f), Decision::Skip(Skip::NothingToAllocate));
     }
 
     #[test]
     fn no_room_is_known_before_allocating() {
         let (c, f) = vmem();
+        let fallocate = Config { method: Method::Fallocate, ..DEFAULT };
         assert_eq!(
-            decide(c, File { free: GIB as u64, ..f }),
+            verdict(&fallocate, &c, &File { free: GIB as u64, ..f }),
             Decision::NoRoom { needed: 3774873600, free: GIB as u64 }
         );
-        assert!(matches!(decide(c, File { free: 3774873600, ..f }), Decision::Allocate(_)));
+        assert!(matches!(verdict(&fallocate, &c, &File { free: 3774873600, ..f }), Decision::Allocate(_)));
+        // Where zeros may be written, their metadata is counted too.
+        let needed = 3774873600 + 3774873600 / 256;
+        assert_eq!(decide(c, File { free: 3774873600, ..f }), Decision::NoRoom { needed, free: 3774873600 });
+        assert!(matches!(decide(c, File { free: needed, ..f }), Decision::Allocate(_)));
     }
 
     #[test]
@@ -331,6 +417,8 @@ mod tests {
             (Call { offset: i64::MAX, ..c }, Skip::OffsetTooLarge),
             (Call { regular: false, ..c }, Skip::NotRegular),
             (Call { open_flags: libc::O_RDONLY, ..c }, Skip::NotWritable),
+            (Call { open_flags: libc::O_RDWR | O_LARGEFILE | libc::O_DIRECT, ..c }, Skip::Direct),
+            (Call { open_flags: libc::O_RDWR, ..c }, Skip::NotLargeFile),
             (Call { open_flags: libc::O_PATH, ..c }, Skip::NotWritable),
             (Call { open_flags: libc::O_WRONLY | libc::O_APPEND, ..c }, Skip::Append),
             (Call { size: 4 * GIB, ..c }, Skip::SmallHole),
@@ -340,13 +428,15 @@ mod tests {
             assert_eq!(decide(call, f), Decision::Skip(why), "{call:?}");
         }
         let files = [
-            (File { inode_flags: FS_APPEND_FL, ..f }, Skip::AppendOnlyInode),
-            (File { inode_flags: FS_IMMUTABLE_FL, ..f }, Skip::ImmutableInode),
+            (File { append_only: true, ..f }, Skip::AppendOnlyInode),
+            (File { immutable: true, ..f }, Skip::ImmutableInode),
             (File { path_matches: false, ..f }, Skip::NoMatch),
             (File { fs: FsKind::Tmpfs, ..f }, Skip::Filesystem(FsKind::Tmpfs)),
             (File { fs: FsKind::Ramfs, ..f }, Skip::Filesystem(FsKind::Ramfs)),
             (File { fs: FsKind::Zfs, ..f }, Skip::Filesystem(FsKind::Zfs)),
             (File { fsize_limit: 1 << 20, ..f }, Skip::FileSizeLimit),
+            (File { fs: FsKind::Other(0x9fa0), ..f }, Skip::NotOnDisk(FsKind::Other(0x9fa0))),
+            (File { fs_blocks: 0, ..f }, Skip::NotOnDisk(FsKind::Ext)),
         ];
         for (file, why) in files {
             assert_eq!(decide(c, file), Decision::Skip(why), "{file:?}");
@@ -366,25 +456,29 @@ mod tests {
     fn settings_change_the_verdict() {
         let (c, f) = vmem();
         let off = Config { disabled: true, ..DEFAULT };
-        assert_eq!(judge(&off, &c, &f), Decision::Skip(Skip::Disabled));
+        assert_eq!(verdict(&off, &c, &f), Decision::Skip(Skip::Disabled));
         let tmpfs_too = Config { skip_fs: 0, ..DEFAULT };
-        assert!(matches!(judge(&tmpfs_too, &c, &File { fs: FsKind::Tmpfs, ..f }), Decision::Allocate(_)));
+        assert!(matches!(verdict(&tmpfs_too, &c, &File { fs: FsKind::Tmpfs, ..f }), Decision::Allocate(_)));
         let no_overlay = Config { skip_fs: FsKind::Overlay.bit(), ..DEFAULT };
-        assert!(matches!(judge(&no_overlay, &c, &File { fs: FsKind::Overlay, ..f }), Decision::Skip(_)));
+        assert!(matches!(verdict(&no_overlay, &c, &File { fs: FsKind::Overlay, ..f }), Decision::Skip(_)));
         // An overlay is judged by its upper layer, and skipped as an overlay too.
         let on_tmpfs = File { fs: FsKind::Tmpfs, overlay: true, ..f };
         assert_eq!(decide(c, on_tmpfs), Decision::Skip(Skip::Filesystem(FsKind::Tmpfs)));
         let on_ext = File { overlay: true, ..f };
         assert!(matches!(decide(c, on_ext), Decision::Allocate(_)));
-        assert_eq!(judge(&no_overlay, &c, &on_ext), Decision::Skip(Skip::Filesystem(FsKind::Overlay)));
+        assert_eq!(verdict(&no_overlay, &c, &on_ext), Decision::Skip(Skip::Filesystem(FsKind::Overlay)));
         let zero = Config { method: Method::Zero, ..DEFAULT };
-        let direct = Call { open_flags: libc::O_RDWR | libc::O_DIRECT, ..c };
-        assert_eq!(judge(&zero, &direct, &f), Decision::Skip(Skip::CannotZero));
-        assert!(!plan(decide(direct, f)).can_zero);
+        let write_only = Call { open_flags: libc::O_WRONLY | O_LARGEFILE, ..c };
+        assert_eq!(verdict(&zero, &write_only, &f), Decision::Skip(Skip::CannotZero));
+        assert!(!plan(decide(write_only, f)).can_zero);
+        assert!(plan(decide(c, f)).can_zero);
+        assert!(!plan(decide(c, File { fs: FsKind::Nfs, ..f })).can_zero);
+        let fail = Config { on_error: OnError::Fail, ..DEFAULT };
+        assert!(plan(verdict(&fail, &c, &f)).reserve && !plan(decide(c, f)).reserve);
         let dry = Config { method: Method::Off, ..DEFAULT };
-        assert!(matches!(judge(&dry, &c, &f), Decision::WouldAllocate(Plan { end: 3774873600, .. })));
+        assert!(matches!(verdict(&dry, &c, &f), Decision::WouldAllocate(Plan { end: 3774873600, .. })));
         let big = Config { min_size: 8 << 30, ..DEFAULT };
-        assert_eq!(judge(&big, &c, &f), Decision::Skip(Skip::SmallHole));
+        assert_eq!(verdict(&big, &c, &f), Decision::Skip(Skip::SmallHole));
     }
 
     #[test]
@@ -395,13 +489,13 @@ mod tests {
         assert_eq!(decide(truncate, f), Decision::Skip(Skip::TriggerOff(Trigger::Ftruncate)));
         assert_eq!(decide(write, f), Decision::Skip(Skip::TriggerOff(Trigger::Write)));
         let all = Config { triggers: parse_triggers(b"write,ftruncate").unwrap(), ..DEFAULT };
-        assert!(matches!(judge(&all, &truncate, &f), Decision::Allocate(_)));
-        assert!(matches!(judge(&all, &write, &f), Decision::Allocate(_)));
-        assert_eq!(judge(&all, &c, &f), Decision::Skip(Skip::TriggerOff(Trigger::Pwrite)));
+        assert!(matches!(verdict(&all, &truncate, &f), Decision::Allocate(_)));
+        assert!(matches!(verdict(&all, &write, &f), Decision::Allocate(_)));
+        assert_eq!(verdict(&all, &c, &f), Decision::Skip(Skip::TriggerOff(Trigger::Pwrite)));
         // O_APPEND moves writes to the end, but does not change what ftruncate does.
-        let append = libc::O_WRONLY | libc::O_APPEND;
-        let p = plan(judge(&all, &Call { open_flags: append, ..truncate }, &f));
+        let append = libc::O_WRONLY | libc::O_APPEND | O_LARGEFILE;
+        let p = plan(verdict(&all, &Call { open_flags: append, ..truncate }, &f));
         assert!(!p.can_zero);
-        assert_eq!(judge(&all, &Call { open_flags: append, ..write }, &f), Decision::Skip(Skip::Append));
+        assert_eq!(verdict(&all, &Call { open_flags: append, ..write }, &f), Decision::Skip(Skip::Append));
     }
 }

@@ -24,20 +24,16 @@ macro_rules! real_fn {
         $(#[$doc])*
         pub type $ty = unsafe extern "C" fn($($t),*) -> $ret;
 
-        /// The resolved address, null until resolved. Public for the i686 hooks, written
-        /// in assembly, which read it directly.
-        pub static $ptr: AtomicPtr<c_void> = AtomicPtr::new(core::ptr::null_mut());
+        /// The resolved address; until then the stand-in that resolves it, so that a
+        /// hook is compare, branch and jump. Public for the i686 hooks, written in
+        /// assembly, which read it directly.
+        pub static $ptr: AtomicPtr<c_void> = AtomicPtr::new($lazy as *mut c_void);
 
         #[doc = concat!("The next `", $name, "` after this object in the lookup order (libc's, usually).")]
         #[inline(always)]
         pub fn $get() -> $ty {
             let p = $ptr.load(Ordering::Relaxed);
-            if p.is_null() {
-                // Returning a function that resolves, rather than resolving here, keeps
-                // every caller's fast path a plain tail call.
-                return $lazy;
-            }
-            // SAFETY: only addresses found for this name are stored here.
+            // SAFETY: only this name's stand-in and addresses found for it are stored here.
             unsafe { core::mem::transmute::<*mut c_void, $ty>(p) }
         }
 
@@ -310,6 +306,7 @@ impl Tables {
         if kind == STT_GNU_IFUNC {
             // SAFETY: an IFUNC's value is its resolver, which returns the implementation.
             let resolver: unsafe extern "C" fn() -> usize = unsafe { core::mem::transmute(addr) };
+            // SAFETY: the resolver takes no argument and returns the implementation's address.
             return Some(unsafe { resolver() } as *mut c_void);
         }
         Some(addr as *mut c_void)

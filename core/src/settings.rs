@@ -1,12 +1,104 @@
 //! Every setting, written once: its name, the launcher's option for it, its default,
-//! the values it takes, one line of help, and the check of a value. The library's
-//! parser, the launcher's options and `--help`, the man pages, the fuzz target and the
-//! README's settings table (checked by a test) all read this table.
+//! the values it takes, one line of help, and how a value updates the [`Config`] (as
+//! ripgrep's flags own their `update`). The library's parser, the launcher's options
+//! and `--help`, the man pages, the fuzz target and the README's settings table
+//! (checked by a test) all read this table; code names a setting by its row
+//! (`settings::LOG.name`), never by a string.
 //!
 //! Everything here is plain `core`: no allocation, so the library can use it from any
 //! thread, in a signal handler, on a small stack.
 
 use crate::fs::FsKind;
+
+/// A `:`-separated list of globs, in a fixed buffer; empty when not set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Globs {
+    len: u16,
+    buf: [u8; GLOBS_MAX],
+}
+
+impl Globs {
+    pub const NONE: Globs = Globs { len: 0, buf: [0; GLOBS_MAX] };
+
+    /// A checked list (see [`check_globs`]).
+    pub fn parse(v: &[u8]) -> Result<Globs, &'static str> {
+        check_globs(v)?;
+        let mut g = Globs::NONE;
+        for (d, s) in g.buf.iter_mut().zip(v) {
+            *d = *s;
+        }
+        g.len = v.len().min(GLOBS_MAX) as u16;
+        Ok(g)
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        self.buf.get(..usize::from(self.len)).unwrap_or(&[])
+    }
+
+    pub fn is_set(&self) -> bool {
+        self.len != 0
+    }
+
+    /// Whether `path` matches (always, when no glob is set).
+    pub fn matches(&self, path: &[u8]) -> bool {
+        !self.is_set() || crate::glob::any_matches(self.as_bytes(), path)
+    }
+}
+
+/// `NOSPARSE_PROGRAMS`: which programs the library acts in, matched against the path
+/// of the running executable (`/proc/self/exe`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Programs {
+    /// Not set: every program.
+    Every,
+    /// The globs in [`Config::programs_globs`].
+    Only,
+    /// Set, but unusable: no program.
+    Invalid,
+}
+
+/// The library's settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Config {
+    pub disabled: bool,
+    pub min_size: u64,
+    pub method: Method,
+    pub matcher: Globs,
+    /// `NOSPARSE_MATCH` with each glob's literal directory part resolved (symbolic links
+    /// followed) when the settings were read, where that differs: the kernel reports a
+    /// file's path resolved.
+    pub matcher_resolved: Globs,
+    pub on_error: OnError,
+    pub triggers: Triggers,
+    pub programs: Programs,
+    pub programs_globs: Globs,
+    pub log: Sink,
+    pub debug: bool,
+    /// Bits of [`FsKind::bit`] for filesystems to leave alone.
+    pub skip_fs: u32,
+}
+
+/// The defaults of [`SETTINGS`], as values (a test checks they are the table's).
+pub const DEFAULT: Config = Config {
+    disabled: false,
+    min_size: MIN_SIZE_DEFAULT,
+    method: Method::Auto,
+    matcher: Globs::NONE,
+    matcher_resolved: Globs::NONE,
+    on_error: OnError::Passthrough,
+    triggers: Triggers::DEFAULT,
+    programs: Programs::Every,
+    programs_globs: Globs::NONE,
+    log: Sink::Syslog,
+    debug: false,
+    skip_fs: FsKind::Tmpfs.bit() | FsKind::Ramfs.bit() | FsKind::Zfs.bit(),
+};
+
+impl Default for Config {
+    fn default() -> Self {
+        DEFAULT
+    }
+}
 
 /// One setting.
 #[derive(Clone, Copy, Debug)]
@@ -25,8 +117,27 @@ pub struct Setting {
     pub values: &'static str,
     /// One line of help.
     pub help: &'static str,
-    /// Whether a value is acceptable; the reason when it is not.
-    pub check: fn(&[u8]) -> Result<(), &'static str>,
+    /// Parses a (non-empty) value into the settings it sets; the reason when it cannot.
+    pub update: fn(&mut Config, &[u8]) -> Result<(), &'static str>,
+}
+
+impl Setting {
+    /// Applies `value`; on error the settings keep their values (except
+    /// `NOSPARSE_PROGRAMS`, which becomes [`Programs::Invalid`]: a bad list means none).
+    pub fn apply(&self, cfg: &mut Config, value: &[u8]) -> Result<(), &'static str> {
+        if value.is_empty() {
+            if self.name == PROGRAMS.name {
+                cfg.programs = Programs::Invalid;
+            }
+            return Err("empty");
+        }
+        (self.update)(cfg, value)
+    }
+
+    /// Whether `value` is acceptable; the reason when it is not.
+    pub fn check(&self, value: &[u8]) -> Result<(), &'static str> {
+        self.apply(&mut DEFAULT.clone(), value)
+    }
 }
 
 /// Smallest new hole worth preallocating (`NOSPARSE_MIN_SIZE`'s default), in bytes.
@@ -36,109 +147,153 @@ pub const MIN_SIZE_DEFAULT: u64 = 64 << 20;
 /// tmpfs/ramfs pins RAM, and ZFS (copy-on-write) only reserves.
 pub const SKIP_FS_DEFAULT: &str = "tmpfs:ramfs:zfs";
 
-/// The settings, in the order they are applied.
-pub static SETTINGS: [Setting; 10] = [
-    Setting {
-        name: "NOSPARSE_DISABLE",
-        option: None,
-        switch: true,
-        metavar: "",
-        default: "0",
-        values: "1 or 0",
-        help: "make the library inert",
-        check: |v| parse_bool(v).map(drop),
+/// Each list of values, written once: for the table (`values`) and for the parser's
+/// error (`expected ...`).
+macro_rules! values {
+    (bool) => {
+        "1 or 0"
+    };
+    (method) => {
+        "auto, fallocate, zero or off"
+    };
+    (on_error) => {
+        "passthrough or fail"
+    };
+    (log) => {
+        "syslog, stderr or none"
+    };
+    (triggers) => {
+        "pwrite, ftruncate, write, ','-separated"
+    };
+    (skip_fs) => {
+        "':'-separated: ext, xfs, btrfs, tmpfs, ramfs, zfs, nfs, overlay, fuse; or none"
+    };
+}
+
+/// The settings, in the order they are applied; each row is also a constant of its
+/// own (`settings::LOG.name`), so no code names a setting by a string.
+pub static SETTINGS: [Setting; 10] =
+    [DISABLE, PROGRAMS, MIN_SIZE, METHOD, MATCH, TRIGGERS, ON_ERROR, LOG, DEBUG, SKIP_FS];
+
+pub const DISABLE: Setting = Setting {
+    name: "NOSPARSE_DISABLE",
+    option: None,
+    switch: true,
+    metavar: "",
+    default: "0",
+    values: values!(bool),
+    help: "make the library inert",
+    update: |c, v| parse_bool(v).map(|b| c.disabled = b),
+};
+
+pub const PROGRAMS: Setting = Setting {
+    name: "NOSPARSE_PROGRAMS",
+    option: None,
+    switch: false,
+    metavar: "GLOBS",
+    default: "every program",
+    values: "':'-separated globs on the program's path or name",
+    help: "the programs the library acts in (in /etc/nosparse.conf); a bad list means none",
+    update: |c, v| match Globs::parse(v) {
+        Ok(g) => {
+            c.programs = Programs::Only;
+            c.programs_globs = g;
+            Ok(())
+        }
+        Err(why) => {
+            c.programs = Programs::Invalid;
+            Err(why)
+        }
     },
-    Setting {
-        name: "NOSPARSE_PROGRAMS",
-        option: None,
-        switch: false,
-        metavar: "GLOBS",
-        default: "every program",
-        values: "':'-separated globs on the program's path or name",
-        help: "the programs the library acts in (in /etc/nosparse.conf); a bad list means none",
-        check: check_globs,
-    },
-    Setting {
-        name: "NOSPARSE_MIN_SIZE",
-        option: Some("min-size"),
-        switch: false,
-        metavar: "SIZE",
-        default: "64MiB",
-        values: "bytes, with K/M/G/T or KiB/MiB/GiB/TiB",
-        help: "the smallest new hole worth preallocating (for a new file: its size)",
-        check: |v| parse_size(v).map(drop),
-    },
-    Setting {
-        name: "NOSPARSE_METHOD",
-        option: Some("method"),
-        switch: false,
-        metavar: "METHOD",
-        default: "auto",
-        values: "auto, fallocate, zero or off",
-        help: "how to allocate: auto is fallocate, and zeros where unsupported; off only logs",
-        check: |v| parse_method(v).map(drop),
-    },
-    Setting {
-        name: "NOSPARSE_MATCH",
-        option: Some("match"),
-        switch: false,
-        metavar: "GLOBS",
-        default: "every path",
-        values: "':'-separated globs, e.g. '*.vmem'",
-        help: "only files whose path (a glob with '/') or name matches",
-        check: check_globs,
-    },
-    Setting {
-        name: "NOSPARSE_TRIGGERS",
-        option: Some("triggers"),
-        switch: false,
-        metavar: "LIST",
-        default: "pwrite",
-        values: "pwrite, ftruncate, write, ','-separated",
-        help: "the calls that can create a file sparse",
-        check: |v| parse_triggers(v).map(drop),
-    },
-    Setting {
-        name: "NOSPARSE_ON_ERROR",
-        option: Some("on-error"),
-        switch: false,
-        metavar: "MODE",
-        default: "passthrough",
-        values: "passthrough or fail",
-        help: "when preallocation fails: let the call through, or fail it with that errno",
-        check: |v| parse_on_error(v).map(drop),
-    },
-    Setting {
-        name: "NOSPARSE_LOG",
-        option: Some("log"),
-        switch: false,
-        metavar: "SINK",
-        default: "syslog",
-        values: "syslog, stderr or none",
-        help: "where the one line per preallocated file goes",
-        check: |v| parse_sink(v).map(drop),
-    },
-    Setting {
-        name: "NOSPARSE_DEBUG",
-        option: Some("debug"),
-        switch: true,
-        metavar: "",
-        default: "0",
-        values: "1 or 0",
-        help: "log every decision, including calls left alone and why",
-        check: |v| parse_bool(v).map(drop),
-    },
-    Setting {
-        name: "NOSPARSE_SKIP_FS",
-        option: Some("skip-fs"),
-        switch: false,
-        metavar: "LIST",
-        default: SKIP_FS_DEFAULT,
-        values: "':'-separated: ext, xfs, btrfs, tmpfs, ramfs, zfs, nfs, overlay, fuse; or none",
-        help: "filesystems to leave alone (overlay is judged by its upper layer's)",
-        check: |v| parse_skip_fs(v).map(drop),
-    },
-];
+};
+
+pub const MIN_SIZE: Setting = Setting {
+    name: "NOSPARSE_MIN_SIZE",
+    option: Some("min-size"),
+    switch: false,
+    metavar: "SIZE",
+    default: "64MiB",
+    values: "bytes, with K/M/G/T or KiB/MiB/GiB/TiB",
+    help: "the smallest new hole worth preallocating (for a new file: its size)",
+    update: |c, v| parse_size(v).map(|n| c.min_size = n),
+};
+
+pub const METHOD: Setting = Setting {
+    name: "NOSPARSE_METHOD",
+    option: Some("method"),
+    switch: false,
+    metavar: "METHOD",
+    default: "auto",
+    values: values!(method),
+    help: "how to allocate: auto is fallocate, and zeros where unsupported; off only logs",
+    update: |c, v| parse_method(v).map(|m| c.method = m),
+};
+
+pub const MATCH: Setting = Setting {
+    name: "NOSPARSE_MATCH",
+    option: Some("match"),
+    switch: false,
+    metavar: "GLOBS",
+    default: "every path",
+    values: "':'-separated globs, e.g. '*.vmem'",
+    help: "only files whose path (a glob with '/') or name matches",
+    update: |c, v| Globs::parse(v).map(|g| c.matcher = g),
+};
+
+pub const TRIGGERS: Setting = Setting {
+    name: "NOSPARSE_TRIGGERS",
+    option: Some("triggers"),
+    switch: false,
+    metavar: "LIST",
+    default: "pwrite",
+    values: values!(triggers),
+    help: "the calls that can create a file sparse",
+    update: |c, v| parse_triggers(v).map(|t| c.triggers = t),
+};
+
+pub const ON_ERROR: Setting = Setting {
+    name: "NOSPARSE_ON_ERROR",
+    option: Some("on-error"),
+    switch: false,
+    metavar: "MODE",
+    default: "passthrough",
+    values: values!(on_error),
+    help: "when preallocation fails: let the call through, or fail it with that errno",
+    update: |c, v| parse_on_error(v).map(|o| c.on_error = o),
+};
+
+pub const LOG: Setting = Setting {
+    name: "NOSPARSE_LOG",
+    option: Some("log"),
+    switch: false,
+    metavar: "SINK",
+    default: "syslog",
+    values: values!(log),
+    help: "where the one line per preallocated file goes",
+    update: |c, v| parse_sink(v).map(|l| c.log = l),
+};
+
+pub const DEBUG: Setting = Setting {
+    name: "NOSPARSE_DEBUG",
+    option: Some("debug"),
+    switch: true,
+    metavar: "",
+    default: "0",
+    values: values!(bool),
+    help: "log every decision, including calls left alone and why",
+    update: |c, v| parse_bool(v).map(|b| c.debug = b),
+};
+
+pub const SKIP_FS: Setting = Setting {
+    name: "NOSPARSE_SKIP_FS",
+    option: Some("skip-fs"),
+    switch: false,
+    metavar: "LIST",
+    default: SKIP_FS_DEFAULT,
+    values: values!(skip_fs),
+    help: "filesystems to leave alone (overlay is judged by its upper layer's)",
+    update: |c, v| parse_skip_fs(v).map(|bits| c.skip_fs = bits),
+};
 
 /// The setting called `name`.
 pub fn find(name: &str) -> Option<&'static Setting> {
@@ -228,7 +383,7 @@ pub fn parse_bool(v: &[u8]) -> Result<bool, &'static str> {
     match v {
         b"1" => Ok(true),
         b"0" => Ok(false),
-        _ => Err("expected 1 or 0"),
+        _ => Err(concat!("expected ", values!(bool))),
     }
 }
 
@@ -263,7 +418,7 @@ pub fn parse_method(v: &[u8]) -> Result<Method, &'static str> {
         b"fallocate" => Method::Fallocate,
         b"zero" => Method::Zero,
         b"off" => Method::Off,
-        _ => return Err("expected auto, fallocate, zero or off"),
+        _ => return Err(concat!("expected ", values!(method))),
     })
 }
 
@@ -272,7 +427,7 @@ pub fn parse_on_error(v: &[u8]) -> Result<OnError, &'static str> {
     Ok(match v {
         b"passthrough" => OnError::Passthrough,
         b"fail" => OnError::Fail,
-        _ => return Err("expected passthrough or fail"),
+        _ => return Err(concat!("expected ", values!(on_error))),
     })
 }
 
@@ -282,7 +437,7 @@ pub fn parse_sink(v: &[u8]) -> Result<Sink, &'static str> {
         b"syslog" => Sink::Syslog,
         b"stderr" => Sink::Stderr,
         b"none" => Sink::None,
-        _ => return Err("expected syslog, stderr or none"),
+        _ => return Err(concat!("expected ", values!(log))),
     })
 }
 
@@ -291,7 +446,7 @@ pub fn parse_triggers(v: &[u8]) -> Result<Triggers, &'static str> {
     v.split(|&b| b == b',').try_fold(Triggers(0), |set, name| {
         match Trigger::ALL.iter().find(|t| t.name().as_bytes() == name) {
             Some(t) => Ok(Triggers(set.0 | t.bit())),
-            None => Err("unknown trigger: use pwrite, ftruncate and write, separated by ','"),
+            None => Err(concat!("unknown trigger: expected ", values!(triggers))),
         }
     })
 }
@@ -303,7 +458,7 @@ pub fn parse_skip_fs(v: &[u8]) -> Result<u32, &'static str> {
     }
     v.split(|&b| b == b':').try_fold(0, |bits, name| match FsKind::from_name(name) {
         Some(kind) => Ok(bits | kind.bit()),
-        None => Err("unknown filesystem: use ext, xfs, btrfs, tmpfs, ramfs, zfs, nfs, overlay, fuse, or none"),
+        None => Err(concat!("unknown filesystem: expected ", values!(skip_fs))),
     })
 }
 
@@ -332,7 +487,7 @@ mod tests {
                 "NOSPARSE_PROGRAMS" | "NOSPARSE_MATCH" => "*",
                 _ => s.default,
             };
-            assert_eq!((s.check)(default.as_bytes()), Ok(()), "{}", s.name);
+            assert_eq!(s.check(default.as_bytes()), Ok(()), "{}", s.name);
         }
         assert_eq!(parse_size(b"64MiB"), Ok(MIN_SIZE_DEFAULT));
     }

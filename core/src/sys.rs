@@ -1,62 +1,67 @@
 //! The system calls the engine makes, made directly (no libc wrapper), each returning a
 //! `Result`. Made this way they leave `errno` alone, are not cancellation points, take
 //! no lock, and tie the library to no glibc symbol version; they cannot re-enter the
-//! hooks either. Numbers and structure layouts are the kernel's for x86_64 and i386.
+//! hooks either. Numbers and structures are libc's, which are the kernel's for x86_64
+//! and i386.
 //! <https://man7.org/linux/man-pages/man2/syscall.2.html>
 
 use crate::error::{Errno, Result};
 
+/// System call numbers, from `libc` for each architecture.
 #[cfg(target_arch = "x86_64")]
 mod nr {
-    pub const READ: usize = 0;
-    pub const WRITE: usize = 1;
-    pub const CLOSE: usize = 3;
-    pub const FSTAT: usize = 5;
-    pub const LSEEK: usize = 8;
-    pub const MMAP: usize = 9;
-    pub const MUNMAP: usize = 11;
-    pub const IOCTL: usize = 16;
-    pub const PREAD64: usize = 17;
-    pub const GETPID: usize = 39;
-    pub const SOCKET: usize = 41;
-    pub const SENDTO: usize = 44;
-    pub const FCNTL: usize = 72;
-    pub const FTRUNCATE: usize = 77;
-    pub const GETEUID: usize = 107;
-    pub const FSTATFS: usize = 138;
-    pub const CLOCK_GETTIME: usize = 228;
-    pub const OPENAT: usize = 257;
-    pub const SYNC_FILE_RANGE: usize = 277;
-    pub const READLINKAT: usize = 267;
-    pub const FALLOCATE: usize = 285;
-    pub const PWRITEV: usize = 296;
-    pub const PRLIMIT64: usize = 302;
+    pub const READ: usize = libc::SYS_read as usize;
+    pub const WRITE: usize = libc::SYS_write as usize;
+    pub const CLOSE: usize = libc::SYS_close as usize;
+    pub const FSTAT: usize = libc::SYS_fstat as usize;
+    pub const LSEEK: usize = libc::SYS_lseek as usize;
+    pub const MMAP: usize = libc::SYS_mmap as usize;
+    pub const MADVISE: usize = libc::SYS_madvise as usize;
+    pub const MUNMAP: usize = libc::SYS_munmap as usize;
+    pub const IOCTL: usize = libc::SYS_ioctl as usize;
+    pub const PREAD64: usize = libc::SYS_pread64 as usize;
+    pub const GETPID: usize = libc::SYS_getpid as usize;
+    pub const SOCKET: usize = libc::SYS_socket as usize;
+    pub const SENDTO: usize = libc::SYS_sendto as usize;
+    pub const FCNTL: usize = libc::SYS_fcntl as usize;
+    pub const FTRUNCATE: usize = libc::SYS_ftruncate as usize;
+    pub const GETEUID: usize = libc::SYS_geteuid as usize;
+    pub const FSTATFS: usize = libc::SYS_fstatfs as usize;
+    pub const CLOCK_GETTIME: usize = libc::SYS_clock_gettime as usize;
+    pub const OPENAT: usize = libc::SYS_openat as usize;
+    pub const SYNC_FILE_RANGE: usize = libc::SYS_sync_file_range as usize;
+    pub const READLINKAT: usize = libc::SYS_readlinkat as usize;
+    pub const FALLOCATE: usize = libc::SYS_fallocate as usize;
+    pub const PWRITEV: usize = libc::SYS_pwritev as usize;
+    pub const PRLIMIT64: usize = libc::SYS_prlimit64 as usize;
 }
 
+/// System call numbers, from `libc` for each architecture.
 #[cfg(target_arch = "x86")]
 mod nr {
-    pub const READ: usize = 3;
-    pub const WRITE: usize = 4;
-    pub const CLOSE: usize = 6;
-    pub const GETPID: usize = 20;
-    pub const IOCTL: usize = 54;
-    pub const MUNMAP: usize = 91;
-    pub const SOCKETCALL: usize = 102;
-    pub const LLSEEK: usize = 140;
-    pub const PREAD64: usize = 180;
-    pub const MMAP2: usize = 192;
-    pub const FTRUNCATE64: usize = 194;
-    pub const FSTAT64: usize = 197;
-    pub const GETEUID32: usize = 201;
-    pub const FCNTL64: usize = 221;
-    pub const CLOCK_GETTIME: usize = 265;
-    pub const FSTATFS64: usize = 269;
-    pub const OPENAT: usize = 295;
-    pub const READLINKAT: usize = 305;
-    pub const SYNC_FILE_RANGE: usize = 314;
-    pub const FALLOCATE: usize = 324;
-    pub const PWRITEV: usize = 334;
-    pub const PRLIMIT64: usize = 340;
+    pub const READ: usize = libc::SYS_read as usize;
+    pub const WRITE: usize = libc::SYS_write as usize;
+    pub const CLOSE: usize = libc::SYS_close as usize;
+    pub const GETPID: usize = libc::SYS_getpid as usize;
+    pub const IOCTL: usize = libc::SYS_ioctl as usize;
+    pub const MUNMAP: usize = libc::SYS_munmap as usize;
+    pub const MADVISE: usize = libc::SYS_madvise as usize;
+    pub const SOCKETCALL: usize = libc::SYS_socketcall as usize;
+    pub const LLSEEK: usize = libc::SYS__llseek as usize;
+    pub const PREAD64: usize = libc::SYS_pread64 as usize;
+    pub const MMAP2: usize = libc::SYS_mmap2 as usize;
+    pub const FTRUNCATE64: usize = libc::SYS_ftruncate64 as usize;
+    pub const FSTAT64: usize = libc::SYS_fstat64 as usize;
+    pub const GETEUID32: usize = libc::SYS_geteuid32 as usize;
+    pub const FCNTL64: usize = libc::SYS_fcntl64 as usize;
+    pub const CLOCK_GETTIME: usize = libc::SYS_clock_gettime as usize;
+    pub const FSTATFS64: usize = libc::SYS_fstatfs64 as usize;
+    pub const OPENAT: usize = libc::SYS_openat as usize;
+    pub const READLINKAT: usize = libc::SYS_readlinkat as usize;
+    pub const SYNC_FILE_RANGE: usize = libc::SYS_sync_file_range as usize;
+    pub const FALLOCATE: usize = libc::SYS_fallocate as usize;
+    pub const PWRITEV: usize = libc::SYS_pwritev as usize;
+    pub const PRLIMIT64: usize = libc::SYS_prlimit64 as usize;
 }
 
 /// `syscall(nr, a...)`, six arguments (unused ones are ignored by the kernel).
@@ -169,51 +174,28 @@ impl Stat {
     }
 }
 
-fn u32_at<const N: usize>(b: &[u8; N], at: usize) -> u32 {
-    let mut w = [0u8; 4];
-    for (i, x) in w.iter_mut().enumerate() {
-        *x = b.get(at + i).copied().unwrap_or(0);
-    }
-    u32::from_ne_bytes(w)
-}
-
-fn u64_at<const N: usize>(b: &[u8; N], at: usize) -> u64 {
-    u64::from(u32_at(b, at)) | (u64::from(u32_at(b, at + 4)) << 32)
-}
-
 /// `fstat(fd)` — type, size and allocated blocks.
 /// <https://man7.org/linux/man-pages/man2/fstat.2.html>
+// The fields' types differ between the architectures: a cast is a no-op on one of them.
+#[allow(clippy::unnecessary_cast)]
 pub fn fstat(fd: i32) -> Result<Stat> {
-    // x86_64 `struct stat` (144 bytes) and i386 `struct stat64` (96 bytes), read by offset.
-    let mut b = [0u8; 144];
     #[cfg(target_arch = "x86_64")]
-    {
-        // SAFETY: b has room for the kernel's struct stat.
-        unsafe { call(nr::FSTAT, [fd as usize, b.as_mut_ptr() as usize, 0, 0, 0, 0]) }?;
-        Ok(Stat {
-            dev: u64_at(&b, 0),
-            ino: u64_at(&b, 8),
-            mode: u32_at(&b, 24),
-            uid: u32_at(&b, 28),
-            size: u64_at(&b, 48) as i64,
-            blksize: u64_at(&b, 56) as i64,
-            blocks: u64_at(&b, 64) as i64,
-        })
-    }
+    let (n, mut st) = (nr::FSTAT, core::mem::MaybeUninit::<libc::stat>::zeroed());
     #[cfg(target_arch = "x86")]
-    {
-        // SAFETY: b has room for the kernel's struct stat64.
-        unsafe { call(nr::FSTAT64, [fd as usize, b.as_mut_ptr() as usize, 0, 0, 0, 0]) }?;
-        Ok(Stat {
-            dev: u64_at(&b, 0),
-            ino: u64_at(&b, 88),
-            mode: u32_at(&b, 16),
-            uid: u32_at(&b, 24),
-            size: u64_at(&b, 44) as i64,
-            blksize: i64::from(u32_at(&b, 52)),
-            blocks: u64_at(&b, 56) as i64,
-        })
-    }
+    let (n, mut st) = (nr::FSTAT64, core::mem::MaybeUninit::<libc::stat64>::zeroed());
+    // SAFETY: the kernel's struct stat (x86_64) or stat64 (i386), which libc's match.
+    unsafe { call(n, [fd as usize, st.as_mut_ptr() as usize, 0, 0, 0, 0]) }?;
+    // SAFETY: zero-initialised, then filled in by the kernel.
+    let st = unsafe { st.assume_init() };
+    Ok(Stat {
+        dev: st.st_dev as u64,
+        ino: st.st_ino as u64,
+        mode: st.st_mode as u32,
+        uid: st.st_uid as u32,
+        size: st.st_size as i64,
+        blksize: st.st_blksize as i64,
+        blocks: st.st_blocks as i64,
+    })
 }
 
 /// What [`fstatfs`] reports that the engine uses.
@@ -222,6 +204,8 @@ pub struct StatFs {
     /// The filesystem's magic number.
     pub kind: u32,
     pub bsize: u64,
+    /// Blocks in all (0 for filesystems that keep no data in blocks: procfs, sysfs...).
+    pub blocks: u64,
     /// Free blocks, root's reserve included.
     pub bfree: u64,
     /// Free blocks for unprivileged users.
@@ -238,26 +222,31 @@ impl StatFs {
 
 /// `fstatfs(fd)` — the filesystem's type and free space.
 /// <https://man7.org/linux/man-pages/man2/fstatfs.2.html>
+// The fields' types differ between the architectures: a cast is a no-op on one of them.
+#[allow(clippy::unnecessary_cast)]
 pub fn fstatfs(fd: i32) -> Result<StatFs> {
-    let mut b = [0u8; 128];
     #[cfg(target_arch = "x86_64")]
-    {
-        // SAFETY: b has room for the kernel's struct statfs (120 bytes).
-        unsafe { call(nr::FSTATFS, [fd as usize, b.as_mut_ptr() as usize, 0, 0, 0, 0]) }?;
-        Ok(StatFs { kind: u32_at(&b, 0), bsize: u64_at(&b, 8), bfree: u64_at(&b, 24), bavail: u64_at(&b, 32) })
-    }
+    let mut st = core::mem::MaybeUninit::<libc::statfs>::zeroed();
+    // SAFETY: the kernel's struct statfs, which libc's matches.
+    #[cfg(target_arch = "x86_64")]
+    unsafe { call(nr::FSTATFS, [fd as usize, st.as_mut_ptr() as usize, 0, 0, 0, 0]) }?;
     #[cfg(target_arch = "x86")]
-    {
-        const STATFS64_SIZE: usize = 84;
-        // SAFETY: b has room for the kernel's packed struct statfs64 (84 bytes).
-        unsafe { call(nr::FSTATFS64, [fd as usize, STATFS64_SIZE, b.as_mut_ptr() as usize, 0, 0, 0]) }?;
-        Ok(StatFs {
-            kind: u32_at(&b, 0),
-            bsize: u64::from(u32_at(&b, 4)),
-            bfree: u64_at(&b, 16),
-            bavail: u64_at(&b, 24),
-        })
-    }
+    let mut st = core::mem::MaybeUninit::<libc::statfs64>::zeroed();
+    // SAFETY: the kernel's struct statfs64 (its size is passed), which libc's matches.
+    #[cfg(target_arch = "x86")]
+    unsafe {
+        call(nr::FSTATFS64, [fd as usize, core::mem::size_of::<libc::statfs64>(), st.as_mut_ptr() as usize, 0, 0, 0])
+    }?;
+    // SAFETY: zero-initialised, then filled in by the kernel.
+    let st = unsafe { st.assume_init() };
+    Ok(StatFs {
+        // Compared as 32 bits: i686 reports it signed.
+        kind: st.f_type as u32,
+        bsize: st.f_bsize as u64,
+        blocks: st.f_blocks as u64,
+        bfree: st.f_bfree as u64,
+        bavail: st.f_bavail as u64,
+    })
 }
 
 /// `fallocate(fd, mode, offset, len)` — allocates (or with PUNCH_HOLE frees) a range.
@@ -358,6 +347,21 @@ pub fn read(fd: i32, buf: &mut [u8]) -> Result<usize> {
     unsafe { call(nr::READ, [fd as usize, buf.as_mut_ptr() as usize, buf.len(), 0, 0, 0]) }
 }
 
+/// `read(fd, buf)` until end of file or `buf` is full, retrying EINTR; returns the
+/// length read.
+pub fn read_all(fd: i32, buf: &mut [u8]) -> Result<usize> {
+    let mut len = 0;
+    while let Some(rest) = buf.get_mut(len..).filter(|r| !r.is_empty()) {
+        match read(fd, rest) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.0 == libc::EINTR => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(len)
+}
+
 /// `write(fd, buf)` until all is written, retrying EINTR and short writes (for log
 /// lines: the engine never writes to the caller's files with it).
 /// <https://man7.org/linux/man-pages/man2/write.2.html>
@@ -454,12 +458,13 @@ pub fn set_inode_flags(fd: i32, flags: i32) -> Result<()> {
     unsafe { ioctl(fd, FS_IOC_SETFLAGS, core::ptr::addr_of_mut!(flags).cast()) }.map(drop)
 }
 
-/// The soft `RLIMIT_FSIZE`: the largest file this process may write.
-/// <https://man7.org/linux/man-pages/man2/getrlimit.2.html>
-pub fn fsize_limit() -> u64 {
+/// The soft `RLIMIT_FSIZE` of process `pid` (0: this one): the largest file it may
+/// write. <https://man7.org/linux/man-pages/man2/getrlimit.2.html>
+pub fn fsize_limit(pid: u32) -> u64 {
     let mut lim = [0u64; 2];
-    // SAFETY: prlimit64(0, RLIMIT_FSIZE, NULL, &old) writes two u64s.
-    let r = unsafe { call(nr::PRLIMIT64, [0, libc::RLIMIT_FSIZE as usize, 0, lim.as_mut_ptr() as usize, 0, 0]) };
+    // SAFETY: prlimit64(pid, RLIMIT_FSIZE, NULL, &old) writes two u64s.
+    let r =
+        unsafe { call(nr::PRLIMIT64, [pid as usize, libc::RLIMIT_FSIZE as usize, 0, lim.as_mut_ptr() as usize, 0, 0]) };
     match r {
         Ok(_) => lim[0],
         Err(_) => u64::MAX,
@@ -516,6 +521,43 @@ pub unsafe fn unmap(p: *mut u8, len: usize) {
     let _ = unsafe { call(nr::MUNMAP, [p as usize, len, 0, 0, 0, 0]) };
 }
 
+/// A shared, writable mapping of `len` bytes of `fd` from `offset` (a multiple of the
+/// page size): the zero fill's window onto the file.
+/// <https://man7.org/linux/man-pages/man2/mmap.2.html>
+pub fn map_shared(fd: i32, len: usize, offset: i64) -> Result<*mut u8> {
+    let prot = (libc::PROT_READ | libc::PROT_WRITE) as usize;
+    let flags = libc::MAP_SHARED as usize;
+    #[cfg(target_arch = "x86_64")]
+    let (n, off) = (nr::MMAP, offset as usize);
+    #[cfg(target_arch = "x86")]
+    let (n, off) = (nr::MMAP2, (offset / 4096) as usize);
+    // SAFETY: a new mapping, placed by the kernel, touches no existing memory.
+    unsafe { call(n, [0, len, prot, flags, fd as usize, off]) }.map(|p| p as *mut u8)
+}
+
+/// `madvise(p, len, advice)`. <https://man7.org/linux/man-pages/man2/madvise.2.html>
+///
+/// # Safety
+/// `[p, p + len)` is a mapping of the caller's own, and the advice does not invalidate
+/// memory anyone still uses.
+pub unsafe fn madvise(p: *mut u8, len: usize, advice: i32) -> Result<()> {
+    // SAFETY: the caller's promise.
+    unsafe { call(nr::MADVISE, [p as usize, len, advice as usize, 0, 0, 0]) }.map(drop)
+}
+
+/// `ioctl(fd, FS_IOC_FSGETXATTR)`'s extent size hint (xfs), in bytes; 0 where none.
+/// <https://man7.org/linux/man-pages/man2/ioctl_xfs_fsgetxattr.2.html>
+pub fn extent_size_hint(fd: i32) -> u64 {
+    /// `_IOR('X', 31, struct fsxattr)`; the struct is 28 bytes on both architectures.
+    const FS_IOC_FSGETXATTR: u32 = 0x801C_581F;
+    let mut fsx = [0u32; 7];
+    // SAFETY: the kernel writes a struct fsxattr (28 bytes) through the pointer.
+    match unsafe { ioctl(fd, FS_IOC_FSGETXATTR, fsx.as_mut_ptr().cast()) } {
+        Ok(_) => u64::from(fsx[1]),
+        Err(_) => 0,
+    }
+}
+
 /// One datagram to the AF_UNIX socket at `path` (e.g. `/dev/log`), from a socket opened
 /// for it and closed at once. Never blocks: a full or absent log socket drops the line.
 pub fn send_datagram(path: &[u8], msg: &[u8]) -> Result<()> {
@@ -562,4 +604,33 @@ pub fn send_datagram(path: &[u8], msg: &[u8]) -> Result<()> {
 pub fn secure_execution() -> bool {
     // SAFETY: getauxval only reads the auxiliary vector (GLIBC_2.16).
     unsafe { libc::getauxval(libc::AT_SECURE) != 0 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::io::AsRawFd;
+
+    #[test]
+    fn libc_structures_are_the_kernels() {
+        #[cfg(target_arch = "x86_64")]
+        assert_eq!((core::mem::size_of::<libc::stat>(), core::mem::size_of::<libc::statfs>()), (144, 120));
+        #[cfg(target_arch = "x86")]
+        assert_eq!((core::mem::size_of::<libc::stat64>(), core::mem::size_of::<libc::statfs64>()), (96, 84));
+    }
+
+    #[test]
+    fn fstat_and_fstatfs_agree_with_std() {
+        let f = std::fs::File::open("/proc/self/exe").unwrap();
+        let (ours, theirs) = (fstat(f.as_raw_fd()).unwrap(), f.metadata().unwrap());
+        assert_eq!(
+            (ours.dev, ours.ino, ours.size, ours.blocks),
+            (theirs.dev(), theirs.ino(), theirs.size() as i64, theirs.blocks() as i64)
+        );
+        assert_eq!((ours.mode, ours.uid), (theirs.mode(), theirs.uid()));
+        let fs = fstatfs(f.as_raw_fd()).unwrap();
+        assert!(fs.bsize > 0 && fs.blocks > 0 && fs.bfree >= fs.bavail);
+        assert_eq!(getfl(f.as_raw_fd()).unwrap() & libc::O_ACCMODE, libc::O_RDONLY);
+    }
 }

@@ -22,7 +22,7 @@ fuzz_target!(|data: &[u8]| {
     let reported: Vec<_> = bad.iter().map(|b| b.name).collect();
     for (i, s) in SETTINGS.iter().enumerate() {
         if let Some(v) = values.get(i) {
-            let accepted = (s.check)(v).is_ok() && !v.is_empty();
+            let accepted = s.check(v).is_ok() && !v.is_empty();
             assert_eq!(accepted, !reported.contains(&s.name.as_bytes()), "{}", s.name);
         }
     }

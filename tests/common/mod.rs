@@ -105,6 +105,8 @@ pub struct Vmx {
     also_preload: Vec<PathBuf>,
     /// Killed (SIGKILL) after this many seconds: a hang fails the test, not the suite.
     timeout: Option<u32>,
+    /// Killed (SIGKILL) after this many milliseconds, on purpose.
+    kill_after_ms: Option<u64>,
     /// Shell commands run first in a private mount namespace (`unshare --mount`).
     mounts: Option<String>,
     /// strace's options, to run the program under strace.
@@ -150,6 +152,7 @@ pub fn vmx(path: &Path) -> Vmx {
         program: None,
         also_preload: Vec::new(),
         timeout: None,
+        kill_after_ms: None,
         mounts: None,
         strace: None,
         trace_method: false,
@@ -167,6 +170,7 @@ pub fn example(name: &str) -> Vmx {
         program: Some(program),
         also_preload: Vec::new(),
         timeout: None,
+        kill_after_ms: None,
         mounts: None,
         strace: None,
         trace_method: false,
@@ -213,6 +217,12 @@ impl Vmx {
         self
     }
 
+    /// Kills the program (SIGKILL) after `ms` milliseconds.
+    pub fn kill_after_ms(mut self, ms: u64) -> Self {
+        self.kill_after_ms = Some(ms);
+        self
+    }
+
     /// Runs `setup` (shell commands, e.g. mounts) in a private mount namespace, then the
     /// program there: what is mounted is seen by the program and nothing else.
     pub fn private_mounts(mut self, setup: &str) -> Self {
@@ -233,7 +243,7 @@ impl Vmx {
         self
     }
 
-    /// Traces the preallocation syscalls (fallocate, pwritev) with strace, into
+    /// Traces the preallocation syscalls (fallocate, madvise) with strace, into
     /// [`Outcome::trace`], for [`outside::method`] to judge.
     pub fn traced(mut self) -> Self {
         self.trace_method = true;
@@ -262,13 +272,16 @@ impl Vmx {
             (Some(options), _) => Some(options.clone()),
             (None, true) => {
                 assert!(require(have("strace"), "strace is not installed (scripts/setup.sh installs it)"));
-                Some(format!("-f -qq -e trace=fallocate,pwritev,pwritev2 -o {}", trace_file.display()))
+                Some(format!("-f -qq -e trace=fallocate,madvise -o {}", trace_file.display()))
             }
             (None, false) => None,
         };
         let mut argv: Vec<std::ffi::OsString> = Vec::new();
         if let Some(seconds) = self.timeout {
             argv.extend(["timeout", "--signal=KILL", &seconds.to_string()].map(Into::into));
+        }
+        if let Some(ms) = self.kill_after_ms {
+            argv.extend(["timeout", "--signal=KILL", &format!("{}.{:03}", ms / 1000, ms % 1000)].map(Into::into));
         }
         if self.mounts.is_some() {
             argv.extend(["unshare", "--mount", "--propagation", "private"].map(Into::into));

@@ -1,0 +1,313 @@
+//! `nosparse --supervise` and the launcher's automatic choice of it, judged from outside:
+//! programs a preload cannot reach (static C with gcc and musl, Go) create files with
+//! raw system calls, once without nosparse and once under the launcher; the program's
+//! output (each call's result, errno, size and offset) must be identical, and the files
+//! whole with nosparse (st_blocks), sparse without. For this test binary's target:
+//! x86_64 programs under a 64-bit supervisor, i386 programs under a 32-bit one.
+
+mod common;
+
+use common::artifacts::{launcher, TARGET};
+use common::{have, require, Scratch, MIB};
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::{Mutex, OnceLock};
+
+const SIZE: u64 = 128 * MIB;
+
+fn i686() -> bool {
+    TARGET.starts_with("i686")
+}
+
+fn out_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("supervise-{TARGET}"));
+    std::fs::create_dir_all(&dir).expect("create the build directory");
+    dir
+}
+
+fn source(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join(rel)
+}
+
+/// Builds once per test binary: `make` writes the program at the path it is given.
+fn built(name: &str, make: impl FnOnce(&Path) -> Command) -> PathBuf {
+    static LOCK: Mutex<()> = Mutex::new(());
+    let _held = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let dest = out_dir().join(name);
+    if dest.exists() {
+        return dest;
+    }
+    let partial = dest.with_extension(format!("partial-{}", std::process::id()));
+    let mut cmd = make(&partial);
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e} (scripts/setup.sh installs it)"));
+    assert!(out.status.success(), "{cmd:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    std::fs::rename(&partial, &dest).expect("rename the built program");
+    dest
+}
+
+/// tests/c/raw_create.c, linked statically by `cc` (gcc) or `musl-gcc`.
+fn raw_create(compiler: &str) -> PathBuf {
+    built(&format!("raw_create-{compiler}"), |out| {
+        let mut cc = Command::new(compiler);
+        cc.args(["-std=gnu11", "-O2", "-Wall", "-Werror", "-static", "-pthread"]);
+        if i686() {
+            cc.arg("-m32");
+        }
+        cc.arg("-o").arg(out).arg(source("c/raw_create.c"));
+        cc
+    })
+}
+
+/// tests/go/create.go, built with Go's own toolchain (GOARCH=386 for i686): without cgo
+/// a static program; `dynamic`: linked by gcc against libc (it has a loader, but still
+/// makes its own system calls).
+fn go_create(dynamic: bool) -> PathBuf {
+    built(if dynamic { "go-create-dynamic" } else { "go-create" }, |out| {
+        let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        let mut go = Command::new("go");
+        go.arg("build");
+        if dynamic {
+            go.arg("-ldflags=-linkmode=external").env("CC", if i686() { "gcc -m32" } else { "gcc" });
+        }
+        go.arg("-o").arg(out).arg(source("go/create.go"));
+        go.env("CGO_ENABLED", if dynamic { "1" } else { "0" }).env("GOARCH", if i686() { "386" } else { "amd64" });
+        go.env("GOCACHE", tmp.join("go-cache")).env("GOPATH", tmp.join("go-path")).env("GO111MODULE", "off");
+        go
+    })
+}
+
+fn nosparse() -> &'static Path {
+    static N: OnceLock<PathBuf> = OnceLock::new();
+    N.get_or_init(launcher)
+}
+
+fn allocated(p: &Path) -> u64 {
+    std::fs::metadata(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())).blocks() * 512
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn output(cmd: &mut Command) -> Output {
+    cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"))
+}
+
+/// Runs `program MODE DIR SIZE`-style arguments without nosparse and under the launcher
+/// with `options`; asserts the same status and output, and `files` sparse without,
+/// whole with. Returns the launcher's stderr.
+fn compare(program: &Path, before: &[&str], options: &[&str], files: &[&str]) -> String {
+    let s = Scratch::new(&format!("sup-{}", before.first().copied().unwrap_or("go")));
+    let (bare, with) = (s.path("bare"), s.path("with"));
+    for d in [&bare, &with] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    let size = SIZE.to_string();
+    let without = output(Command::new(program).args(before).arg(&bare).arg(&size));
+    let under =
+        output(Command::new(nosparse()).args(options).arg("--").arg(program).args(before).arg(&with).arg(&size));
+    let what = format!("{} {before:?}", program.display());
+    assert_eq!(without.status.code(), under.status.code(), "{what}: status\n{}", text(&under.stderr));
+    assert_eq!(text(&without.stdout), text(&under.stdout), "{what}: output\n{}", text(&under.stderr));
+    for f in files {
+        let (a, b) = (allocated(&bare.join(f)), allocated(&with.join(f)));
+        assert!(a < SIZE / 2, "{what}: {f} without nosparse is not sparse: {a} bytes allocated");
+        assert!(b >= SIZE, "{what}: {f} under nosparse is not whole: {b} of {SIZE} bytes\n{}", text(&under.stderr));
+    }
+    text(&under.stderr)
+}
+
+#[test]
+fn static_programs_are_supervised_by_the_plain_launcher() {
+    let p = raw_create("cc");
+    let dry = output(Command::new(nosparse()).args(["--dry-run", "--"]).arg(&p));
+    let dry = text(&dry.stdout);
+    assert!(dry.contains("mode=supervise") && dry.contains("statically linked"), "{dry}");
+    assert!(dry.contains("seccomp=full"), "{dry}");
+    let err = compare(&p, &["pwrite"], &["--log", "stderr"], &["p"]);
+    assert!(err.contains("nosparse: preallocated") && err.contains("raw_create-cc["), "{err}");
+    // A child forked and exec'd; a program under its own seccomp filter; threads at once.
+    compare(&p, &["fork"], &[], &["p"]);
+    compare(&p, &["filter"], &[], &["s"]);
+    let threads: Vec<String> = (0..8).map(|i| format!("t{i}")).collect();
+    compare(&p, &["threads"], &[], &threads.iter().map(String::as_str).collect::<Vec<_>>());
+    compare(&p, &["ftruncate"], &["--triggers", "pwrite,ftruncate"], &["f"]);
+    // --preload: nothing reaches it.
+    let s = Scratch::new("sup-preload");
+    let out = output(Command::new(nosparse()).args(["--preload", "--"]).arg(&p).arg("pwrite").arg(&s.dir).arg("1000"));
+    assert!(text(&out.stderr).contains("nothing can be preloaded"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn failing_calls_fail_as_without_nosparse() {
+    // Bad descriptor, read-only, bad buffer, negative offset, O_APPEND, RLIMIT_FSIZE.
+    compare(&raw_create("cc"), &["errors"], &["--supervise"], &[]);
+}
+
+#[test]
+fn a_musl_program_is_supervised() {
+    if i686() || !require(have("musl-gcc"), "musl-gcc (musl-tools) is not installed") {
+        return;
+    }
+    compare(&raw_create("musl-gcc"), &["pwrite"], &[], &["p"]);
+}
+
+#[test]
+fn go_programs_are_supervised() {
+    if !require(have("go"), "go (golang-go) is not installed") {
+        return;
+    }
+    for (dynamic, why) in [(false, "statically linked"), (true, "is a Go program")] {
+        let p = go_create(dynamic);
+        let dry = text(&output(Command::new(nosparse()).args(["--dry-run", "--"]).arg(&p)).stdout);
+        assert!(dry.contains("mode=supervise") && dry.contains(why), "{dry}");
+        compare(&p, &[], &["--triggers", "pwrite,ftruncate"], &["writeat", "truncate"]);
+    }
+}
+
+#[test]
+fn exit_statuses_and_signals_are_the_programs() {
+    let n = nosparse().display().to_string();
+    let out = output(Command::new(nosparse()).args(["--supervise", "--", "sh", "-c", "exit 7"]));
+    assert_eq!(out.status.code(), Some(7));
+    for (sig, status) in [("TERM", "143"), ("KILL", "137"), ("SEGV", "139")] {
+        let script = format!("'{n}' --supervise -- sh -c 'kill -{sig} $$' 2>/dev/null; echo $?");
+        let out = output(Command::new("sh").arg("-c").arg(&script));
+        assert_eq!(text(&out.stdout).trim(), status, "killed by SIG{sig}");
+    }
+    // A program stopped by job control stops the launcher (the shell sees the job
+    // stop); continued, it goes on.
+    let child = Command::new(nosparse())
+        .args(["--supervise", "--", "sh", "-c", "kill -TSTP $$; echo continued"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: pid is our child; status is written.
+    assert_eq!(unsafe { libc::waitpid(pid, &mut status, libc::WUNTRACED) }, pid);
+    assert!(libc::WIFSTOPPED(status), "the launcher did not stop with its program: {status:#x}");
+    // SAFETY: a signal to our child.
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!((out.status.code(), text(&out.stdout)), (Some(0), "continued\n".to_string()));
+}
+
+#[test]
+fn a_killed_supervisor_leaves_enosys() {
+    let s = Scratch::new("sup-killed");
+    let mut child = Command::new(nosparse())
+        .arg("--")
+        .arg(raw_create("cc"))
+        .args(["wait"])
+        .arg(&s.dir)
+        .arg(SIZE.to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "ready");
+    let mut stdin = child.stdin.take().unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The program lives on; its next candidate call has no one to answer it.
+    stdin.write_all(b"go\n").unwrap();
+    let after = lines.next().unwrap().unwrap();
+    assert!(after.starts_with("after ret=-1 errno=38 "), "{after}");
+}
+
+/// Programs nobody here wrote: Debian's static busybox creating files with `truncate -s`
+/// (the ftruncate trigger) and `dd ... seek= conv=notrunc` (a one-byte write after a
+/// seek: the write trigger). Under the i686 suite a 32-bit supervisor serves this
+/// 64-bit program (its buffers above 4 GiB are read through /proc/PID/mem).
+#[test]
+fn busybox_is_supervised() {
+    if !require(have("busybox"), "busybox (busybox-static) is not installed") {
+        return;
+    }
+    let s = Scratch::new("sup-busybox");
+    let seek = format!("seek={SIZE}");
+    let runs: [(&str, &[&str]); 2] = [
+        ("ftruncate", &["truncate", "-s", &SIZE.to_string()]),
+        ("write", &["dd", "if=/dev/zero", "bs=1", "count=1", &seek, "conv=notrunc", "status=none"]),
+    ];
+    for (trigger, args) in runs {
+        let (bare, with) = (s.path(&format!("{trigger}-bare")), s.path(&format!("{trigger}-with")));
+        let arg = |file: &Path| {
+            if trigger == "write" {
+                format!("of={}", file.display())
+            } else {
+                file.display().to_string()
+            }
+        };
+        let out = output(Command::new("busybox").args(args).arg(arg(&bare)));
+        assert!(out.status.success(), "busybox {args:?}: {}", text(&out.stderr));
+        let out =
+            output(Command::new(nosparse()).args(["--triggers", trigger, "--", "busybox"]).args(args).arg(arg(&with)));
+        assert!(out.status.success(), "busybox {args:?}: {}", text(&out.stderr));
+        let (a, b) = (std::fs::metadata(&bare).unwrap(), std::fs::metadata(&with).unwrap());
+        assert_eq!(a.len(), b.len(), "{trigger}: sizes differ");
+        assert!(allocated(&bare) < SIZE / 2, "{trigger}: without nosparse not sparse");
+        assert!(allocated(&with) >= SIZE, "{trigger}: with nosparse not whole: {}", text(&out.stderr));
+    }
+}
+
+/// A program that leaves a process running (a daemon): the launcher ends with the
+/// program, at once, and a detached helper still serves the one left behind.
+#[test]
+fn processes_left_running_are_still_served() {
+    let s = Scratch::new("sup-daemon");
+    let p = raw_create("cc");
+    let script =
+        format!("(sleep 1; exec '{}' pwrite '{}' {SIZE}) >/dev/null 2>&1 & exit 3", p.display(), s.dir.display());
+    let started = std::time::Instant::now();
+    let out = output(Command::new(nosparse()).args(["--supervise", "--", "sh", "-c", &script]));
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert!(started.elapsed().as_millis() < 900, "the launcher waited for the daemon");
+    let file = s.path("p");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0) < SIZE && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(allocated(&file) >= SIZE, "the daemon's file is not whole");
+}
+
+/// Not root: the filter needs no_new_privs, which the child sets; a set-user-ID
+/// program would lose its privileges under it, so `--supervise` refuses (125) and the
+/// plain launcher runs it without the supervisor, saying why.
+#[test]
+fn unprivileged_supervision_and_set_user_id_programs() {
+    if !require(common::is_root() && have("setpriv"), "needs root (to become nobody) and setpriv") {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let dir = PathBuf::from(format!("/tmp/nosparse-sup-{}-{TARGET}", std::process::id()));
+    let _gone = common::Cleanup(vec![dir.clone()]);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let (n, p, suid) = (dir.join("nosparse"), dir.join("raw_create"), dir.join("raw_create-suid"));
+    for (from, to, mode) in
+        [(nosparse(), &n, 0o755), (&raw_create("cc"), &p, 0o755), (&raw_create("cc"), &suid, 0o4755)]
+    {
+        std::fs::copy(from, to).unwrap();
+        std::fs::set_permissions(to, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    let nobody = |args: &[&str]| {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"]).arg(&n).args(["--skip-fs", "none"]).args(args);
+        output(&mut c)
+    };
+    let size = SIZE.to_string();
+    let d = dir.display().to_string();
+    let out = nobody(&["--", &p.display().to_string(), "pwrite", &d, &size]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(allocated(&dir.join("p")) >= SIZE, "not whole under an unprivileged supervisor");
+    let out = nobody(&["--supervise", "--", &suid.display().to_string(), "pwrite", &d, "1000"]);
+    assert!(out.status.code() == Some(125) && text(&out.stderr).contains("set-user-ID"), "{}", text(&out.stderr));
+    let out = nobody(&["--", &suid.display().to_string(), "pwrite", &d, "1000"]);
+    let err = text(&out.stderr);
+    assert!(out.status.success() && err.contains("cannot be supervised") && err.contains("set-user-ID"), "{err}");
+}
