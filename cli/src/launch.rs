@@ -146,7 +146,10 @@ pub fn run(l: Launch) -> Result<Status, Failure> {
         let support = supervise::probe();
         if let Some(reason) = cannot_supervise(&program, &support) {
             if l.mode == Mode::Supervise {
-                return Err(Failure::new(Status::LauncherFailed, format!("cannot supervise {}: {reason}", program.display())));
+                return Err(Failure::new(
+                    Status::LauncherFailed,
+                    format!("cannot supervise {}: {reason}", program.display()),
+                ));
             }
             warn(&format!("{why}, but it cannot be supervised: {reason}; using the preload"));
             why = format!("{why}, but it cannot be supervised: {reason}");

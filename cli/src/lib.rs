@@ -15,9 +15,9 @@ pub mod human;
 pub mod launch;
 pub mod loader;
 pub mod rewrite;
-pub mod vmware;
 pub mod seccomp;
 pub mod supervise;
+pub mod vmware;
 
 use args::Command;
 use exit_codes::{Failure, Status};

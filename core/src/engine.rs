@@ -169,7 +169,8 @@ pub fn prepare(t: &Target, cfg: &Config, screened: Screened, s: &mut Space) -> P
     // btrfs: NOCOW can only be set while the file is empty, so before the call. Without
     // it the file still gets its blocks; btrfs may fragment it later.
     let nocow_set = plan.nocow && alloc::set_nocow(fd).unwrap_or(false);
-    let blocks_before = sys::fstat(fd).map_or(0, |st| st.blocks);
+    // What a reservation then a failing call leave past the end is measured from here.
+    let blocks_before = if plan.reserve { sys::fstat(fd).map_or(0, |st| st.blocks) } else { 0 };
     let mut reserved = false;
     let started = sys::monotonic_ns();
     if plan.reserve {

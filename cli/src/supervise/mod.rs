@@ -23,6 +23,7 @@ mod notif;
 use crate::exit_codes::{Failure, Status};
 use crate::seccomp::{self, Picks};
 use nosparse_core::config::Config;
+use nosparse_core::engine::Space;
 use nosparse_core::settings::Trigger;
 use std::ffi::{CString, OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
@@ -274,7 +275,10 @@ pub fn run(
         }
         Some([stage, errno, _]) => {
             reap();
-            return Err(Failure::new(Status::LauncherFailed, format!("cannot supervise: {}", why_not(stage, errno as i32))));
+            return Err(Failure::new(
+                Status::LauncherFailed,
+                format!("cannot supervise: {}", why_not(stage, errno as i32)),
+            ));
         }
         None => {
             reap();
@@ -303,11 +307,11 @@ pub fn run(
         return Err(Failure::new(Status::LauncherFailed, format!("signalfd: {}", std::io::Error::last_os_error())));
     }
     let sigfd = seccomp::Owned(sigfd);
-    let s = notif::Supervisor { listener: listener.0 .0, emulate: listener.1, cfg };
-    let status = serve(&s, pid, sigfd.0);
+    let mut s = notif::Supervisor { listener: listener.0 .0, emulate: listener.1, cfg, space: Box::new(Space::new()) };
+    let status = serve(&mut s, pid, sigfd.0);
     drop(sigfd);
     if !hung_up(s.listener, 0) {
-        serve_the_rest_detached(&s);
+        serve_the_rest_detached(&mut s);
     }
     Ok(end_like(status))
 }
@@ -338,7 +342,7 @@ fn hung_up(listener: i32, ms: i32) -> bool {
 }
 
 /// Answers one waiting notification, if any.
-fn answer_one(s: &notif::Supervisor) {
+fn answer_one(s: &mut notif::Supervisor) {
     if let Ok(Some(n)) = seccomp::recv(s.listener) {
         if let Some(a) = notif::handle(s, &n) {
             // A failure here is the program's death (ENOENT, handled in send).
@@ -348,7 +352,7 @@ fn answer_one(s: &notif::Supervisor) {
 }
 
 /// Serves notifications until PROGRAM (`pid`) ends; its wait status.
-fn serve(s: &notif::Supervisor, pid: libc::pid_t, sigfd: i32) -> i32 {
+fn serve(s: &mut notif::Supervisor, pid: libc::pid_t, sigfd: i32) -> i32 {
     let mut fds = [
         libc::pollfd { fd: s.listener, events: libc::POLLIN, revents: 0 },
         libc::pollfd { fd: sigfd, events: libc::POLLIN, revents: 0 },
@@ -412,7 +416,7 @@ fn reap(pid: libc::pid_t) -> Option<i32> {
 
 /// PROGRAM has ended, but processes it started still hold the filter: a detached child
 /// serves them until the last is gone, so that the launcher ends now, as PROGRAM did.
-fn serve_the_rest_detached(s: &notif::Supervisor) {
+fn serve_the_rest_detached(s: &mut notif::Supervisor) {
     // SAFETY: this process is single-threaded; the child only serves and exits.
     if unsafe { libc::fork() } != 0 {
         return;

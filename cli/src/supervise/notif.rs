@@ -76,10 +76,12 @@ pub struct Supervisor {
     /// call is continued and nothing allocated.
     pub emulate: bool,
     pub cfg: Config,
+    /// The engine's scratch memory (tens of KiB), one for every notification.
+    pub space: Box<Space>,
 }
 
 /// The answer to `n`; None when the calling thread is gone (nothing to answer).
-pub fn handle(s: &Supervisor, n: &Notif) -> Option<Answer> {
+pub fn handle(s: &mut Supervisor, n: &Notif) -> Option<Answer> {
     let Some((op, compat)) = decode(&n.data) else { return Some(Answer::Continue) };
     if !s.emulate {
         return Some(Answer::Continue);
@@ -126,8 +128,7 @@ pub fn handle(s: &Supervisor, n: &Notif) -> Option<Answer> {
         return None;
     }
     let target = Target { fd: dup.0, program_fd: op.fd(), name, pid: tgid };
-    let mut space = Box::new(Space::new());
-    let prepared = adapter::prepare(&target, &s.cfg, trigger, offset, &mut space);
+    let prepared = adapter::prepare(&target, &s.cfg, trigger, offset, &mut s.space);
     if matches!(prepared, Prepared::Untouched) {
         return Some(Answer::Continue);
     }
@@ -141,7 +142,7 @@ pub fn handle(s: &Supervisor, n: &Notif) -> Option<Answer> {
         Prepared::Fail(e) => Some(Answer::Done(Err(e))),
         Prepared::Act(work) => {
             let result = make_call(dup.0, op, byte.unwrap_or(0));
-            adapter::finish(&target, &s.cfg, &work, result.unwrap_or_else(|e| -i64::from(e.0)), &mut space);
+            adapter::finish(&target, &s.cfg, &work, result.unwrap_or_else(|e| -i64::from(e.0)), &mut s.space);
             Some(Answer::Done(result))
         }
     }
