@@ -1,10 +1,14 @@
 //! Faults: a disk that fills up during the zero fill, RLIMIT_FSIZE, a signal storm,
-//! a read-only filesystem, O_DIRECT fds and offsets past the filesystem's largest file.
-//! In each the program must see exactly what it sees without the library.
+//! a read-only filesystem, O_DIRECT fds, offsets past the filesystem's largest file and
+//! a failing call on a file with set-user-ID bits or capabilities. In each the program
+//! must see exactly what it sees without the library.
 
 mod common;
 
 use common::*;
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 
 #[test]
 fn a_zero_fill_that_would_run_short_of_room_takes_none() {
@@ -65,6 +69,67 @@ fn a_kill_at_any_moment_leaves_a_size_a_run_without_the_library_could() {
     }
     eprintln!("SUMMARY kill: {killed_during} kills landed after the call and before its log line");
     assert!(killed_during > 0, "no kill landed while the library was at work: the test proved nothing");
+}
+
+/// Whether `path` has the extended attribute `name`.
+fn has_xattr(path: &Path, name: &str) -> bool {
+    let (p, n) = (CString::new(path.as_os_str().as_bytes()).unwrap(), CString::new(name).unwrap());
+    // SAFETY: both NUL-terminated; a NULL buffer of size 0 asks for the value's size.
+    unsafe { libc::getxattr(p.as_ptr(), n.as_ptr(), std::ptr::null_mut(), 0) >= 0 }
+}
+
+#[test]
+fn a_failing_call_leaves_set_user_id_bits_and_capabilities_as_they_were() {
+    // fallocate removes them as a write does. Reserved before a call that then fails
+    // (NOSPARSE_ON_ERROR=fail; btrfs's NOCOW on an empty file), they would be gone
+    // where the program changed nothing; after a call that succeeded they are gone
+    // either way, and the file is allocated after it. tests/c/torture.c's --fault
+    // fails the program's own call; --no-fsetid lets a write remove the bits, as for
+    // a program not run by root.
+    let s = Scratch::new("privileges");
+    let setups = [("ext4", "fail"), ("btrfs", "fail"), ("btrfs", "passthrough")];
+    let (mut cases, mut mounted) = (Vec::new(), Vec::new());
+    for (kind, on_error) in setups {
+        let Some(fs) = mount(&s, kind, 256 * MIB) else { return };
+        for privilege in ["caps", "setid"] {
+            for fault in [true, false] {
+                let what = format!("{kind}, NOSPARSE_ON_ERROR={on_error}, {privilege}, call fails: {fault}");
+                cases.push((
+                    what,
+                    (fs.path(&format!("{on_error}-{privilege}-{fault}.img")), on_error, privilege, fault),
+                ));
+            }
+        }
+        mounted.push(fs);
+    }
+    every_case(cases, |what, (path, on_error, privilege, fault)| {
+        let mut run = c_program("torture")
+            .arg("--path", path.display())
+            .arg("--offset", 64 * MIB - 1)
+            .env("NOSPARSE_ON_ERROR", on_error)
+            .env("NOSPARSE_MIN_SIZE", "1M");
+        run = match privilege {
+            "caps" => run.flag("--caps"),
+            _ => run.arg("--mode", "6755").flag("--no-fsetid"),
+        };
+        if fault {
+            run = run.arg("--fault", format!("pwrite64:{}", libc::EIO));
+        }
+        let (without, with) = run.both(&path);
+        for key in ["ret", "errno", "size_after", "mode_after"] {
+            assert_eq!(without.get(key), with.get(key), "{what}: {key}\n{}", with.stderr);
+        }
+        let caps = |p: &Path| has_xattr(p, "security.capability");
+        assert_eq!(caps(&bare_path(&path)), caps(&path), "{what}: capabilities\n{}", with.stderr);
+        assert_eq!(caps(&path), fault && privilege == "caps", "{what}: capabilities");
+        let setid = (with.get("mode_after") & 0o6000) != 0;
+        assert_eq!(setid, fault && privilege == "setid", "{what}: mode {:o}", with.get("mode_after"));
+        if !fault {
+            assert_whole(&measure(&path), what);
+        }
+        let _ = std::fs::remove_file(&path);
+        let _ = std::fs::remove_file(bare_path(&path));
+    });
 }
 
 #[test]

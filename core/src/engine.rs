@@ -114,7 +114,8 @@ pub fn facts(fd: i32, trigger: Trigger, offset: i64) -> Option<Call> {
         _ => offset,
     };
     let (Ok(open_flags), Ok(st)) = (sys::getfl(fd), sys::fstat(fd)) else { return None };
-    Some(Call { trigger, offset, open_flags, regular: st.is_regular(), size: st.size, blksize: st.blksize })
+    let setid = st.mode & (libc::S_ISUID | libc::S_ISGID) != 0;
+    Some(Call { trigger, offset, open_flags, regular: st.is_regular(), setid, size: st.size, blksize: st.blksize })
 }
 
 /// A debug line for a call the screen left alone.
@@ -146,6 +147,11 @@ pub fn prepare(t: &Target, cfg: &Config, screened: Screened, s: &mut Space) -> P
             fs::FsKind::Xfs => sys::extent_size_hint(fd),
             _ => 0,
         },
+        // Read only where the plan may act before the call (see `Plan::reserve`).
+        // Unreadable (EACCES from a security module): as if present, which only defers
+        // the allocation until after the call.
+        capabilities: (cfg.fails() || data.kind == fs::FsKind::Btrfs)
+            && sys::has_xattr(fd, b"security.capability\0").unwrap_or(true),
     };
     let work = |kind| Prepared::Act(Work { kind, trigger: call.trigger });
     let plan = match policy::judge(cfg, &screened, &file) {

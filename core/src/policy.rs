@@ -20,6 +20,8 @@ pub struct Call {
     pub offset: i64,
     pub open_flags: i32,
     pub regular: bool,
+    /// The set-user-ID or set-group-ID bit is set.
+    pub setid: bool,
     /// `st_size` before the call.
     pub size: i64,
     /// `st_blksize`.
@@ -58,6 +60,9 @@ pub struct File {
     /// The filesystem's extent size hint for the file (xfs), 0 where none: allocation
     /// starts at a multiple of it, so that none lands in the program's own hole.
     pub extent_hint: u64,
+    /// The file has capabilities (`security.capability`), or may have: it could not be
+    /// read.
+    pub capabilities: bool,
 }
 
 /// Why a call is left alone.
@@ -142,6 +147,7 @@ pub struct Plan {
     /// Fallocate before the real call: under `NOSPARSE_ON_ERROR=fail`, so that a
     /// failure can fail the call; and with `nocow`, because NOCOW can be cleared again
     /// only while the file is empty (btrfs's fallocate takes all of the range or none).
+    /// Never for a file with set-user-ID or set-group-ID bits or capabilities.
     pub reserve: bool,
 }
 
@@ -242,7 +248,13 @@ pub fn judge(cfg: &Config, s: &Screened, f: &File) -> Decision {
         let block = c.blksize.clamp(512, 1 << 20).max(f.extent_hint.min(1 << 30) as i64);
         let size = c.size.max(0);
         let start = round_up(size, block).min(end);
-        let nocow = f.fs == FsKind::Btrfs && size == 0;
+        // fallocate, like a write, removes set-user-ID and set-group-ID bits and file
+        // capabilities (the kernel's file_remove_privs): done before a call that then
+        // failed, it would have removed them where the program removed nothing. Such a
+        // file is touched only after the call, which removed them itself; so neither
+        // NOCOW (which needs the reservation) nor ON_ERROR=fail's word before the call.
+        let early = !(c.setid || f.capabilities);
+        let nocow = f.fs == FsKind::Btrfs && size == 0 && early;
         let plan = Plan {
             size,
             start,
@@ -250,7 +262,7 @@ pub fn judge(cfg: &Config, s: &Screened, f: &File) -> Decision {
             method: cfg.method,
             nocow,
             can_zero,
-            reserve: nocow || (cfg.on_error == OnError::Fail && cfg.method != Method::Zero),
+            reserve: nocow || (cfg.on_error == OnError::Fail && cfg.method != Method::Zero && early),
         };
         // Zeros on ext2/ext3 files need an indirect block per 1024 blocks besides the
         // data: counted, so that a fill that passes the check does not stop short of room.
@@ -298,6 +310,7 @@ mod tests {
             offset: 3774873599,
             open_flags: libc::O_RDWR | O_LARGEFILE,
             regular: true,
+            setid: false,
             size: 0,
             blksize: 4096,
         };
@@ -311,6 +324,7 @@ mod tests {
             path_matches: true,
             fsize_limit: u64::MAX,
             extent_hint: 0,
+            capabilities: false,
         };
         (call, file)
     }
@@ -381,6 +395,20 @@ mod tests {
         assert!(p.nocow && p.reserve, "NOCOW is set, and the range reserved, before the call");
         let p = plan(decide(Call { size: 4096, ..c }, f));
         assert!(!p.nocow && !p.reserve);
+    }
+
+    #[test]
+    fn a_privileged_file_is_touched_only_after_the_call() {
+        let (c, f) = vmem();
+        let fail = Config { on_error: OnError::Fail, ..DEFAULT };
+        let btrfs = File { fs: FsKind::Btrfs, ..f };
+        for (call, file) in [(Call { setid: true, ..c }, f), (c, File { capabilities: true, ..f })] {
+            for (cfg, file) in [(&fail, file), (&DEFAULT, File { fs: FsKind::Btrfs, ..file })] {
+                let p = plan(verdict(cfg, &call, &file));
+                assert!(!p.reserve && !p.nocow, "{call:?} {file:?}");
+            }
+        }
+        assert!(plan(verdict(&fail, &c, &f)).reserve && plan(decide(c, btrfs)).nocow);
     }
 
     #[test]

@@ -34,6 +34,7 @@ mod nr {
     pub const FALLOCATE: usize = libc::SYS_fallocate as usize;
     pub const PWRITEV: usize = libc::SYS_pwritev as usize;
     pub const PRLIMIT64: usize = libc::SYS_prlimit64 as usize;
+    pub const FGETXATTR: usize = libc::SYS_fgetxattr as usize;
 }
 
 /// System call numbers, from `libc` for each architecture.
@@ -62,6 +63,7 @@ mod nr {
     pub const FALLOCATE: usize = libc::SYS_fallocate as usize;
     pub const PWRITEV: usize = libc::SYS_pwritev as usize;
     pub const PRLIMIT64: usize = libc::SYS_prlimit64 as usize;
+    pub const FGETXATTR: usize = libc::SYS_fgetxattr as usize;
 }
 
 /// `syscall(nr, a...)`, six arguments (unused ones are ignored by the kernel).
@@ -456,6 +458,22 @@ pub fn set_inode_flags(fd: i32, flags: i32) -> Result<()> {
     let mut flags = flags;
     // SAFETY: the kernel reads an int through the pointer.
     unsafe { ioctl(fd, FS_IOC_SETFLAGS, core::ptr::addr_of_mut!(flags).cast()) }.map(drop)
+}
+
+/// `fgetxattr(fd, name, NULL, 0)` — whether the file has the extended attribute `name`
+/// (NUL-terminated): only the value's size is asked for. A filesystem without
+/// extended attributes (EOPNOTSUPP) has none.
+/// <https://man7.org/linux/man-pages/man2/fgetxattr.2.html>
+pub fn has_xattr(fd: i32, name: &[u8]) -> Result<bool> {
+    if name.last() != Some(&0) {
+        return Err(Errno(libc::EINVAL));
+    }
+    // SAFETY: name is NUL-terminated; a NULL buffer of size 0 asks for the size alone.
+    match unsafe { call(nr::FGETXATTR, [fd as usize, name.as_ptr() as usize, 0, 0, 0, 0]) } {
+        Ok(_) => Ok(true),
+        Err(e) if e.0 == libc::ENODATA || e.0 == libc::EOPNOTSUPP => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 /// The soft `RLIMIT_FSIZE` of process `pid` (0: this one): the largest file it may

@@ -8,7 +8,7 @@
  *        [--layout empty|data|holes|keepsize|unwritten] [--keep BYTES] [--mode OCTAL]
  *        [--xattr] [--caps] [--wt-at A --wt-n N] [--wp-at A --wp-n N]
  *        [--mover-at A --mover-n N] [--forker] [--lease] [--fault NAME:ERRNO]
- *        [--rlimit BYTES] [--proc]
+ *        [--rlimit BYTES] [--no-fsetid] [--proc]
  *
  * Actors write the pattern of each block's own index (tests/c/common.h), on disjoint
  * blocks, so the final content does not depend on the interleaving:
@@ -25,10 +25,14 @@
  * --proc   the call goes to /proc/self/mem at the last byte of a mapping of --offset
  *          bytes instead (--path is not used)
  * --fault  a seccomp filter on the calling thread: syscall NAME fails with ERRNO
+ * --no-fsetid  the program gives up CAP_FSETID before its actors start, as a program
+ *          not run by root: a change to the file's data then removes its set-user-ID
+ *          and set-group-ID bits
  * Prints `calling=1` just before the call (the test may SIGKILL then), key=value lines. */
 #include "common.h"
 #include <dirent.h>
 #include <linux/audit.h>
+#include <linux/capability.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <poll.h>
@@ -256,6 +260,7 @@ static const struct fault_name FAULTS[] = {
     {"ioctl", {__NR_ioctl, NONE}},
     {"fallocate", {__NR_fallocate, NONE}},
     {"madvise", {__NR_madvise, NONE}},
+    {"fgetxattr", {__NR_fgetxattr, NONE}},
     {"pwritev", {__NR_pwritev, __NR_pwritev2, NONE}},
     {"sync_file_range", {__NR_sync_file_range, NONE}},
     {"pwrite64", {__NR_pwrite64, NONE}}, /* count 1 only: the program's own call */
@@ -326,9 +331,9 @@ static void install_fault(const char *spec)
 }
 
 /* The syscalls the library makes beside the call itself: each is a moment inside it. */
-static const char *const LIBRARY_SYSCALLS[] = {"fstat", "fcntl",   "fstatfs", "ioctl",  "fallocate",       "mmap",
-                                               "madvise", "readlinkat", "openat", "pwritev", "sync_file_range", "socket",
-                                               "prlimit"};
+static const char *const LIBRARY_SYSCALLS[] = {"fstat",   "fcntl",      "fstatfs", "ioctl",   "fallocate",
+                                               "mmap",    "madvise",    "fgetxattr", "readlinkat", "openat",
+                                               "pwritev", "sync_file_range", "socket", "prlimit"};
 
 /* Installs, on the calling thread only, a filter that notifies the supervisor of each
  * of those syscalls. */
@@ -382,6 +387,19 @@ static volatile sig_atomic_t signals[65];
 static void count_signal(int sig)
 {
     signals[sig]++;
+}
+
+/* Takes CAP_FSETID out of this thread's effective set; threads and processes started
+ * afterwards inherit that. */
+static void drop_fsetid(void)
+{
+    struct __user_cap_header_struct h = {.version = _LINUX_CAPABILITY_VERSION_3};
+    struct __user_cap_data_struct d[_LINUX_CAPABILITY_U32S_3];
+    if (syscall(SYS_capget, &h, d) != 0)
+        die("capget");
+    d[CAP_TO_INDEX(CAP_FSETID)].effective &= ~CAP_TO_MASK(CAP_FSETID);
+    if (syscall(SYS_capset, &h, d) != 0)
+        die("capset");
 }
 
 static void prepare(const char *layout, int64_t old, int64_t keep)
@@ -499,6 +517,8 @@ int main(int argc, char **argv)
         if (setrlimit(RLIMIT_FSIZE, &r) != 0)
             die("setrlimit");
     }
+    if (flag(argc, argv, "--no-fsetid"))
+        drop_fsetid();
 
     pthread_t t_wt, t_supervisor, t_caller;
     pid_t wp = 0;
