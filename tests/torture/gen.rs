@@ -215,6 +215,9 @@ pub struct Scenario {
     /// The byte the call writes (ftruncate: the new size is offset + 1).
     pub offset: u64,
     pub mode: Option<u32>,
+    /// The program runs without CAP_FSETID: a change to the file's data removes its
+    /// set-user-ID and set-group-ID bits, as for a program not run by root.
+    pub no_fsetid: bool,
     pub xattr: bool,
     pub caps: bool,
     /// Blocks the writer thread / process rewrite: at, at + 8 KiB, ...
@@ -263,6 +266,7 @@ impl Scenario {
             call,
             offset: 0,
             mode: None,
+            no_fsetid: false,
             xattr: false,
             caps: false,
             wt: (0, 0),
@@ -393,6 +397,7 @@ impl Scenario {
         if r.chance(15) {
             s.match_glob = Some(r.pick(&["*.img", "*.vmem", "/*/t-*"]));
         }
+        s.no_fsetid = s.mode.is_some_and(|m| m & 0o6000 != 0) && r.chance(50);
         s
     }
 
@@ -448,7 +453,13 @@ impl Scenario {
         if let Some(m) = self.mode {
             let _ = write!(d, " mode={m:o}");
         }
-        for (on, f) in [(self.xattr, "user.x"), (self.caps, "caps"), (self.forker, "forker"), (self.lease, "lease")] {
+        for (on, f) in [
+            (self.no_fsetid, "no-fsetid"),
+            (self.xattr, "user.x"),
+            (self.caps, "caps"),
+            (self.forker, "forker"),
+            (self.lease, "lease"),
+        ] {
             if on {
                 let _ = write!(d, " {f}");
             }
@@ -534,9 +545,13 @@ impl Scenario {
         if let Some(l) = self.rlimit {
             arg("--rlimit", l.to_string());
         }
-        for (on, f) in
-            [(self.xattr, "--xattr"), (self.caps, "--caps"), (self.forker, "--forker"), (self.lease, "--lease")]
-        {
+        for (on, f) in [
+            (self.no_fsetid, "--no-fsetid"),
+            (self.xattr, "--xattr"),
+            (self.caps, "--caps"),
+            (self.forker, "--forker"),
+            (self.lease, "--lease"),
+        ] {
             if on {
                 a.push(f.into());
             }
