@@ -90,6 +90,11 @@ impl Fs {
         }
     }
 
+    /// The library's zero fill may run here (local block filesystems).
+    pub fn zero_fill(self) -> bool {
+        matches!(self, Fs::Ext4 | Fs::Ext3 | Fs::Xfs | Fs::Btrfs)
+    }
+
     pub fn has_fallocate(self) -> bool {
         matches!(self, Fs::Ext4 | Fs::Xfs | Fs::Btrfs | Fs::Tmpfs)
     }

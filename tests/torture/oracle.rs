@@ -11,7 +11,8 @@
 //!   ENOSPC on a full disk, EOPNOTSUPP where neither fallocate nor the zero fill can
 //!   be used); blocks past the end may then stay (compared loosely);
 //! - it acts only on ext2/3/4, xfs, btrfs, and tmpfs when not in NOSPARSE_SKIP_FS;
-//!   procfs, hugetlbfs, vfat are passed through silently;
+//!   procfs, hugetlbfs, vfat are passed through silently, and so is METHOD=zero where
+//!   the zero fill cannot run;
 //! - predictable failures (one-byte O_DIRECT write, no O_LARGEFILE past 2 GiB,
 //!   RLIMIT_FSIZE) are judged before acting: nothing allocated, nothing logged;
 //! - one log line after the real call where it acts; none for calls left alone.
@@ -95,17 +96,25 @@ pub fn expect(s: &Scenario, without: &Ran) -> Expect {
         || (s.no_largefile && s.offset >= MAX_NON_LFS)
         || s.rlimit.is_some_and(|l| s.new_size() > l);
     let matched = s.match_glob != Some("*.vmem");
+    let method = s.method.unwrap_or("auto");
+    // The zero fill runs on local block filesystems, through a descriptor open for
+    // reading and writing; METHOD=zero leaves every other call alone.
+    let cannot_zero = method == "zero" && (!s.fs.zero_fill() || s.wronly);
     let eligible = opened
         && fs_allowed(s)
         && triggers.split(',').any(|t| t == s.call.trigger())
         && matched
         && !predictable_failure
         && !(s.append && s.call != Call::Ftruncate)
-        && s.new_size() - s.size_before() >= s.min_size;
+        && s.new_size() - s.size_before() >= s.min_size
+        && !cannot_zero;
     let library_fault = s.fault.is_some() && !own_call_fault(s);
-    let method = s.method.unwrap_or("auto");
     let fallocate = s.fs.has_fallocate() && matches!(method, "auto" | "fallocate");
-    let zero = (method == "zero" || (method == "auto" && !s.fs.has_fallocate())) && !s.wronly && !s.direct && !s.append;
+    let zero = (method == "zero" || (method == "auto" && !s.fs.has_fallocate()))
+        && s.fs.zero_fill()
+        && !s.wronly
+        && !s.direct
+        && !s.append;
     // A failing real call is left alone, except under ON_ERROR=fail, which allocates first.
     let acts = eligible && method != "off" && s.full != Full::Short && (!real_failed || s.on_error_fail);
     let range = s.new_range();
