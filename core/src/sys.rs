@@ -522,17 +522,46 @@ pub unsafe fn unmap(p: *mut u8, len: usize) {
 }
 
 /// A shared, writable mapping of `len` bytes of `fd` from `offset` (a multiple of the
-/// page size): the zero fill's window onto the file.
+/// page size): the zero fill's window onto the file. Its address is a multiple of
+/// `align` (a power of two, 0 for any): where `offset` is one too, the kernel may map a
+/// large folio of the file with one page-table entry. The space is reserved first
+/// (inaccessible, `align` longer) and the file mapped over its aligned part, so no other
+/// mapping of the process is ever touched.
 /// <https://man7.org/linux/man-pages/man2/mmap.2.html>
-pub fn map_shared(fd: i32, len: usize, offset: i64) -> Result<*mut u8> {
+pub fn map_shared(fd: i32, len: usize, offset: i64, align: usize) -> Result<*mut u8> {
     let prot = (libc::PROT_READ | libc::PROT_WRITE) as usize;
-    let flags = libc::MAP_SHARED as usize;
     #[cfg(target_arch = "x86_64")]
     let (n, off) = (nr::MMAP, offset as usize);
     #[cfg(target_arch = "x86")]
     let (n, off) = (nr::MMAP2, (offset / 4096) as usize);
-    // SAFETY: a new mapping, placed by the kernel, touches no existing memory.
-    unsafe { call(n, [0, len, prot, flags, fd as usize, off]) }.map(|p| p as *mut u8)
+    if align == 0 {
+        // SAFETY: a new mapping, placed by the kernel, touches no existing memory.
+        return unsafe { call(n, [0, len, prot, libc::MAP_SHARED as usize, fd as usize, off]) }.map(|p| p as *mut u8);
+    }
+    let span = len.checked_add(align).ok_or(Errno(libc::ENOMEM))?;
+    let reserve = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE) as usize;
+    // SAFETY: as above.
+    let r = unsafe { call(n, [0, span, libc::PROT_NONE as usize, reserve, usize::MAX, 0]) }?;
+    let at = (r + align - 1) & !(align - 1);
+    let fixed = (libc::MAP_SHARED | libc::MAP_FIXED) as usize;
+    // SAFETY: `[at, at + len)` lies within the reservation just made, which is ours.
+    let mapped = unsafe { call(n, [at, len, prot, fixed, fd as usize, off]) };
+    // SAFETY: the reservation's parts before and after the file's mapping (or all of it,
+    // when that failed), which nothing refers to.
+    unsafe {
+        match mapped {
+            Ok(_) => {
+                if at > r {
+                    unmap(r as *mut u8, at - r);
+                }
+                if r + span > at + len {
+                    unmap((at + len) as *mut u8, r + span - (at + len));
+                }
+            }
+            Err(_) => unmap(r as *mut u8, span),
+        }
+    }
+    mapped.map(|p| p as *mut u8)
 }
 
 /// `madvise(p, len, advice)`. <https://man7.org/linux/man-pages/man2/madvise.2.html>
