@@ -4,6 +4,8 @@
 //! `SETTINGS`, `#` comments, blank lines, spaces around name and value and one pair of
 //! quotes around the value dropped; a name given twice takes its last value.
 
+use crate::pattern;
+use nosparse_core::config::CONFIG_FILE_MAX;
 use nosparse_core::fs::FsKind;
 use nosparse_core::settings::{self, Setting};
 use std::fs::File;
@@ -14,8 +16,8 @@ use std::path::Path;
 /// Where the library looks for it.
 pub const PATH: &str = "/etc/nosparse.conf";
 
-/// A larger file is not read: it cannot be one written by hand.
-pub const MAX_BYTES: u64 = 64 << 10;
+/// A larger file is not read: it cannot be one written by hand (the library's limit).
+pub const MAX_BYTES: u64 = CONFIG_FILE_MAX as u64;
 
 /// Mode bits that let group or others write.
 const GROUP_OTHER_WRITE: u32 = 0o022;
@@ -127,7 +129,7 @@ fn inline_comment(value: &[u8]) -> bool {
 fn globs_match(globs: &[u8], name: &str) -> bool {
     String::from_utf8_lossy(globs).split(':').any(|g| {
         let last = g.rsplit('/').next().unwrap_or(g);
-        crate::check::matches(last, Path::new(name))
+        pattern::fnmatch(last.as_bytes(), name.as_bytes())
     })
 }
 
@@ -210,31 +212,6 @@ pub fn turned_off(entries: &[Entry], for_vmx: bool, vm_fs: Option<FsKind>) -> Ve
         }
     }
     off
-}
-
-/// The filesystem of the open file `fd`, when it can be found.
-pub fn fs_of_fd(fd: libc::c_int) -> Option<FsKind> {
-    // SAFETY: a zeroed statfs is a valid out-parameter.
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    // SAFETY: fstatfs writes only into st; a bad fd is an error return.
-    if unsafe { libc::fstatfs(fd, &mut st) } != 0 {
-        return None;
-    }
-    // f_type is compared as 32 bits: i686 reports it signed.
-    Some(FsKind::from_magic(st.f_type as u32))
-}
-
-/// The filesystem `dir` is on, when it can be found.
-pub fn fs_of(dir: &Path) -> Option<FsKind> {
-    let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).ok()?;
-    // SAFETY: a zeroed statfs is a valid out-parameter; c is NUL-terminated.
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    // SAFETY: see above; statfs writes only into st.
-    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
-        return None;
-    }
-    // f_type is compared as 32 bits: i686 reports it signed.
-    Some(FsKind::from_magic(st.f_type as u32))
 }
 
 #[cfg(test)]

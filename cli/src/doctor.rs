@@ -8,6 +8,8 @@ use crate::launch::{self, LIB_NAME};
 use crate::supervise::{self, Support};
 use crate::{conf, loader};
 use nosparse_core::fs::FsKind;
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -57,6 +59,12 @@ struct Found {
     loader: loader::Loader,
 }
 
+/// The filesystem `dir` is on, when it can be found.
+fn fs_of(dir: &Path) -> Option<FsKind> {
+    let path = CString::new(dir.as_os_str().as_bytes()).ok()?;
+    FsKind::of_path(path.as_bytes_with_nul()).ok()
+}
+
 fn class_of(path: &Path) -> Option<Class> {
     match elf::kind(path).ok()? {
         Kind::Dynamic { class, .. } | Kind::Static { class } => Some(class),
@@ -68,7 +76,7 @@ pub fn run(d: &Doctor) -> Result<Status, Failure> {
     let mut r = Report::default();
     // The settings are vmx's when asked, or when the wrapper is installed.
     let vmx = d.vmx || d.vm_dir.is_some() || std::fs::metadata(VMWARE_STATE).is_ok_and(|m| m.len() > 0);
-    let vm_fs = d.vm_dir.as_deref().and_then(conf::fs_of);
+    let vm_fs = d.vm_dir.as_deref().and_then(fs_of);
     if d.settings_only {
         settings_file(&mut r, &d.config, vmx, vm_fs);
     } else {

@@ -10,6 +10,7 @@ use crate::elf::{self, Kind};
 use crate::exit_codes::{Failure, Status};
 use crate::supervise::{self, Support};
 use crate::{conf, loader};
+use nosparse_core::sys;
 use std::ffi::OsString;
 use std::io::ErrorKind;
 use std::os::unix::ffi::OsStrExt;
@@ -94,8 +95,7 @@ fn mode_for(l: &Launch, runs: &Runs) -> (Mode, String) {
 /// Why `program` cannot be supervised here, if it cannot; `support` is what the kernel
 /// and this process's own seccomp state allow.
 fn cannot_supervise(program: &Path, support: &Support) -> Option<String> {
-    // SAFETY: cannot fail.
-    if secure(program) && unsafe { libc::geteuid() } != 0 {
+    if secure(program) && !sys::is_root() {
         return Some(format!(
             "{} is set-user-ID or set-group-ID: a seccomp filter needs no_new_privs, under which it \
              would run without its privileges (only root can supervise it)",

@@ -14,6 +14,7 @@ pub mod exit_codes;
 pub mod human;
 pub mod launch;
 pub mod loader;
+pub mod pattern;
 pub mod rewrite;
 pub mod seccomp;
 pub mod supervise;

@@ -18,6 +18,7 @@ use crate::args::{Vmware, VmwareAction};
 use crate::exit_codes::{Failure, Status};
 use crate::human;
 use crate::launch;
+use nosparse_core::sys;
 use serde::Serialize;
 use std::fs::{self, File};
 use std::io::Write;
@@ -241,8 +242,7 @@ impl Actor {
         if self.check {
             return Err(Stop::WouldChange(what.to_string()));
         }
-        // SAFETY: geteuid cannot fail.
-        if unsafe { libc::geteuid() } != 0 {
+        if !sys::is_root() {
             return Err(Stop::Failed(format!("{what}: run as root")));
         }
         f().map_err(Stop::Failed)?;
@@ -758,8 +758,7 @@ pub fn run_command(v: &Vmware) -> Result<Status, Failure> {
     if v.action == VmwareAction::Status {
         return status(v).map_err(fail);
     }
-    // SAFETY: geteuid cannot fail.
-    if !v.check && unsafe { libc::geteuid() } != 0 {
+    if !v.check && !sys::is_root() {
         return Err(fail("run as root (--check shows what would change, as any user)".into()));
     }
     let mut st = State::open(&v.state, !v.check).map_err(fail)?;
