@@ -2,7 +2,7 @@
 //! FIEMAP and counted as `filefrag` counts them, and a verdict against what the file's
 //! filesystem could do at best for that size.
 
-use crate::args::Check;
+use crate::args::{Check, Format};
 use crate::exit_codes::Status;
 use crate::{human, pattern};
 use nosparse_core::extents::{self, Layout};
@@ -233,34 +233,6 @@ fn walk(dir: &Path, abs: &Path, pattern: Option<&str>, out: &mut Vec<Item>) {
     }
 }
 
-/// How `check` prints its findings.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Format {
-    /// One line per file, then the counts.
-    #[default]
-    Text,
-    /// One JSON object: `files` (one object per file) and `summary`.
-    Json,
-    /// One JSON object per line: each file, then `{"summary": ...}`.
-    Ndjson,
-    /// The Prometheus text format, for node_exporter's textfile collector.
-    Prometheus,
-}
-
-impl Format {
-    /// The names `--format` takes, in the order the help lists them.
-    pub const NAMES: [(&'static str, Format); 4] = [
-        ("text", Format::Text),
-        ("json", Format::Json),
-        ("ndjson", Format::Ndjson),
-        ("prometheus", Format::Prometheus),
-    ];
-
-    pub fn from_name(name: &str) -> Option<Format> {
-        Format::NAMES.iter().find(|(n, _)| *n == name).map(|(_, f)| *f)
-    }
-}
-
 /// One file's line of output, for JSON: its measurements, or why it has none.
 #[derive(Serialize)]
 struct FileJson<'a> {
@@ -468,7 +440,7 @@ pub fn run(c: &Check) -> Status {
             Some(glob) => format!("no file matches --pattern {glob}"),
             None => "no regular file in it".to_string(),
         };
-        crate::say("check", &format!("{}: {why}", dir.display()));
+        human::say("check", &format!("{}: {why}", dir.display()));
         summary.empty_dirs.push(dir.to_string_lossy().into_owned());
     }
     let mut outcomes = Vec::new();
@@ -483,7 +455,7 @@ pub fn run(c: &Check) -> Status {
         summary.add(&outcome, c.max_fragments);
         match (&outcome.result, c.format) {
             (Err(why), Format::Text | Format::Prometheus) => {
-                crate::say("check", &format!("{}: {why}", outcome.path.display()));
+                human::say("check", &format!("{}: {why}", outcome.path.display()));
             }
             (Ok(r), Format::Text) if !c.quiet => println!("{}", text_report(&outcome.path, r, c.max_fragments)),
             (_, Format::Ndjson) => println!("{}", json(&outcome.json(c.max_fragments))),

@@ -13,9 +13,6 @@ use std::io::Read;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
-/// Where the library looks for it.
-pub const PATH: &str = "/etc/nosparse.conf";
-
 /// A larger file is not read: it cannot be one written by hand (the library's limit).
 pub const MAX_BYTES: u64 = CONFIG_FILE_MAX as u64;
 

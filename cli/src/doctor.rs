@@ -5,6 +5,7 @@ use crate::args::Doctor;
 use crate::elf::{self, Class, Kind};
 use crate::exit_codes::{Failure, Status};
 use crate::launch::{self, LIB_NAME};
+use crate::paths::VMWARE_STATE;
 use crate::supervise::{self, Support};
 use crate::{conf, loader};
 use nosparse_core::fs::FsKind;
@@ -18,10 +19,6 @@ const LOADERS: [(&str, Class); 2] =
     [("/lib64/ld-linux-x86-64.so.2", Class::Elf64), ("/lib/ld-linux.so.2", Class::Elf32)];
 /// The loader's list of libraries for every process.
 pub const PRELOAD: &str = "/etc/ld.so.preload";
-/// What `nosparse-vmware install` records; not empty while a wrapper is installed.
-pub const VMWARE_STATE: &str = crate::vmware::STATE;
-/// Where VMware installs vmx, the program `nosparse-vmware install` wraps by default.
-pub const VMX: &str = crate::vmware::VMX;
 /// The set-user-ID bit.
 const SET_UID: u32 = 0o4000;
 /// Read permission for everyone: the library is loaded by every user's processes.

@@ -8,6 +8,8 @@
 use crate::args::{Launch, Mode};
 use crate::elf::{self, Kind};
 use crate::exit_codes::{Failure, Status};
+use crate::human::warn;
+use crate::paths::CONF;
 use crate::supervise::{self, Support};
 use crate::{conf, loader};
 use nosparse_core::sys;
@@ -238,7 +240,7 @@ pub fn run(l: Launch) -> Result<Status, Failure> {
                     "{} is set-user-ID or set-group-ID: it ignores NOSPARSE_* settings from the \
                      environment, so the options are ignored; it reads {}",
                     program.display(),
-                    conf::PATH
+                    CONF
                 ));
             }
         }
@@ -269,17 +271,13 @@ pub fn run(l: Launch) -> Result<Status, Failure> {
 
 /// Whether the trusted /etc/nosparse.conf restricts the library to some programs.
 fn system_list_is_set() -> bool {
-    match conf::read_trusted(Path::new(conf::PATH)) {
+    match conf::read_trusted(Path::new(CONF)) {
         Ok(Some(text)) => {
             let (entries, bad) = conf::parse(&text);
             conf::sets(&entries, &bad, "NOSPARSE_PROGRAMS")
         }
         _ => false,
     }
-}
-
-pub fn warn(msg: &str) {
-    eprintln!("nosparse: warning: {msg}");
 }
 
 /// The `seccomp=` line of a dry run, and doctor's.

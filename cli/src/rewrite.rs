@@ -190,11 +190,11 @@ pub fn run(r: &Rewrite) -> Status {
     match rewrite(r) {
         Ok(status) => status,
         Err(Stop::Refused(why)) => {
-            crate::say("rewrite", &format!("{}: refusing: {why}", r.file.display()));
+            human::say("rewrite", &format!("{}: refusing: {why}", r.file.display()));
             Status::Refused
         }
         Err(Stop::Failed(why)) => {
-            crate::say("rewrite", &format!("{}: {why}; the file is as it was", r.file.display()));
+            human::say("rewrite", &format!("{}: {why}; the file is as it was", r.file.display()));
             Status::Trouble
         }
     }
@@ -331,7 +331,7 @@ fn rewrite(r: &Rewrite) -> Result<Status, Stop> {
         after.allowed(r.max_fragments),
         before.layout.fragments
     );
-    crate::say("rewrite", &line);
+    human::say("rewrite", &line);
     Ok(Status::Refused)
 }
 

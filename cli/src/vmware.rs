@@ -18,6 +18,7 @@ use crate::args::{Vmware, VmwareAction};
 use crate::exit_codes::{Failure, Status};
 use crate::human;
 use crate::launch;
+use crate::paths::{CONF, VMX, WRAPPER_DIR};
 use nosparse_core::sys;
 use serde::Serialize;
 use std::fs::{self, File};
@@ -27,14 +28,6 @@ use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// What was done, for `uninstall` and `repair`.
-pub const STATE: &str = "/var/lib/nosparse/vmware";
-/// Where VMware installs vmx.
-pub const VMX: &str = "/usr/lib/vmware/bin/vmware-vmx";
-/// Where the wrapper is written.
-pub const WRAPPER_DIR: &str = "/etc/vmware";
-/// The settings file a set-user-ID vmx reads.
-const CONF: &str = crate::conf::PATH;
 /// The wrapper, `@REAL@` standing for the real program's path.
 const WRAPPER: &str = include_str!("../../deploy/vmware-vmx-wrapper");
 /// The settings `install` writes when there are none: vmx only, .vmem only.
@@ -253,7 +246,7 @@ impl Actor {
 }
 
 fn say(msg: &str) {
-    crate::say("vmware", msg);
+    human::say("vmware", msg);
 }
 
 /// Whether `tool` is a program on PATH (dpkg's, on Debian hosts).
