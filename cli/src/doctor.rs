@@ -9,6 +9,7 @@ use crate::paths::VMWARE_STATE;
 use crate::supervise::{self, Support};
 use crate::{conf, loader};
 use nosparse_core::fs::FsKind;
+use nosparse_core::settings::PROGRAMS;
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
@@ -237,7 +238,7 @@ fn settings_file(r: &mut Report, path: &Path, vmx: bool, vm_fs: Option<FsKind>) 
     for b in &bad {
         let file = PathBuf::from(format!("{}:{}", path.display(), b.line));
         let effect = match b.setting {
-            Some(s) if s.name == "NOSPARSE_PROGRAMS" => "; the library acts in no program".to_string(),
+            Some(s) if s.name == PROGRAMS.name => "; the library acts in no program".to_string(),
             Some(s) => format!("; the library keeps the default ({})", s.default),
             None => "; the line is ignored".to_string(),
         };
@@ -248,14 +249,14 @@ fn settings_file(r: &mut Report, path: &Path, vmx: bool, vm_fs: Option<FsKind>) 
         r.problem(&file, &format!("{}{effect}", b.why), &fix);
     }
     // Good values that still keep the library from acting (for vmx: on .vmem files).
-    let programs_globs = conf::value(&entries, "NOSPARSE_PROGRAMS").map(String::from_utf8_lossy);
+    let programs_globs = conf::value(&entries, &PROGRAMS).map(String::from_utf8_lossy);
     let vmx = vmx || programs_globs.is_some_and(|p| p.contains("vmware-vmx"));
     let off = conf::turned_off(&entries, vmx, vm_fs);
     for o in &off {
         r.problem(path, &o.why, &o.fix);
     }
     if bad.is_empty() && off.is_empty() {
-        let programs = conf::value(&entries, "NOSPARSE_PROGRAMS").map(String::from_utf8_lossy);
+        let programs = conf::value(&entries, &PROGRAMS).map(String::from_utf8_lossy);
         let scope = match programs {
             Some(p) => format!("acts only in {p}"),
             None => "acts in every program it is loaded into".to_string(),

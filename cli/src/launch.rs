@@ -12,6 +12,7 @@ use crate::human::warn;
 use crate::paths::CONF;
 use crate::supervise::{self, Support};
 use crate::{conf, loader};
+use nosparse_core::settings::PROGRAMS;
 use nosparse_core::sys;
 use std::ffi::OsString;
 use std::io::ErrorKind;
@@ -140,9 +141,9 @@ pub fn run(l: Launch) -> Result<Status, Failure> {
     let runs = what_runs(&program)?;
     let (mode, mut why) = mode_for(&l, &runs);
     let mut settings = l.settings.clone();
-    if system_list_is_set() && !settings.iter().any(|(k, _)| *k == "NOSPARSE_PROGRAMS") {
+    if system_list_is_set() && !settings.iter().any(|(k, _)| *k == PROGRAMS.name) {
         // The system-wide allow-list is for processes nobody asked for; this one was.
-        settings.push(("NOSPARSE_PROGRAMS", "*".into()));
+        settings.push((PROGRAMS.name, "*".into()));
     }
     if mode == Mode::Supervise {
         let support = supervise::probe();
@@ -274,7 +275,7 @@ fn system_list_is_set() -> bool {
     match conf::read_trusted(Path::new(CONF)) {
         Ok(Some(text)) => {
             let (entries, bad) = conf::parse(&text);
-            conf::sets(&entries, &bad, "NOSPARSE_PROGRAMS")
+            conf::sets(&entries, &bad, &PROGRAMS)
         }
         _ => false,
     }

@@ -19,6 +19,7 @@ use crate::exit_codes::{Failure, Status};
 use crate::human;
 use crate::launch;
 use crate::paths::{CONF, VMX, WRAPPER_DIR};
+use nosparse_core::settings::TRIGGERS;
 use nosparse_core::sys;
 use serde::Serialize;
 use std::fs::{self, File};
@@ -736,10 +737,11 @@ fn status_conf(out: &mut Findings, vm_dir: Option<&Path>) {
     }
     if let Ok(Some(text)) = crate::conf::read_trusted(Path::new(CONF)) {
         let (entries, _) = crate::conf::parse(&text);
-        let triggers = crate::conf::value(&entries, "NOSPARSE_TRIGGERS").map(String::from_utf8_lossy);
+        let triggers = crate::conf::value(&entries, &TRIGGERS).map(String::from_utf8_lossy);
         if !triggers.is_some_and(|t| t.contains("ftruncate")) {
             out.note(format!(
-                "{CONF}: NOSPARSE_TRIGGERS has no ftruncate: a vmx that sizes its .vmem with ftruncate is not caught"
+                "{CONF}: {} has no ftruncate: a vmx that sizes its .vmem with ftruncate is not caught",
+                TRIGGERS.name
             ));
         }
     }
