@@ -695,4 +695,21 @@ mod tests {
         assert_eq!(statfs(b"/proc/self/exe").unwrap_err().0, libc::EINVAL);
         assert_eq!(getfl(f.as_raw_fd()).unwrap() & libc::O_ACCMODE, libc::O_RDONLY);
     }
+
+    #[test]
+    fn writeback_and_advice_take_64_bit_ranges() {
+        use std::os::unix::fs::FileExt;
+        let path = std::env::temp_dir().join(format!("nosparse-sys-test-{}", std::process::id()));
+        let f = std::fs::File::options().read(true).write(true).create_new(true).open(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let (fd, at) = (f.as_raw_fd(), 1_i64 << 32);
+        f.write_all_at(&[1; 8192], at as u64).unwrap();
+        let wait = libc::SYNC_FILE_RANGE_WAIT_BEFORE | libc::SYNC_FILE_RANGE_WRITE | libc::SYNC_FILE_RANGE_WAIT_AFTER;
+        assert_eq!(sync_file_range(fd, at, 8192, wait), Ok(()));
+        assert_eq!(start_writeback(fd, at, 8192), Ok(()));
+        assert_eq!(fadvise(fd, at, 8192, libc::POSIX_FADV_DONTNEED), Ok(()));
+        assert_eq!(sync_file_range(fd, -1, 8192, wait), Err(Errno(libc::EINVAL)));
+        assert_eq!(fadvise(fd, at, -1, libc::POSIX_FADV_DONTNEED), Err(Errno(libc::EINVAL)));
+        assert_eq!(fadvise(fd, at, 8192, 999), Err(Errno(libc::EINVAL)));
+    }
 }
