@@ -4,7 +4,6 @@
 //! `SETTINGS`, `#` comments, blank lines, spaces around name and value and one pair of
 //! quotes around the value dropped; a name given twice takes its last value.
 
-use crate::pattern;
 use nosparse_core::config::CONFIG_FILE_MAX;
 use nosparse_core::fs::FsKind;
 use nosparse_core::settings::{self, Setting, DISABLE, MATCH, METHOD, MIN_SIZE, PROGRAMS, SKIP_FS};
@@ -123,11 +122,11 @@ fn inline_comment(value: &[u8]) -> bool {
 }
 
 /// Whether a `:`-separated glob list matches `name` (a glob with '/' is tried on its last
-/// component, the directories being unknown here).
+/// component, the directories being unknown here), as the library's own matcher says.
 fn globs_match(globs: &[u8], name: &str) -> bool {
     String::from_utf8_lossy(globs).split(':').any(|g| {
         let last = g.rsplit('/').next().unwrap_or(g);
-        pattern::fnmatch(last.as_bytes(), name.as_bytes())
+        nosparse_core::glob::matches(last.as_bytes(), name.as_bytes())
     })
 }
 

@@ -1,6 +1,5 @@
-//! Globs as fnmatch(3) without flags reads them, for `check --pattern` and doctor's test
-//! of the settings' globs: core's `glob::fnmatch`, with `[^` read as glibc reads it in
-//! this process's environment.
+//! Globs as fnmatch(3) without flags reads them, for `check --pattern`: core's
+//! `glob::fnmatch`, with `[^` read as glibc reads it in this process's environment.
 
 use nosparse_core::glob::{self, Caret};
 
