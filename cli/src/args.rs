@@ -4,6 +4,7 @@
 
 use crate::docs::{self, Opt};
 use crate::exit_codes::{Failure, Status};
+use crate::paths;
 use lexopt::prelude::*;
 use nosparse_core::settings::{Setting, SETTINGS};
 use std::ffi::OsString;
@@ -51,9 +52,37 @@ pub struct Launch {
 pub struct Check {
     pub max_fragments: Option<u64>,
     pub quiet: bool,
-    pub format: crate::check::Format,
+    pub format: Format,
     pub pattern: Option<String>,
     pub paths: Vec<PathBuf>,
+}
+
+/// How `check` prints its findings.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Format {
+    /// One line per file, then the counts.
+    #[default]
+    Text,
+    /// One JSON object: `files` (one object per file) and `summary`.
+    Json,
+    /// One JSON object per line: each file, then `{"summary": ...}`.
+    Ndjson,
+    /// The Prometheus text format, for node_exporter's textfile collector.
+    Prometheus,
+}
+
+impl Format {
+    /// The names `--format` takes, in the order the help lists them.
+    pub const NAMES: [(&'static str, Format); 4] = [
+        ("text", Format::Text),
+        ("json", Format::Json),
+        ("ndjson", Format::Ndjson),
+        ("prometheus", Format::Prometheus),
+    ];
+
+    pub fn from_name(name: &str) -> Option<Format> {
+        Format::NAMES.iter().find(|(n, _)| *n == name).map(|(_, f)| *f)
+    }
 }
 
 /// `nosparse rewrite [OPTIONS] FILE`.
@@ -206,10 +235,10 @@ fn check(p: &mut lexopt::Parser) -> Result<Command, Usage> {
         match arg {
             Short('h') | Long("help") => return Ok(Command::Help(docs::help_for("check"))),
             Short('q') | Long("quiet") => c.quiet = true,
-            Long("json") => c.format = crate::check::Format::Json,
+            Long("json") => c.format = Format::Json,
             Long("format") => {
                 let name = text(p.value().map_err(lexopt_error)?, "--format")?;
-                c.format = crate::check::Format::from_name(&name)
+                c.format = Format::from_name(&name)
                     .ok_or_else(|| format!("--format: expected text, json, ndjson or prometheus, not {name:?}"))?;
             }
             Long("max-fragments") => c.max_fragments = Some(count(p, "--max-fragments")?),
@@ -227,7 +256,7 @@ fn check(p: &mut lexopt::Parser) -> Result<Command, Usage> {
     if c.paths.is_empty() {
         return Err("no FILE or DIRECTORY given".into());
     }
-    if c.quiet && c.format != crate::check::Format::Text {
+    if c.quiet && c.format != Format::Text {
         return Err("--quiet goes only with --format text".into());
     }
     Ok(Command::Check(c))
@@ -255,7 +284,7 @@ fn rewrite(p: &mut lexopt::Parser) -> Result<Command, Usage> {
 
 fn doctor(p: &mut lexopt::Parser) -> Result<Command, Usage> {
     let mut d = Doctor {
-        config: PathBuf::from(crate::conf::PATH),
+        config: PathBuf::from(paths::CONF),
         vmx: false,
         vm_dir: None,
         settings_only: false,
@@ -273,7 +302,7 @@ fn doctor(p: &mut lexopt::Parser) -> Result<Command, Usage> {
         }
     }
     if d.programs.is_empty() {
-        d.programs.push(PathBuf::from(crate::doctor::VMX));
+        d.programs.push(PathBuf::from(paths::VMX));
     }
     Ok(Command::Doctor(d))
 }
@@ -284,7 +313,7 @@ fn vmware(p: &mut lexopt::Parser) -> Result<Command, Usage> {
         action: VmwareAction::Status,
         vmx: None,
         wrapper_dir: None,
-        state: PathBuf::from(crate::vmware::STATE),
+        state: PathBuf::from(paths::VMWARE_STATE),
         vm_dir: None,
         check: false,
         json: false,

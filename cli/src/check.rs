@@ -2,13 +2,13 @@
 //! FIEMAP and counted as `filefrag` counts them, and a verdict against what the file's
 //! filesystem could do at best for that size.
 
-use crate::args::Check;
+use crate::args::{Check, Format};
 use crate::exit_codes::Status;
-use crate::human;
+use crate::{human, pattern};
 use nosparse_core::extents::{self, Layout};
 use nosparse_core::fs::FsKind;
+use nosparse_core::sys;
 use serde::Serialize;
-use std::ffi::CString;
 use std::fmt::Write as _;
 use std::fs::{self, File};
 use std::io;
@@ -26,8 +26,6 @@ const DEFAULT_EXTENT_BYTES: u64 = 128 << 20;
 /// ext2/ext3 map blocks through indirect blocks, one among every block's worth of block
 /// numbers (4-byte each): a contiguous file still jumps over one every bsize/4 blocks.
 const BLOCK_NUMBER_BYTES: u64 = 4;
-/// `EXT4_EXTENTS_FL`: the inode maps its blocks with extents.
-const EXTENTS_FL: libc::c_int = 0x0008_0000;
 /// A file may have this many times the least fragments its filesystem needs.
 pub const SLACK: u64 = 2;
 
@@ -124,19 +122,11 @@ fn refuse_special(m: &fs::Metadata) -> Result<(), String> {
 /// The longest extent the filesystem holding `f` can map, and its block size, in bytes.
 fn largest_extent(f: &File) -> (u64, u64) {
     let fd = f.as_raw_fd();
-    // SAFETY: a zeroed statfs64 is a valid out-buffer.
-    let mut st: libc::statfs64 = unsafe { std::mem::zeroed() };
-    // SAFETY: fd is open; st is writable.
-    if unsafe { libc::fstatfs64(fd, &mut st) } != 0 {
-        return (DEFAULT_EXTENT_BYTES, 0);
-    }
-    let bsize = st.f_bsize as u64;
-    let largest = match FsKind::from_magic(st.f_type as u32) {
+    let Ok(st) = sys::fstatfs(fd) else { return (DEFAULT_EXTENT_BYTES, 0) };
+    let bsize = st.bsize;
+    let largest = match FsKind::from_magic(st.kind) {
         FsKind::Ext => {
-            let mut flags: libc::c_int = 0;
-            // SAFETY: FS_IOC_GETFLAGS writes one int.
-            let ok = unsafe { libc::ioctl(fd, libc::FS_IOC_GETFLAGS, &mut flags) } == 0;
-            if ok && flags & EXTENTS_FL == 0 {
+            if sys::inode_flags(fd).is_ok_and(|flags| flags & sys::FS_EXTENT_FL == 0) {
                 bsize / BLOCK_NUMBER_BYTES * bsize
             } else {
                 EXT4_EXTENT_BLOCKS * bsize
@@ -165,7 +155,7 @@ fn beyond_eof(f: &File, size: u64, block: u64) -> Result<u64, String> {
 /// since until then the file has no physical layout to report.
 pub fn measure_file(f: &File, meta: &fs::Metadata) -> Result<Report, String> {
     let read = || {
-        extents::layout(f.as_raw_fd(), meta.len()).map_err(|e| match crate::conf::fs_of_fd(f.as_raw_fd()) {
+        extents::layout(f.as_raw_fd(), meta.len()).map_err(|e| match FsKind::of_fd(f.as_raw_fd()).ok() {
             // No FIEMAP there: the file lives in memory, there is no layout to judge.
             Some(fs @ (FsKind::Tmpfs | FsKind::Ramfs)) => {
                 format!("{e}: {fs} keeps no extent map (the file is in memory): nothing to check")
@@ -191,11 +181,9 @@ pub fn measure(path: &Path) -> Result<Report, String> {
 }
 
 /// Whether `glob` matches `path`: its name, or the whole path when the glob has a '/'.
-pub(crate) fn matches(glob: &str, path: &Path) -> bool {
+fn matches(glob: &str, path: &Path) -> bool {
     let subject = if glob.contains('/') { path.as_os_str() } else { path.file_name().unwrap_or_default() };
-    let (Ok(g), Ok(s)) = (CString::new(glob), CString::new(subject.as_bytes())) else { return false };
-    // SAFETY: both are NUL-terminated strings.
-    unsafe { libc::fnmatch(g.as_ptr(), s.as_ptr(), 0) == 0 }
+    pattern::fnmatch(glob.as_bytes(), subject.as_bytes())
 }
 
 /// A path, or a path that could not be used and why.
@@ -242,34 +230,6 @@ fn walk(dir: &Path, abs: &Path, pattern: Option<&str>, out: &mut Vec<Item>) {
         } else if m.is_file() && pattern.map_or(true, |g| matches(g, &p_abs)) {
             out.push(Ok(p));
         }
-    }
-}
-
-/// How `check` prints its findings.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Format {
-    /// One line per file, then the counts.
-    #[default]
-    Text,
-    /// One JSON object: `files` (one object per file) and `summary`.
-    Json,
-    /// One JSON object per line: each file, then `{"summary": ...}`.
-    Ndjson,
-    /// The Prometheus text format, for node_exporter's textfile collector.
-    Prometheus,
-}
-
-impl Format {
-    /// The names `--format` takes, in the order the help lists them.
-    pub const NAMES: [(&'static str, Format); 4] = [
-        ("text", Format::Text),
-        ("json", Format::Json),
-        ("ndjson", Format::Ndjson),
-        ("prometheus", Format::Prometheus),
-    ];
-
-    pub fn from_name(name: &str) -> Option<Format> {
-        Format::NAMES.iter().find(|(n, _)| *n == name).map(|(_, f)| *f)
     }
 }
 
@@ -480,7 +440,7 @@ pub fn run(c: &Check) -> Status {
             Some(glob) => format!("no file matches --pattern {glob}"),
             None => "no regular file in it".to_string(),
         };
-        crate::say("check", &format!("{}: {why}", dir.display()));
+        human::say("check", &format!("{}: {why}", dir.display()));
         summary.empty_dirs.push(dir.to_string_lossy().into_owned());
     }
     let mut outcomes = Vec::new();
@@ -495,7 +455,7 @@ pub fn run(c: &Check) -> Status {
         summary.add(&outcome, c.max_fragments);
         match (&outcome.result, c.format) {
             (Err(why), Format::Text | Format::Prometheus) => {
-                crate::say("check", &format!("{}: {why}", outcome.path.display()));
+                human::say("check", &format!("{}: {why}", outcome.path.display()));
             }
             (Ok(r), Format::Text) if !c.quiet => println!("{}", text_report(&outcome.path, r, c.max_fragments)),
             (_, Format::Ndjson) => println!("{}", json(&outcome.json(c.max_fragments))),

@@ -4,18 +4,16 @@
 //! `SETTINGS`, `#` comments, blank lines, spaces around name and value and one pair of
 //! quotes around the value dropped; a name given twice takes its last value.
 
+use nosparse_core::config::CONFIG_FILE_MAX;
 use nosparse_core::fs::FsKind;
-use nosparse_core::settings::{self, Setting};
+use nosparse_core::settings::{self, Setting, DISABLE, MATCH, METHOD, MIN_SIZE, PROGRAMS, SKIP_FS};
 use std::fs::File;
 use std::io::Read;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
-/// Where the library looks for it.
-pub const PATH: &str = "/etc/nosparse.conf";
-
-/// A larger file is not read: it cannot be one written by hand.
-pub const MAX_BYTES: u64 = 64 << 10;
+/// A larger file is not read: it cannot be one written by hand (the library's limit).
+pub const MAX_BYTES: u64 = CONFIG_FILE_MAX as u64;
 
 /// Mode bits that let group or others write.
 const GROUP_OTHER_WRITE: u32 = 0o022;
@@ -89,14 +87,15 @@ pub fn parse(text: &[u8]) -> (Vec<Entry>, Vec<BadLine>) {
     (entries, bad)
 }
 
-/// Whether some line sets `name`, with a good value or a bad one.
-pub fn sets(entries: &[Entry], bad: &[BadLine], name: &str) -> bool {
+/// Whether some line sets `setting`, with a good value or a bad one.
+pub fn sets(entries: &[Entry], bad: &[BadLine], setting: &Setting) -> bool {
+    let name = setting.name;
     entries.iter().any(|e| e.setting.name == name) || bad.iter().any(|b| b.setting.is_some_and(|s| s.name == name))
 }
 
-/// The value the library uses for `name`: the last line that sets it.
-pub fn value<'a>(entries: &'a [Entry], name: &str) -> Option<&'a [u8]> {
-    entries.iter().rev().find(|e| e.setting.name == name).map(|e| e.value.as_slice())
+/// The value the library uses for `setting`: the last line that sets it.
+pub fn value<'a>(entries: &'a [Entry], setting: &Setting) -> Option<&'a [u8]> {
+    entries.iter().rev().find(|e| e.setting.name == setting.name).map(|e| e.value.as_slice())
 }
 
 /// A setting that keeps the library from doing its work: the setting, what it does, the fix.
@@ -123,11 +122,11 @@ fn inline_comment(value: &[u8]) -> bool {
 }
 
 /// Whether a `:`-separated glob list matches `name` (a glob with '/' is tried on its last
-/// component, the directories being unknown here).
+/// component, the directories being unknown here), as the library's own matcher says.
 fn globs_match(globs: &[u8], name: &str) -> bool {
     String::from_utf8_lossy(globs).split(':').any(|g| {
         let last = g.rsplit('/').next().unwrap_or(g);
-        crate::check::matches(last, Path::new(name))
+        nosparse_core::glob::matches(last.as_bytes(), name.as_bytes())
     })
 }
 
@@ -147,7 +146,7 @@ pub fn turned_off(entries: &[Entry], for_vmx: bool, vm_fs: Option<FsKind>) -> Ve
                     e.line,
                     e.setting.name,
                     String::from_utf8_lossy(&e.value),
-                    if e.setting.name == "NOSPARSE_PROGRAMS" || e.setting.name == "NOSPARSE_MATCH" {
+                    if e.setting.name == PROGRAMS.name || e.setting.name == MATCH.name {
                         ", so its last glob matches nothing"
                     } else {
                         ""
@@ -157,84 +156,63 @@ pub fn turned_off(entries: &[Entry], for_vmx: bool, vm_fs: Option<FsKind>) -> Ve
             );
         }
     }
-    if value(entries, "NOSPARSE_DISABLE") == Some(b"1") {
+    if value(entries, &DISABLE) == Some(b"1") {
         say(
-            "NOSPARSE_DISABLE",
-            "NOSPARSE_DISABLE=1 turns the library off in every program".into(),
-            "remove the line (or set NOSPARSE_DISABLE=0)".into(),
+            DISABLE.name,
+            format!("{}=1 turns the library off in every program", DISABLE.name),
+            format!("remove the line (or set {}=0)", DISABLE.name),
         );
     }
-    if value(entries, "NOSPARSE_METHOD") == Some(b"off") {
+    if value(entries, &METHOD) == Some(b"off") {
         say(
-            "NOSPARSE_METHOD",
-            "NOSPARSE_METHOD=off: the library preallocates nothing".into(),
-            "remove the line (the default is auto)".into(),
+            METHOD.name,
+            format!("{}=off: the library preallocates nothing", METHOD.name),
+            format!("remove the line (the default is {})", METHOD.default),
         );
     }
     if !for_vmx {
         return off;
     }
-    if let Some(p) = value(entries, "NOSPARSE_PROGRAMS").filter(|p| !inline_comment(p) && !globs_match(p, VMX_NAME)) {
+    if let Some(p) = value(entries, &PROGRAMS).filter(|p| !inline_comment(p) && !globs_match(p, VMX_NAME)) {
         say(
-            "NOSPARSE_PROGRAMS",
-            format!("NOSPARSE_PROGRAMS={} leaves out {VMX_NAME}", String::from_utf8_lossy(p)),
+            PROGRAMS.name,
+            format!("{}={} leaves out {VMX_NAME}", PROGRAMS.name, String::from_utf8_lossy(p)),
             format!("add {VMX_NAME}* to it (':'-separated)"),
         );
     }
-    if let Some(m) = value(entries, "NOSPARSE_MATCH").filter(|m| !inline_comment(m) && !globs_match(m, VMEM_NAME)) {
+    if let Some(m) = value(entries, &MATCH).filter(|m| !inline_comment(m) && !globs_match(m, VMEM_NAME)) {
         say(
-            "NOSPARSE_MATCH",
-            format!("NOSPARSE_MATCH={} does not match vmx's *.vmem files", String::from_utf8_lossy(m)),
+            MATCH.name,
+            format!("{}={} does not match vmx's *.vmem files", MATCH.name, String::from_utf8_lossy(m)),
             "add *.vmem to it (':'-separated)".into(),
         );
     }
-    if let Some(Ok(min)) = value(entries, "NOSPARSE_MIN_SIZE").map(settings::parse_size) {
+    if let Some(Ok(min)) = value(entries, &MIN_SIZE).map(settings::parse_size) {
         if min > VMEM_SMALLEST {
             say(
-                "NOSPARSE_MIN_SIZE",
+                MIN_SIZE.name,
                 format!(
-                    "NOSPARSE_MIN_SIZE={} ({min} bytes): a .vmem is as large as its guest's memory, so guests with less get sparse .vmem files",
-                    String::from_utf8_lossy(value(entries, "NOSPARSE_MIN_SIZE").unwrap_or_default())
+                    "{}={} ({min} bytes): a .vmem is as large as its guest's memory, so guests with less get sparse .vmem files",
+                    MIN_SIZE.name,
+                    String::from_utf8_lossy(value(entries, &MIN_SIZE).unwrap_or_default())
                 ),
-                "remove the line (the default is 64MiB), or set it to at most 1GiB".into(),
+                format!("remove the line (the default is {}), or set it to at most 1GiB", MIN_SIZE.default),
             );
         }
     }
-    if let (Some(fs), Some(Ok(skip))) = (vm_fs, value(entries, "NOSPARSE_SKIP_FS").map(settings::parse_skip_fs)) {
+    if let (Some(fs), Some(Ok(skip))) = (vm_fs, value(entries, &SKIP_FS).map(settings::parse_skip_fs)) {
         if skip & fs.bit() != 0 {
             say(
-                "NOSPARSE_SKIP_FS",
-                format!("NOSPARSE_SKIP_FS names {fs}, the filesystem of the VMs' directory: their .vmem files are left sparse"),
-                format!("take {} out of NOSPARSE_SKIP_FS", fs.name()),
+                SKIP_FS.name,
+                format!(
+                    "{} names {fs}, the filesystem of the VMs' directory: their .vmem files are left sparse",
+                    SKIP_FS.name
+                ),
+                format!("take {} out of {}", fs.name(), SKIP_FS.name),
             );
         }
     }
     off
-}
-
-/// The filesystem of the open file `fd`, when it can be found.
-pub fn fs_of_fd(fd: libc::c_int) -> Option<FsKind> {
-    // SAFETY: a zeroed statfs is a valid out-parameter.
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    // SAFETY: fstatfs writes only into st; a bad fd is an error return.
-    if unsafe { libc::fstatfs(fd, &mut st) } != 0 {
-        return None;
-    }
-    // f_type is compared as 32 bits: i686 reports it signed.
-    Some(FsKind::from_magic(st.f_type as u32))
-}
-
-/// The filesystem `dir` is on, when it can be found.
-pub fn fs_of(dir: &Path) -> Option<FsKind> {
-    let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).ok()?;
-    // SAFETY: a zeroed statfs is a valid out-parameter; c is NUL-terminated.
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    // SAFETY: see above; statfs writes only into st.
-    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
-        return None;
-    }
-    // f_type is compared as 32 bits: i686 reports it signed.
-    Some(FsKind::from_magic(st.f_type as u32))
 }
 
 #[cfg(test)]
@@ -250,13 +228,13 @@ mod tests {
         assert_eq!(entries.len(), 2);
         assert_eq!(entries[0].line, 3);
         assert_eq!(entries[0].value, b"*.vmem");
-        assert_eq!(value(&entries, "NOSPARSE_MATCH"), Some(&b"*.img"[..]));
+        assert_eq!(value(&entries, &MATCH), Some(&b"*.img"[..]));
         let lines: Vec<usize> = bad.iter().map(|b| b.line).collect();
         assert_eq!(lines, [4, 5, 6, 8]);
         assert!(bad[0].why.contains("NOSPARSE_MIN_SIZE=1X"), "{:?}", bad[0]);
         assert!(bad[1].why.contains("not a nosparse setting"));
         assert!(bad[3].why.contains("empty pattern"));
-        assert!(sets(&entries, &bad, "NOSPARSE_PROGRAMS") && !sets(&entries, &bad, "NOSPARSE_LOG"));
+        assert!(sets(&entries, &bad, &PROGRAMS) && !sets(&entries, &bad, &settings::LOG));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! writes the generated files; a test fails when the committed ones differ.
 
 use crate::exit_codes::Status;
-use nosparse_core::settings::{Setting, SETTINGS};
+use nosparse_core::settings::{Setting, MATCH, PROGRAMS, SETTINGS, TRIGGERS};
 use std::fmt::Write;
 
 /// One option of a subcommand.
@@ -553,7 +553,11 @@ launcher's options (nosparse(1)) set the same settings for one program."
     }
     out.push_str(&format!(
         ".SH EXAMPLE\n.EX\n{}\n.EE\n",
-        roff("# The library acts only in vmx, only on guest memory files,\n# created by pwrite or by ftruncate.\nNOSPARSE_PROGRAMS=vmware-vmx\nNOSPARSE_MATCH=*.vmem\nNOSPARSE_TRIGGERS=pwrite,ftruncate")
+        roff(&format!(
+            "# The library acts only in vmx, only on guest memory files,\n# created by pwrite or by ftruncate.\n\
+             {}=vmware-vmx\n{}=*.vmem\n{}=pwrite,ftruncate",
+            PROGRAMS.name, MATCH.name, TRIGGERS.name
+        ))
     ));
     out.push_str(".SH FILES\n.TP\n.B /etc/nosparse.conf\n.TP\n.B /usr/share/nosparse/nosparse.conf.example\n");
     out.push_str(".SH \"SEE ALSO\"\n.BR nosparse (1),\n.BR nosparse\\-vmware (8),\n.BR ld.so (8)\n");

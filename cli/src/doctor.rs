@@ -5,9 +5,13 @@ use crate::args::Doctor;
 use crate::elf::{self, Class, Kind};
 use crate::exit_codes::{Failure, Status};
 use crate::launch::{self, LIB_NAME};
+use crate::paths::VMWARE_STATE;
 use crate::supervise::{self, Support};
 use crate::{conf, loader};
 use nosparse_core::fs::FsKind;
+use nosparse_core::settings::PROGRAMS;
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -16,10 +20,6 @@ const LOADERS: [(&str, Class); 2] =
     [("/lib64/ld-linux-x86-64.so.2", Class::Elf64), ("/lib/ld-linux.so.2", Class::Elf32)];
 /// The loader's list of libraries for every process.
 pub const PRELOAD: &str = "/etc/ld.so.preload";
-/// What `nosparse-vmware install` records; not empty while a wrapper is installed.
-pub const VMWARE_STATE: &str = crate::vmware::STATE;
-/// Where VMware installs vmx, the program `nosparse-vmware install` wraps by default.
-pub const VMX: &str = crate::vmware::VMX;
 /// The set-user-ID bit.
 const SET_UID: u32 = 0o4000;
 /// Read permission for everyone: the library is loaded by every user's processes.
@@ -57,6 +57,12 @@ struct Found {
     loader: loader::Loader,
 }
 
+/// The filesystem `dir` is on, when it can be found.
+fn fs_of(dir: &Path) -> Option<FsKind> {
+    let path = CString::new(dir.as_os_str().as_bytes()).ok()?;
+    FsKind::of_path(path.as_bytes_with_nul()).ok()
+}
+
 fn class_of(path: &Path) -> Option<Class> {
     match elf::kind(path).ok()? {
         Kind::Dynamic { class, .. } | Kind::Static { class } => Some(class),
@@ -68,7 +74,7 @@ pub fn run(d: &Doctor) -> Result<Status, Failure> {
     let mut r = Report::default();
     // The settings are vmx's when asked, or when the wrapper is installed.
     let vmx = d.vmx || d.vm_dir.is_some() || std::fs::metadata(VMWARE_STATE).is_ok_and(|m| m.len() > 0);
-    let vm_fs = d.vm_dir.as_deref().and_then(conf::fs_of);
+    let vm_fs = d.vm_dir.as_deref().and_then(fs_of);
     if d.settings_only {
         settings_file(&mut r, &d.config, vmx, vm_fs);
     } else {
@@ -232,7 +238,7 @@ fn settings_file(r: &mut Report, path: &Path, vmx: bool, vm_fs: Option<FsKind>) 
     for b in &bad {
         let file = PathBuf::from(format!("{}:{}", path.display(), b.line));
         let effect = match b.setting {
-            Some(s) if s.name == "NOSPARSE_PROGRAMS" => "; the library acts in no program".to_string(),
+            Some(s) if s.name == PROGRAMS.name => "; the library acts in no program".to_string(),
             Some(s) => format!("; the library keeps the default ({})", s.default),
             None => "; the line is ignored".to_string(),
         };
@@ -243,14 +249,14 @@ fn settings_file(r: &mut Report, path: &Path, vmx: bool, vm_fs: Option<FsKind>) 
         r.problem(&file, &format!("{}{effect}", b.why), &fix);
     }
     // Good values that still keep the library from acting (for vmx: on .vmem files).
-    let programs_globs = conf::value(&entries, "NOSPARSE_PROGRAMS").map(String::from_utf8_lossy);
+    let programs_globs = conf::value(&entries, &PROGRAMS).map(String::from_utf8_lossy);
     let vmx = vmx || programs_globs.is_some_and(|p| p.contains("vmware-vmx"));
     let off = conf::turned_off(&entries, vmx, vm_fs);
     for o in &off {
         r.problem(path, &o.why, &o.fix);
     }
     if bad.is_empty() && off.is_empty() {
-        let programs = conf::value(&entries, "NOSPARSE_PROGRAMS").map(String::from_utf8_lossy);
+        let programs = conf::value(&entries, &PROGRAMS).map(String::from_utf8_lossy);
         let scope = match programs {
             Some(p) => format!("acts only in {p}"),
             None => "acts in every program it is loaded into".to_string(),

@@ -1,6 +1,18 @@
-//! Sizes, rates, durations and errors as people read them.
+//! Sizes, rates, durations and errors as people read them, and the lines the command
+//! writes on stderr.
 
 use std::time::Duration;
+
+/// Writes one line to stderr, as every message of the command is written:
+/// `nosparse: COMMAND: MESSAGE`.
+pub fn say(command: &str, msg: &str) {
+    eprintln!("nosparse: {command}: {msg}");
+}
+
+/// Writes a warning to stderr: `nosparse: warning: MESSAGE`.
+pub fn warn(msg: &str) {
+    eprintln!("nosparse: warning: {msg}");
+}
 
 /// An I/O error's text without Rust's ` (os error N)`: `No such file or directory`.
 pub fn os_error(e: &std::io::Error) -> String {

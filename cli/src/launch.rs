@@ -8,8 +8,12 @@
 use crate::args::{Launch, Mode};
 use crate::elf::{self, Kind};
 use crate::exit_codes::{Failure, Status};
+use crate::human::warn;
+use crate::paths::CONF;
 use crate::supervise::{self, Support};
 use crate::{conf, loader};
+use nosparse_core::settings::PROGRAMS;
+use nosparse_core::sys;
 use std::ffi::OsString;
 use std::io::ErrorKind;
 use std::os::unix::ffi::OsStrExt;
@@ -94,8 +98,7 @@ fn mode_for(l: &Launch, runs: &Runs) -> (Mode, String) {
 /// Why `program` cannot be supervised here, if it cannot; `support` is what the kernel
 /// and this process's own seccomp state allow.
 fn cannot_supervise(program: &Path, support: &Support) -> Option<String> {
-    // SAFETY: cannot fail.
-    if secure(program) && unsafe { libc::geteuid() } != 0 {
+    if secure(program) && !sys::is_root() {
         return Some(format!(
             "{} is set-user-ID or set-group-ID: a seccomp filter needs no_new_privs, under which it \
              would run without its privileges (only root can supervise it)",
@@ -138,9 +141,9 @@ pub fn run(l: Launch) -> Result<Status, Failure> {
     let runs = what_runs(&program)?;
     let (mode, mut why) = mode_for(&l, &runs);
     let mut settings = l.settings.clone();
-    if system_list_is_set() && !settings.iter().any(|(k, _)| *k == "NOSPARSE_PROGRAMS") {
+    if system_list_is_set() && !settings.iter().any(|(k, _)| *k == PROGRAMS.name) {
         // The system-wide allow-list is for processes nobody asked for; this one was.
-        settings.push(("NOSPARSE_PROGRAMS", "*".into()));
+        settings.push((PROGRAMS.name, "*".into()));
     }
     if mode == Mode::Supervise {
         let support = supervise::probe();
@@ -238,7 +241,7 @@ pub fn run(l: Launch) -> Result<Status, Failure> {
                     "{} is set-user-ID or set-group-ID: it ignores NOSPARSE_* settings from the \
                      environment, so the options are ignored; it reads {}",
                     program.display(),
-                    conf::PATH
+                    CONF
                 ));
             }
         }
@@ -269,17 +272,13 @@ pub fn run(l: Launch) -> Result<Status, Failure> {
 
 /// Whether the trusted /etc/nosparse.conf restricts the library to some programs.
 fn system_list_is_set() -> bool {
-    match conf::read_trusted(Path::new(conf::PATH)) {
+    match conf::read_trusted(Path::new(CONF)) {
         Ok(Some(text)) => {
             let (entries, bad) = conf::parse(&text);
-            conf::sets(&entries, &bad, "NOSPARSE_PROGRAMS")
+            conf::sets(&entries, &bad, &PROGRAMS)
         }
         _ => false,
     }
-}
-
-pub fn warn(msg: &str) {
-    eprintln!("nosparse: warning: {msg}");
 }
 
 /// The `seccomp=` line of a dry run, and doctor's.

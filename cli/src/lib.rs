@@ -14,6 +14,8 @@ pub mod exit_codes;
 pub mod human;
 pub mod launch;
 pub mod loader;
+pub mod paths;
+pub mod pattern;
 pub mod rewrite;
 pub mod seccomp;
 pub mod supervise;
@@ -21,12 +23,6 @@ pub mod vmware;
 
 use args::Command;
 use exit_codes::{Failure, Status};
-
-/// Writes one line to stderr, as every message of the command is written:
-/// `nosparse: COMMAND: MESSAGE`.
-pub fn say(command: &str, msg: &str) {
-    eprintln!("nosparse: {command}: {msg}");
-}
 
 /// Runs the command line `args` (without the program's name); the exit status.
 pub fn main(args: Vec<std::ffi::OsString>) -> u8 {

@@ -11,12 +11,14 @@ use crate::args::Rewrite;
 use crate::check::{self, Verdict};
 use crate::exit_codes::Status;
 use crate::human;
+use nosparse_core::error::Errno;
 use nosparse_core::fs::FsKind;
+use nosparse_core::{alloc, sys};
 use std::ffi::{CString, OsStr};
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, IsTerminal, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicPtr, Ordering};
@@ -26,8 +28,6 @@ use std::time::{Duration, Instant};
 const CHUNK: usize = 8 << 20;
 /// How often the progress line is redrawn.
 const PROGRESS_EVERY: Duration = Duration::from_millis(250);
-/// `FS_NOCOW_FL`: btrfs writes this file in place (`chattr +C`).
-const NOCOW_FL: libc::c_int = 0x0080_0000;
 
 /// The signals that stop a rewrite.
 const STOP_SIGNALS: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
@@ -156,7 +156,7 @@ impl Drop for Lease {
 /// filesystem, which works on a file that is open.
 fn in_place_tool(f: &File, path: &Path) -> String {
     let quoted = path.display();
-    match crate::conf::fs_of_fd(f.as_raw_fd()) {
+    match FsKind::of_fd(f.as_raw_fd()).ok() {
         Some(FsKind::Ext) => format!("or defragment it in place while it is in use: e4defrag {quoted}"),
         Some(FsKind::Xfs) => format!("or defragment it in place while it is in use: xfs_fsr {quoted}"),
         Some(FsKind::Btrfs) => {
@@ -180,16 +180,21 @@ fn os_error(what: &str) -> Stop {
     failed(what, io::Error::last_os_error())
 }
 
+/// A failed system call of core's.
+fn sys_failed(what: &str, e: Errno) -> Stop {
+    failed(what, io::Error::from_raw_os_error(e.0))
+}
+
 /// Rewrites the file; prints what it did and returns the exit status.
 pub fn run(r: &Rewrite) -> Status {
     match rewrite(r) {
         Ok(status) => status,
         Err(Stop::Refused(why)) => {
-            crate::say("rewrite", &format!("{}: refusing: {why}", r.file.display()));
+            human::say("rewrite", &format!("{}: refusing: {why}", r.file.display()));
             Status::Refused
         }
         Err(Stop::Failed(why)) => {
-            crate::say("rewrite", &format!("{}: {why}; the file is as it was", r.file.display()));
+            human::say("rewrite", &format!("{}: {why}; the file is as it was", r.file.display()));
             Status::Trouble
         }
     }
@@ -197,13 +202,8 @@ pub fn run(r: &Rewrite) -> Status {
 
 /// Bytes free for an unprivileged writer on the filesystem holding `fd`.
 fn free_bytes(fd: libc::c_int) -> Result<u64, Stop> {
-    // SAFETY: a zeroed statfs64 is a valid out-buffer.
-    let mut st: libc::statfs64 = unsafe { std::mem::zeroed() };
-    // SAFETY: fd is open; st is writable.
-    if unsafe { libc::fstatfs64(fd, &mut st) } != 0 {
-        return Err(os_error("statfs"));
-    }
-    Ok((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
+    let st = sys::fstatfs(fd).map_err(|e| sys_failed("statfs", e))?;
+    Ok(st.bavail.saturating_mul(st.frsize))
 }
 
 /// Rewrites the file; Ok with the exit status: success, or refused when the result is
@@ -266,10 +266,7 @@ fn rewrite(r: &Rewrite) -> Result<Status, Stop> {
         .custom_flags(libc::O_CLOEXEC)
         .open(&tmp)
         .map_err(|e| failed(&format!("cannot create {}", tmp.display()), e))?;
-    let progress = r.progress.unwrap_or_else(|| {
-        // SAFETY: isatty only looks at the fd.
-        unsafe { libc::isatty(libc::STDERR_FILENO) == 1 }
-    });
+    let progress = r.progress.unwrap_or_else(|| io::stderr().is_terminal());
     let result = fill(&src, &dst, &meta, progress, lease.as_ref()).and_then(|()| {
         // The source must be the file it was at the start, unchanged, with no writer.
         let now = src.metadata().map_err(|e| failed("stat", e))?;
@@ -334,7 +331,7 @@ fn rewrite(r: &Rewrite) -> Result<Status, Stop> {
         after.allowed(r.max_fragments),
         before.layout.fragments
     );
-    crate::say("rewrite", &line);
+    human::say("rewrite", &line);
     Ok(Status::Refused)
 }
 
@@ -353,29 +350,18 @@ fn opened_during_copy() -> Stop {
 fn fill(src: &File, dst: &File, meta: &fs::Metadata, progress: bool, lease: Option<&Lease>) -> Result<(), Stop> {
     let dfd = dst.as_raw_fd();
     let len = meta.len() as i64;
-    // SAFETY: a zeroed statfs64 is a valid out-buffer.
-    let mut st: libc::statfs64 = unsafe { std::mem::zeroed() };
-    // SAFETY: dfd is open; st is writable.
-    if unsafe { libc::fstatfs64(dfd, &mut st) } == 0 && FsKind::from_magic(st.f_type as u32) == FsKind::Btrfs {
+    if FsKind::of_fd(dfd) == Ok(FsKind::Btrfs) {
         // As the library does: while empty, so that overwrites stay in place.
-        let mut flags: libc::c_int = 0;
-        // SAFETY: FS_IOC_GETFLAGS/SETFLAGS read and write one int.
-        unsafe {
-            if libc::ioctl(dfd, libc::FS_IOC_GETFLAGS, &mut flags) == 0 {
-                flags |= NOCOW_FL;
-                libc::ioctl(dfd, libc::FS_IOC_SETFLAGS, &flags);
-            }
-        }
+        let _ = alloc::set_nocow(dfd);
     }
     // Where the filesystem cannot preallocate, every byte is written, holes included.
     let mut preallocated = true;
-    // SAFETY: plain integer arguments on an fd we own.
-    if len > 0 && unsafe { libc::fallocate64(dfd, 0, 0, len) } != 0 {
-        let e = io::Error::last_os_error();
-        if e.raw_os_error() != Some(libc::EOPNOTSUPP) {
-            return Err(failed("cannot preallocate the copy", e));
+    if len > 0 {
+        match sys::fallocate(dfd, 0, 0, len) {
+            Ok(()) => {}
+            Err(e) if e.0 == libc::EOPNOTSUPP => preallocated = false,
+            Err(e) => return Err(sys_failed("cannot preallocate the copy", e)),
         }
-        preallocated = false;
     }
     copy_data(src, dst, len, preallocated, progress, lease)?;
     copy_xattrs(src, dst)?;
@@ -383,15 +369,11 @@ fn fill(src: &File, dst: &File, meta: &fs::Metadata, progress: bool, lease: Opti
     // rewriting their own file gives the copy what it already has, which needs no
     // privilege: no call then.
     let made = dst.metadata().map_err(|e| failed("stat of the copy", e))?;
-    // SAFETY: plain integer arguments on an fd we own.
-    if (made.uid(), made.gid()) != (meta.uid(), meta.gid()) && unsafe { libc::fchown(dfd, meta.uid(), meta.gid()) } != 0
-    {
-        return Err(os_error(&format!("cannot give the copy owner {}:{}", meta.uid(), meta.gid())));
+    if (made.uid(), made.gid()) != (meta.uid(), meta.gid()) {
+        std::os::unix::fs::fchown(dst, Some(meta.uid()), Some(meta.gid()))
+            .map_err(|e| failed(&format!("cannot give the copy owner {}:{}", meta.uid(), meta.gid()), e))?;
     }
-    // SAFETY: as above.
-    if unsafe { libc::fchmod(dfd, meta.mode() & 0o7777) } != 0 {
-        return Err(os_error("chmod"));
-    }
+    dst.set_permissions(fs::Permissions::from_mode(meta.mode() & 0o7777)).map_err(|e| failed("chmod", e))?;
     let times = [
         libc::timespec { tv_sec: meta.atime() as libc::time_t, tv_nsec: meta.atime_nsec() as _ },
         libc::timespec { tv_sec: meta.mtime() as libc::time_t, tv_nsec: meta.mtime_nsec() as _ },
@@ -405,17 +387,13 @@ fn fill(src: &File, dst: &File, meta: &fs::Metadata, progress: bool, lease: Opti
 
 /// The next data region at or after `at`: `(start, end)`, or None past the last one.
 fn next_data(fd: libc::c_int, at: i64, len: i64) -> Result<Option<(i64, i64)>, Stop> {
-    // SAFETY: lseek64 on an fd we own (a private open file description).
-    let data = unsafe { libc::lseek64(fd, at, libc::SEEK_DATA) };
-    if data < 0 {
-        let e = io::Error::last_os_error();
-        return if e.raw_os_error() == Some(libc::ENXIO) { Ok(None) } else { Err(failed("SEEK_DATA", e)) };
-    }
-    // SAFETY: as above.
-    let hole = unsafe { libc::lseek64(fd, data, libc::SEEK_HOLE) };
-    if hole < 0 {
-        return Err(os_error("SEEK_HOLE"));
-    }
+    // Our own descriptor (a private open file description): its offset is ours to move.
+    let data = match sys::lseek(fd, at, libc::SEEK_DATA) {
+        Ok(data) => data,
+        Err(e) if e.0 == libc::ENXIO => return Ok(None),
+        Err(e) => return Err(sys_failed("SEEK_DATA", e)),
+    };
+    let hole = sys::lseek(fd, data, libc::SEEK_HOLE).map_err(|e| sys_failed("SEEK_HOLE", e))?;
     Ok(Some((data, hole.min(len))))
 }
 
@@ -431,11 +409,9 @@ struct CacheDropper {
 
 impl CacheDropper {
     fn copied(&mut self, at: i64, n: i64) {
-        // SAFETY: advice calls on fds we own; failures only mean the pages stay cached.
-        unsafe {
-            libc::posix_fadvise64(self.src, at, n, libc::POSIX_FADV_DONTNEED);
-            libc::sync_file_range(self.dst, at, n, libc::SYNC_FILE_RANGE_WRITE);
-        }
+        // A failure only means the pages stay cached.
+        let _ = sys::fadvise(self.src, at, n, libc::POSIX_FADV_DONTNEED);
+        let _ = sys::start_writeback(self.dst, at, n);
         self.finish();
         self.pending = Some((at, n));
     }
@@ -445,11 +421,8 @@ impl CacheDropper {
         if let Some((at, n)) = self.pending.take() {
             let wait =
                 libc::SYNC_FILE_RANGE_WAIT_BEFORE | libc::SYNC_FILE_RANGE_WRITE | libc::SYNC_FILE_RANGE_WAIT_AFTER;
-            // SAFETY: as above.
-            unsafe {
-                libc::sync_file_range(self.dst, at, n, wait);
-                libc::posix_fadvise64(self.dst, at, n, libc::POSIX_FADV_DONTNEED);
-            }
+            let _ = sys::sync_file_range(self.dst, at, n, wait);
+            let _ = sys::fadvise(self.dst, at, n, libc::POSIX_FADV_DONTNEED);
         }
     }
 }

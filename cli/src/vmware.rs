@@ -18,6 +18,9 @@ use crate::args::{Vmware, VmwareAction};
 use crate::exit_codes::{Failure, Status};
 use crate::human;
 use crate::launch;
+use crate::paths::{CONF, VMX, WRAPPER_DIR};
+use nosparse_core::settings::TRIGGERS;
+use nosparse_core::sys;
 use serde::Serialize;
 use std::fs::{self, File};
 use std::io::Write;
@@ -26,14 +29,6 @@ use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// What was done, for `uninstall` and `repair`.
-pub const STATE: &str = "/var/lib/nosparse/vmware";
-/// Where VMware installs vmx.
-pub const VMX: &str = "/usr/lib/vmware/bin/vmware-vmx";
-/// Where the wrapper is written.
-pub const WRAPPER_DIR: &str = "/etc/vmware";
-/// The settings file a set-user-ID vmx reads.
-const CONF: &str = crate::conf::PATH;
 /// The wrapper, `@REAL@` standing for the real program's path.
 const WRAPPER: &str = include_str!("../../deploy/vmware-vmx-wrapper");
 /// The settings `install` writes when there are none: vmx only, .vmem only.
@@ -241,8 +236,7 @@ impl Actor {
         if self.check {
             return Err(Stop::WouldChange(what.to_string()));
         }
-        // SAFETY: geteuid cannot fail.
-        if unsafe { libc::geteuid() } != 0 {
+        if !sys::is_root() {
             return Err(Stop::Failed(format!("{what}: run as root")));
         }
         f().map_err(Stop::Failed)?;
@@ -253,7 +247,7 @@ impl Actor {
 }
 
 fn say(msg: &str) {
-    crate::say("vmware", msg);
+    human::say("vmware", msg);
 }
 
 /// Whether `tool` is a program on PATH (dpkg's, on Debian hosts).
@@ -743,10 +737,11 @@ fn status_conf(out: &mut Findings, vm_dir: Option<&Path>) {
     }
     if let Ok(Some(text)) = crate::conf::read_trusted(Path::new(CONF)) {
         let (entries, _) = crate::conf::parse(&text);
-        let triggers = crate::conf::value(&entries, "NOSPARSE_TRIGGERS").map(String::from_utf8_lossy);
+        let triggers = crate::conf::value(&entries, &TRIGGERS).map(String::from_utf8_lossy);
         if !triggers.is_some_and(|t| t.contains("ftruncate")) {
             out.note(format!(
-                "{CONF}: NOSPARSE_TRIGGERS has no ftruncate: a vmx that sizes its .vmem with ftruncate is not caught"
+                "{CONF}: {} has no ftruncate: a vmx that sizes its .vmem with ftruncate is not caught",
+                TRIGGERS.name
             ));
         }
     }
@@ -758,8 +753,7 @@ pub fn run_command(v: &Vmware) -> Result<Status, Failure> {
     if v.action == VmwareAction::Status {
         return status(v).map_err(fail);
     }
-    // SAFETY: geteuid cannot fail.
-    if !v.check && unsafe { libc::geteuid() } != 0 {
+    if !v.check && !sys::is_root() {
         return Err(fail("run as root (--check shows what would change, as any user)".into()));
     }
     let mut st = State::open(&v.state, !v.check).map_err(fail)?;

@@ -80,6 +80,11 @@ impl FsKind {
         Ok(Self::from_magic(sys::fstatfs(fd)?.kind))
     }
 
+    /// The kind of the filesystem holding the file at `path`, which ends with a NUL.
+    pub fn of_path(path: &[u8]) -> crate::error::Result<Self> {
+        Ok(Self::from_magic(sys::statfs(path)?.kind))
+    }
+
     /// Whether the engine may act on this filesystem at all (see the module's list).
     pub fn known(self) -> bool {
         !matches!(self, FsKind::Other(_))

@@ -27,6 +27,8 @@ mod nr {
     pub const FTRUNCATE: usize = libc::SYS_ftruncate as usize;
     pub const GETEUID: usize = libc::SYS_geteuid as usize;
     pub const FSTATFS: usize = libc::SYS_fstatfs as usize;
+    pub const STATFS: usize = libc::SYS_statfs as usize;
+    pub const FADVISE64: usize = libc::SYS_fadvise64 as usize;
     pub const CLOCK_GETTIME: usize = libc::SYS_clock_gettime as usize;
     pub const OPENAT: usize = libc::SYS_openat as usize;
     pub const SYNC_FILE_RANGE: usize = libc::SYS_sync_file_range as usize;
@@ -57,6 +59,8 @@ mod nr {
     pub const FCNTL64: usize = libc::SYS_fcntl64 as usize;
     pub const CLOCK_GETTIME: usize = libc::SYS_clock_gettime as usize;
     pub const FSTATFS64: usize = libc::SYS_fstatfs64 as usize;
+    pub const STATFS64: usize = libc::SYS_statfs64 as usize;
+    pub const FADVISE64_64: usize = libc::SYS_fadvise64_64 as usize;
     pub const OPENAT: usize = libc::SYS_openat as usize;
     pub const READLINKAT: usize = libc::SYS_readlinkat as usize;
     pub const SYNC_FILE_RANGE: usize = libc::SYS_sync_file_range as usize;
@@ -200,12 +204,15 @@ pub fn fstat(fd: i32) -> Result<Stat> {
     })
 }
 
-/// What [`fstatfs`] reports that the engine uses.
+/// What [`fstatfs`] and [`statfs`] report that the project uses.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct StatFs {
     /// The filesystem's magic number.
     pub kind: u32,
     pub bsize: u64,
+    /// The fragment size (`f_frsize`); the kernel makes it `bsize` where the filesystem
+    /// does not say.
+    pub frsize: u64,
     /// Blocks in all (0 for filesystems that keep no data in blocks: procfs, sysfs...).
     pub blocks: u64,
     /// Free blocks, root's reserve included.
@@ -224,27 +231,55 @@ impl StatFs {
 
 /// `fstatfs(fd)` — the filesystem's type and free space.
 /// <https://man7.org/linux/man-pages/man2/fstatfs.2.html>
-// The fields' types differ between the architectures: a cast is a no-op on one of them.
-#[allow(clippy::unnecessary_cast)]
 pub fn fstatfs(fd: i32) -> Result<StatFs> {
     #[cfg(target_arch = "x86_64")]
-    let mut st = core::mem::MaybeUninit::<libc::statfs>::zeroed();
-    // SAFETY: the kernel's struct statfs, which libc's matches.
+    let n = nr::FSTATFS;
+    #[cfg(target_arch = "x86")]
+    let n = nr::FSTATFS64;
+    // SAFETY: a descriptor is no pointer.
+    unsafe { statfs_call(n, fd as usize) }
+}
+
+/// `statfs(path)` — as [`fstatfs`], for the file at `path` (which ends with a NUL),
+/// symbolic links followed. <https://man7.org/linux/man-pages/man2/statfs.2.html>
+pub fn statfs(path: &[u8]) -> Result<StatFs> {
+    if path.last() != Some(&0) {
+        return Err(Errno(libc::EINVAL));
+    }
     #[cfg(target_arch = "x86_64")]
-    unsafe { call(nr::FSTATFS, [fd as usize, st.as_mut_ptr() as usize, 0, 0, 0, 0]) }?;
+    let n = nr::STATFS;
+    #[cfg(target_arch = "x86")]
+    let n = nr::STATFS64;
+    // SAFETY: path is NUL-terminated.
+    unsafe { statfs_call(n, path.as_ptr() as usize) }
+}
+
+/// The statfs call `n` on `target`, a descriptor or a path.
+///
+/// # Safety
+/// A path `target` points to a NUL-terminated string.
+// The fields' types differ between the architectures: a cast is a no-op on one of them.
+#[allow(clippy::unnecessary_cast)]
+unsafe fn statfs_call(n: usize, target: usize) -> Result<StatFs> {
+    #[cfg(target_arch = "x86_64")]
+    let mut st = core::mem::MaybeUninit::<libc::statfs>::zeroed();
+    #[cfg(target_arch = "x86_64")]
+    let a = [target, st.as_mut_ptr() as usize, 0, 0, 0, 0];
     #[cfg(target_arch = "x86")]
     let mut st = core::mem::MaybeUninit::<libc::statfs64>::zeroed();
-    // SAFETY: the kernel's struct statfs64 (its size is passed), which libc's matches.
+    // i386's statfs64 calls take the structure's size before it.
     #[cfg(target_arch = "x86")]
-    unsafe {
-        call(nr::FSTATFS64, [fd as usize, core::mem::size_of::<libc::statfs64>(), st.as_mut_ptr() as usize, 0, 0, 0])
-    }?;
+    let a = [target, core::mem::size_of::<libc::statfs64>(), st.as_mut_ptr() as usize, 0, 0, 0];
+    // SAFETY: the kernel's struct statfs (x86_64) or statfs64 (i386), which libc's
+    // match; for a path, the caller's promise.
+    unsafe { call(n, a) }?;
     // SAFETY: zero-initialised, then filled in by the kernel.
     let st = unsafe { st.assume_init() };
     Ok(StatFs {
         // Compared as 32 bits: i686 reports it signed.
         kind: st.f_type as u32,
         bsize: st.f_bsize as u64,
+        frsize: st.f_frsize as u64,
         blocks: st.f_blocks as u64,
         bfree: st.f_bfree as u64,
         bavail: st.f_bavail as u64,
@@ -313,20 +348,38 @@ pub fn pwritev(fd: i32, iov: &[libc::iovec], offset: i64) -> Result<usize> {
     unsafe { call(nr::PWRITEV, [fd as usize, iov.as_ptr() as usize, iov.len(), lo, hi, 0]) }
 }
 
-/// `sync_file_range(fd, offset, len, SYNC_FILE_RANGE_WRITE)` — starts writeback of a
-/// range without waiting for it.
-/// <https://man7.org/linux/man-pages/man2/sync_file_range.2.html>
-pub fn start_writeback(fd: i32, offset: i64, len: i64) -> Result<()> {
-    const SYNC_FILE_RANGE_WRITE: usize = 2;
+/// `sync_file_range(fd, offset, len, flags)` — writes a range back, waiting before or
+/// after as `flags` say. <https://man7.org/linux/man-pages/man2/sync_file_range.2.html>
+pub fn sync_file_range(fd: i32, offset: i64, len: i64, flags: u32) -> Result<()> {
     #[cfg(target_arch = "x86_64")]
-    let a = [fd as usize, offset as usize, len as usize, SYNC_FILE_RANGE_WRITE, 0, 0];
+    let a = [fd as usize, offset as usize, len as usize, flags as usize, 0, 0];
     #[cfg(target_arch = "x86")]
     let a = {
         let ((ol, oh), (ll, lh)) = (split(offset), split(len));
-        [fd as usize, ol, oh, ll, lh, SYNC_FILE_RANGE_WRITE]
+        [fd as usize, ol, oh, ll, lh, flags as usize]
     };
     // SAFETY: integer arguments only.
     unsafe { call(nr::SYNC_FILE_RANGE, a) }.map(drop)
+}
+
+/// Starts writeback of a range without waiting for it.
+pub fn start_writeback(fd: i32, offset: i64, len: i64) -> Result<()> {
+    sync_file_range(fd, offset, len, libc::SYNC_FILE_RANGE_WRITE)
+}
+
+/// `posix_fadvise(fd, offset, len, advice)` — how the range will be used
+/// (`POSIX_FADV_DONTNEED`: its clean pages may be dropped from the cache).
+/// <https://man7.org/linux/man-pages/man2/posix_fadvise.2.html>
+pub fn fadvise(fd: i32, offset: i64, len: i64, advice: i32) -> Result<()> {
+    #[cfg(target_arch = "x86_64")]
+    let (n, a) = (nr::FADVISE64, [fd as usize, offset as usize, len as usize, advice as usize, 0, 0]);
+    #[cfg(target_arch = "x86")]
+    let (n, a) = {
+        let ((ol, oh), (ll, lh)) = (split(offset), split(len));
+        (nr::FADVISE64_64, [fd as usize, ol, oh, ll, lh, advice as usize])
+    };
+    // SAFETY: integer arguments only.
+    unsafe { call(n, a) }.map(drop)
 }
 
 /// `pread64(fd, buf, offset)` — reads at an offset without moving the file offset.
@@ -443,6 +496,9 @@ pub const FS_NOCOW_FL: i32 = 0x0080_0000;
 pub const FS_APPEND_FL: i32 = 0x0000_0020;
 /// `FS_IMMUTABLE_FL`: no change at all (`chattr +i`).
 pub const FS_IMMUTABLE_FL: i32 = 0x0000_0010;
+/// `FS_EXTENT_FL`: the inode maps its blocks with extents (ext4; ext2/3 map them
+/// through indirect blocks).
+pub const FS_EXTENT_FL: i32 = 0x0008_0000;
 
 /// `ioctl(fd, FS_IOC_GETFLAGS)` — the inode flags (chattr's attributes).
 /// <https://man7.org/linux/man-pages/man2/ioctl_iflags.2.html>
@@ -540,17 +596,46 @@ pub unsafe fn unmap(p: *mut u8, len: usize) {
 }
 
 /// A shared, writable mapping of `len` bytes of `fd` from `offset` (a multiple of the
-/// page size): the zero fill's window onto the file.
+/// page size): the zero fill's window onto the file. Its address is a multiple of
+/// `align` (a power of two, 0 for any): where `offset` is one too, the kernel may map a
+/// large folio of the file with one page-table entry. The space is reserved first
+/// (inaccessible, `align` longer) and the file mapped over its aligned part, so no other
+/// mapping of the process is ever touched.
 /// <https://man7.org/linux/man-pages/man2/mmap.2.html>
-pub fn map_shared(fd: i32, len: usize, offset: i64) -> Result<*mut u8> {
+pub fn map_shared(fd: i32, len: usize, offset: i64, align: usize) -> Result<*mut u8> {
     let prot = (libc::PROT_READ | libc::PROT_WRITE) as usize;
-    let flags = libc::MAP_SHARED as usize;
     #[cfg(target_arch = "x86_64")]
     let (n, off) = (nr::MMAP, offset as usize);
     #[cfg(target_arch = "x86")]
     let (n, off) = (nr::MMAP2, (offset / 4096) as usize);
-    // SAFETY: a new mapping, placed by the kernel, touches no existing memory.
-    unsafe { call(n, [0, len, prot, flags, fd as usize, off]) }.map(|p| p as *mut u8)
+    if align == 0 {
+        // SAFETY: a new mapping, placed by the kernel, touches no existing memory.
+        return unsafe { call(n, [0, len, prot, libc::MAP_SHARED as usize, fd as usize, off]) }.map(|p| p as *mut u8);
+    }
+    let span = len.checked_add(align).ok_or(Errno(libc::ENOMEM))?;
+    let reserve = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE) as usize;
+    // SAFETY: as above.
+    let r = unsafe { call(n, [0, span, libc::PROT_NONE as usize, reserve, usize::MAX, 0]) }?;
+    let at = (r + align - 1) & !(align - 1);
+    let fixed = (libc::MAP_SHARED | libc::MAP_FIXED) as usize;
+    // SAFETY: `[at, at + len)` lies within the reservation just made, which is ours.
+    let mapped = unsafe { call(n, [at, len, prot, fixed, fd as usize, off]) };
+    // SAFETY: the reservation's parts before and after the file's mapping (or all of it,
+    // when that failed), which nothing refers to.
+    unsafe {
+        match mapped {
+            Ok(_) => {
+                if at > r {
+                    unmap(r as *mut u8, at - r);
+                }
+                if r + span > at + len {
+                    unmap((at + len) as *mut u8, r + span - (at + len));
+                }
+            }
+            Err(_) => unmap(r as *mut u8, span),
+        }
+    }
+    mapped.map(|p| p as *mut u8)
 }
 
 /// `madvise(p, len, advice)`. <https://man7.org/linux/man-pages/man2/madvise.2.html>
@@ -649,6 +734,29 @@ mod tests {
         assert_eq!((ours.mode, ours.uid), (theirs.mode(), theirs.uid()));
         let fs = fstatfs(f.as_raw_fd()).unwrap();
         assert!(fs.bsize > 0 && fs.blocks > 0 && fs.bfree >= fs.bavail);
+        let by_path = statfs(b"/proc/self/exe\0").unwrap();
+        assert_eq!(
+            (by_path.kind, by_path.bsize, by_path.frsize, by_path.blocks),
+            (fs.kind, fs.bsize, fs.frsize, fs.blocks)
+        );
+        assert_eq!(statfs(b"/proc/self/exe").unwrap_err().0, libc::EINVAL);
         assert_eq!(getfl(f.as_raw_fd()).unwrap() & libc::O_ACCMODE, libc::O_RDONLY);
+    }
+
+    #[test]
+    fn writeback_and_advice_take_64_bit_ranges() {
+        use std::os::unix::fs::FileExt;
+        let path = std::env::temp_dir().join(format!("nosparse-sys-test-{}", std::process::id()));
+        let f = std::fs::File::options().read(true).write(true).create_new(true).open(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let (fd, at) = (f.as_raw_fd(), 1_i64 << 32);
+        f.write_all_at(&[1; 8192], at as u64).unwrap();
+        let wait = libc::SYNC_FILE_RANGE_WAIT_BEFORE | libc::SYNC_FILE_RANGE_WRITE | libc::SYNC_FILE_RANGE_WAIT_AFTER;
+        assert_eq!(sync_file_range(fd, at, 8192, wait), Ok(()));
+        assert_eq!(start_writeback(fd, at, 8192), Ok(()));
+        assert_eq!(fadvise(fd, at, 8192, libc::POSIX_FADV_DONTNEED), Ok(()));
+        assert_eq!(sync_file_range(fd, -1, 8192, wait), Err(Errno(libc::EINVAL)));
+        assert_eq!(fadvise(fd, at, -1, libc::POSIX_FADV_DONTNEED), Err(Errno(libc::EINVAL)));
+        assert_eq!(fadvise(fd, at, 8192, 999), Err(Errno(libc::EINVAL)));
     }
 }

@@ -68,7 +68,7 @@ pub fn settings(overrides: &[(&'static str, String)]) -> Config {
     let mut bad = BadList::new();
     cfg.apply_env(|name| env.iter().find(|(k, _)| *k == name).map(|(_, v)| v.as_slice()), &mut bad);
     for b in bad.iter() {
-        crate::launch::warn(&format!(
+        crate::human::warn(&format!(
             "ignoring {}={:?}: {}; keeping the default",
             String::from_utf8_lossy(b.name),
             String::from_utf8_lossy(b.value),
