@@ -270,11 +270,9 @@ fn other_threads_and_processes_writing_around_a_creation_lose_nothing() {
             .arg("--ranges", 16)
             .env("NOSPARSE_METHOD", method)
             .timeout(120);
-        // The zero fill keeps data written into a chunk before it reaches that chunk; a
-        // write landing in the chunk being filled, between its check and its write, is
-        // the documented window (as in glibc's posix_fallocate emulation). So where zeros
-        // are written, the range writer starts at once: its pieces lie in the last
-        // quarter, which the fill reaches last.
+        // Where zeros are filled in, the range writer starts as soon as the call has
+        // given the file its size: its pieces lie in the last quarter, which the fill
+        // reaches last, so they land while it runs.
         if method == "zero" || kind == "ext3" {
             run = run.arg("--delay-us", 0);
         }

@@ -13,9 +13,11 @@
  * --shared  a writer appends N blocks with write() through the creation call's own
  *           open file description (a thread, or with --process a child sharing it),
  *           from --shared-at on: its blocks land where the shared file offset says
- * --ranges  a writer, after --delay-us, writes K pieces of 64 KiB spread over the last
- *           quarter of the new range, each once: data written while the creation call
- *           runs, before any zero fill can reach that far
+ * --ranges  a writer, once the creation call has given the file its size and then
+ *           --delay-us more, writes K pieces of 64 KiB spread over the last quarter of
+ *           the new range, each once: data written while the library allocates the
+ *           range, before a zero fill can reach that far (waiting for the size keeps
+ *           them from landing before the call, which would make it no creation)
  * --tail    a writer writes blocks one after the other past the end of the creation
  *           (from --size on), until the creation call has returned: data that a
  *           rollback to the old size would cut, and that lies outside the new range
@@ -97,6 +99,8 @@ static void *range_writer(void *arg)
     (void)arg;
     int f = open_own();
     wait_start();
+    while (!sh->done && fstat_or_die(f).st_size < size)
+        sleep_us(10);
     sleep_us(delay_us);
     for (long long k = 0; k < ranges_k; k++) {
         for (int64_t at = range_at(k); at < range_at(k) + RANGE_PIECE; at += BLOCK)
