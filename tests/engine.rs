@@ -431,6 +431,20 @@ fn append_only_and_immutable_files_are_left_alone_with_every_trigger() {
     });
 }
 
+#[test]
+fn zeros_asked_for_through_a_write_only_fd_are_a_warning_and_nothing_else() {
+    let s = Scratch::new("engine-zero-wronly");
+    let Some(fs) = mount(&s, "ext4", 1024 * MIB) else { return };
+    let path = fs.path("wronly.img");
+    let _cleanup = Cleanup(vec![path.clone(), bare_path(&path)]);
+    let run = extend(&path).arg("--open", "wronly").arg("--offset", 128 * MIB - 1).env("NOSPARSE_METHOD", "zero");
+    let (without, with) = run.both(&path);
+    let what = "NOSPARSE_METHOD=zero, O_WRONLY";
+    assert_same_keys(&without, &with, &["ret", "errno", "size_after", "allocated_after", "offset_after"], what);
+    assert_eq!(log_lines(&with), 1, "{what}: one warning: {}", with.stderr);
+    assert!(with.stderr.contains("needs a descriptor open for reading and writing"), "{what}: {}", with.stderr);
+}
+
 /// The subvolume's referenced bytes, as its qgroup counts them.
 fn qgroup_referenced(mnt: &Path, subvol: &Path) -> u64 {
     sh(&format!("btrfs filesystem sync {}", mnt.display()));

@@ -99,7 +99,10 @@ pub fn reserve(fd: i32, plan: &Plan) -> Result<()> {
 pub fn fill(fd: i32, plan: &Plan, reserved: bool, map: &mut Fiemap) -> core::result::Result<How, (Stop, How)> {
     let Ok(st) = sys::fstat(fd) else { return Err((Stop::Errno(Errno(libc::EBADF)), How::Fallocate)) };
     let end = plan.end.min(st.size);
-    if end <= plan.start || (reserved && plan.method != Method::Zero) {
+    // Reserved before the call: by fallocate, whatever the method (with zeros that is
+    // btrfs's empty file, NOCOW and all or nothing under a qgroup; the zero fill would
+    // find no hole in it).
+    if end <= plan.start || reserved {
         return Ok(How::Fallocate);
     }
     let mut zeros = |from: i64| match plan.can_zero {

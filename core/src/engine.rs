@@ -157,8 +157,8 @@ pub fn prepare(t: &Target, cfg: &Config, screened: Screened, s: &mut Space) -> P
     let plan = match policy::judge(cfg, &screened, &file) {
         Decision::Allocate(plan) => plan,
         Decision::Skip(why) => {
-            if cfg.debug {
-                let o = Outcome::Skipped { fd: t.program_fd, trigger: call.trigger, offset: call.offset, why };
+            let o = Outcome::Skipped { fd: t.program_fd, trigger: call.trigger, offset: call.offset, why };
+            if cfg.debug || o.level().is_some() {
                 emit(t, cfg, &o, name, &mut s.line);
             }
             return Prepared::Untouched;

@@ -121,7 +121,9 @@ impl Skip {
             Skip::Filesystem(_) => "filesystem in NOSPARSE_SKIP_FS",
             Skip::NotOnDisk(_) => "not a filesystem that keeps data on a disk",
             Skip::FileSizeLimit => "beyond RLIMIT_FSIZE",
-            Skip::CannotZero => "NOSPARSE_METHOD=zero, and zeros cannot be filled in here",
+            Skip::CannotZero => {
+                "NOSPARSE_METHOD=zero needs a descriptor open for reading and writing, on ext, xfs or btrfs; the file stays sparse"
+            }
             Skip::NothingToAllocate => "the new range is within the last block",
         }
     }

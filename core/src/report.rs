@@ -35,6 +35,9 @@ impl Outcome {
     /// The line's severity; `None`: no line unless `debug`, then at debug level.
     pub fn level(&self) -> Option<Level> {
         match self {
+            // Zeros were asked for and cannot be had: the file stays sparse, which the
+            // settings say the admin did not want.
+            Outcome::Skipped { why: Skip::CannotZero, .. } => Some(Level::Warning),
             Outcome::Skipped { .. } | Outcome::CallFailedUntouched => None,
             Outcome::WouldAllocate { .. } | Outcome::Allocated { .. } => Some(Level::Info),
             Outcome::CallFailed { left: 0 } => Some(Level::Info),

@@ -91,6 +91,8 @@ int main(int argc, char **argv)
         flags |= O_DIRECT;
     else if (strcmp(mode, "append") == 0)
         flags |= O_APPEND;
+    else if (strcmp(mode, "wronly") == 0)
+        flags = (flags & ~O_RDWR) | O_WRONLY;
     else if (strcmp(mode, "rdwr") != 0)
         die("--open: unknown %s", mode);
     int fd = flag(argc, argv, "--tmpfile") ? open(path, flags | O_TMPFILE, 0600) : open(path, flags | O_CREAT, 0600);

@@ -102,14 +102,14 @@ pub fn expect(s: &Scenario, without: &Ran) -> Expect {
     // The zero fill runs on local block filesystems, through a descriptor open for
     // reading and writing; METHOD=zero leaves every other call alone.
     let cannot_zero = method == "zero" && (!s.fs.zero_fill() || s.wronly);
-    let eligible = opened
+    let judged = opened
         && fs_allowed(s)
         && triggers.split(',').any(|t| t == s.call.trigger())
         && matched
         && !predictable_failure
         && !(s.append && s.call != Call::Ftruncate)
-        && s.new_size() - s.size_before() >= s.min_size
-        && !cannot_zero;
+        && s.new_size() - s.size_before() >= s.min_size;
+    let eligible = judged && !cannot_zero;
     let library_fault = s.fault.is_some() && !own_call_fault(s);
     let fallocate = s.fs.has_fallocate() && matches!(method, "auto" | "fallocate");
     let zero = (method == "zero" || (method == "auto" && !s.fs.has_fallocate()))
@@ -130,6 +130,8 @@ pub fn expect(s: &Scenario, without: &Ran) -> Expect {
     let lines = match (eligible, clean && (fallocate || zero || method == "off")) {
         (true, true) => (1, 1),
         (true, false) => (0, 1),
+        // Zeros asked for where they cannot be had: a warning, before the real call.
+        (false, _) if judged && cannot_zero && !library_fault => (1, 1),
         (false, _) if library_fault && opened => (0, 1),
         (false, _) => (0, 0),
     };
