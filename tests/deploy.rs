@@ -26,6 +26,7 @@ use host::*;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 /// The size of the `.vmem` files the VMware scenarios make.
 const VMEM_MIB: u64 = 256;
@@ -156,12 +157,16 @@ fn vmware_wrapper_end_to_end() {
         assert!(!is_link(&vmx), "install --check changed {}: it is a link now", vmx.display());
         let mut a = argv![NOSPARSE_VMWARE];
         a.extend(install.iter().cloned());
+        let took = Instant::now();
         t.sys(a).ok();
+        println!("time: install ({bits}-bit vmx): {:?}", took.elapsed());
         assert!(is_link(&vmx), "{} is not a link to the wrapper", vmx.display());
         assert!(setuid(&real), "not diverted to {}: no set-user-ID program there", real.display());
         // Each step twice: the second changes nothing, and --check agrees.
         assert_unchanged(&t, install.clone(), "install twice");
+        let took = Instant::now();
         assert_unchanged(&t, argv!["repair", "--vmx", vmx, "--state", state], "repair of a sound install");
+        println!("time: repair of a sound install ({bits}-bit vmx): {:?}", took.elapsed());
         let r = t.sys(argv![NOSPARSE, "vmware", "repair", "--check", "--state", state]).raw();
         assert!(r.ok(), "repair --check of a sound install: {r}");
         assert!(setuid(installed_lib(lib_dir)), "{} is not set-user-ID", installed_lib(lib_dir));
@@ -180,7 +185,9 @@ fn vmware_wrapper_end_to_end() {
         let r = t.sys(argv![NOSPARSE_VMWARE, "status", "--vmx", vmx, "--state", state]).raw();
         assert!(r.ok(), "status: {r}");
     }
+    let took = Instant::now();
     let r = t.sys(argv![NOSPARSE_VMWARE, "status", "--state", state]).raw();
+    println!("time: status (two wrapped programs): {:?}", took.elapsed());
     assert!(r.ok(), "status: {r}");
     println!("{}", r.stdout);
     let r = t.sys(argv![NOSPARSE, "vmware", "status", "--json", "--state", state]).raw();
@@ -329,7 +336,9 @@ fn vmware_status_and_repair() {
     install_program(sleep, &vmx, 0o4755);
     let again = format!("^BROKEN: {} is a program again", vmx.display());
     assert_broken(&t, argv!["--state", state], &again, "after the upgrade");
+    let took = Instant::now();
     t.sys(argv![NOSPARSE_VMWARE, "repair", "--state", state]).ok();
+    println!("time: repair after a VMware upgrade: {:?}", took.elapsed());
     assert_status_ok(&t, argv!["--state", state], "after repair");
     assert!(is_link(&vmx), "repair did not wrap the new program: {} is not a link", vmx.display());
     assert!(setuid(&real), "repair did not wrap the new program: {} is not set-user-ID", real.display());
