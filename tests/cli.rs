@@ -639,6 +639,42 @@ fn an_interrupted_rewrite_removes_its_copy() {
     }
 }
 
+/// Output that cannot be written is a failure said once on stderr (exit 2), not a
+/// panic; a reader that went away ends the command by SIGPIPE, silently, as `| head`
+/// expects.
+#[test]
+fn check_output_that_cannot_be_written() {
+    let s = Scratch::new("cli-check-stdout");
+    let p = prefix(&s, "prefix", false);
+    let dir = s.path("files");
+    fs::create_dir_all(&dir).unwrap();
+    for i in 0..3 {
+        fs::write(dir.join(format!("f{i}")), vec![1u8; 8192]).unwrap();
+    }
+    for format in ["text", "prometheus"] {
+        let full = fs::File::options().write(true).open("/dev/full").unwrap();
+        let out = run(Command::new(&p.bin).args(["check", "--format", format]).arg(&dir).stdout(full));
+        assert_eq!(out.status.code(), Some(2), "--format {format}: {:?} {}", out.status, text(&out.stderr));
+        assert_eq!(
+            text(&out.stderr),
+            "nosparse: cannot write to standard output: No space left on device\n",
+            "--format {format}"
+        );
+    }
+    let mut fds = [0; 2];
+    // SAFETY: fds has room for the two descriptors.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: both are ours, just made; the reader is closed at once.
+    let (reader, writer) = unsafe {
+        use std::os::fd::FromRawFd;
+        (std::os::fd::OwnedFd::from_raw_fd(fds[0]), std::os::fd::OwnedFd::from_raw_fd(fds[1]))
+    };
+    drop(reader);
+    let out = run(Command::new(&p.bin).arg("check").arg(&dir).stdout(Stdio::from(writer)));
+    assert_eq!(out.status.signal(), Some(libc::SIGPIPE), "{:?}: {}", out.status, text(&out.stderr));
+    assert_eq!(text(&out.stderr), "", "a closed pipe was not quiet");
+}
+
 /// A pattern that matches nothing, and a file on tmpfs, are said to be so.
 #[test]
 fn check_says_when_there_is_nothing_to_check() {

@@ -457,8 +457,8 @@ pub fn run(c: &Check) -> Status {
             (Err(why), Format::Text | Format::Prometheus) => {
                 human::say("check", &format!("{}: {why}", outcome.path.display()));
             }
-            (Ok(r), Format::Text) if !c.quiet => println!("{}", text_report(&outcome.path, r, c.max_fragments)),
-            (_, Format::Ndjson) => println!("{}", json(&outcome.json(c.max_fragments))),
+            (Ok(r), Format::Text) if !c.quiet => outln!("{}", text_report(&outcome.path, r, c.max_fragments)),
+            (_, Format::Ndjson) => outln!("{}", json(&outcome.json(c.max_fragments))),
             _ => {}
         }
         if matches!(c.format, Format::Json | Format::Prometheus) {
@@ -466,7 +466,7 @@ pub fn run(c: &Check) -> Status {
         }
     }
     match c.format {
-        Format::Text if !c.quiet => println!("{}", summary.text()),
+        Format::Text if !c.quiet => outln!("{}", summary.text()),
         Format::Text => {}
         Format::Json => {
             #[derive(Serialize)]
@@ -476,16 +476,16 @@ pub fn run(c: &Check) -> Status {
             }
             let files = outcomes.iter().map(|o| o.json(c.max_fragments)).collect();
             let all = All { files, summary: &summary };
-            println!("{}", serde_json::to_string_pretty(&all).expect("plain data serializes"));
+            outln!("{}", serde_json::to_string_pretty(&all).expect("plain data serializes"));
         }
         Format::Ndjson => {
             #[derive(Serialize)]
             struct Last<'a> {
                 summary: &'a Summary,
             }
-            println!("{}", json(&Last { summary: &summary }));
+            outln!("{}", json(&Last { summary: &summary }));
         }
-        Format::Prometheus => print!("{}", prometheus(&outcomes, &summary, c.max_fragments)),
+        Format::Prometheus => out!("{}", prometheus(&outcomes, &summary, c.max_fragments)),
     }
     summary.status()
 }

@@ -32,22 +32,22 @@ struct Report {
 
 impl Report {
     fn ok(&self, msg: &str) {
-        println!("ok: {msg}");
+        outln!("ok: {msg}");
     }
 
     fn note(&self, msg: &str) {
-        println!("note: {msg}");
+        outln!("note: {msg}");
     }
 
     fn problem(&mut self, file: &Path, what: &str, fix: &str) {
         self.problems += 1;
-        println!("PROBLEM: {}: {what}; fix: {fix}", file.display());
+        outln!("PROBLEM: {}: {what}; fix: {fix}", file.display());
     }
 
     /// A problem already worded with its file and fix (a line of `nosparse-vmware status`).
     fn problem_line(&mut self, line: &str) {
         self.problems += 1;
-        println!("PROBLEM: {line}");
+        outln!("PROBLEM: {line}");
     }
 }
 
@@ -87,10 +87,10 @@ pub fn run(d: &Doctor) -> Result<Status, Failure> {
         supervise(&r);
     }
     if r.problems == 0 {
-        println!("nosparse doctor: all is well");
+        outln!("nosparse doctor: all is well");
         Ok(Status::Success)
     } else {
-        println!("nosparse doctor: {} problem{} found", r.problems, if r.problems == 1 { "" } else { "s" });
+        outln!("nosparse doctor: {} problem{} found", r.problems, if r.problems == 1 { "" } else { "s" });
         Ok(Status::Problems)
     }
 }

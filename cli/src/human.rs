@@ -1,7 +1,39 @@
-//! Sizes, rates, durations and errors as people read them, and the lines the command
-//! writes on stderr.
+//! Sizes, rates, durations and errors as people read them, the lines the command
+//! writes on stderr, and its output on stdout.
 
+use crate::exit_codes::{Failure, Status};
+use std::fmt;
+use std::io::{self, Write};
+use std::sync::OnceLock;
 use std::time::Duration;
+
+/// Why standard output could not be written, once it could not.
+static OUT_ERROR: OnceLock<String> = OnceLock::new();
+
+/// Writes the command's output (the `out!` and `outln!` macros). A write that fails is
+/// remembered, and nothing more is written: `main` reports it ([`out_done`]). A reader
+/// that went away (`| head`) ends the process by SIGPIPE, as it ends other tools.
+pub fn out(args: fmt::Arguments) {
+    if OUT_ERROR.get().is_some() {
+        return;
+    }
+    if let Err(e) = io::stdout().lock().write_fmt(args) {
+        let _ = OUT_ERROR.set(os_error(&e));
+    }
+}
+
+/// Flushes standard output; the failure to report if anything could not be written.
+pub fn out_done() -> Result<(), Failure> {
+    if OUT_ERROR.get().is_none() {
+        if let Err(e) = io::stdout().lock().flush() {
+            let _ = OUT_ERROR.set(os_error(&e));
+        }
+    }
+    match OUT_ERROR.get() {
+        Some(why) => Err(Failure::new(Status::Trouble, format!("cannot write to standard output: {why}"))),
+        None => Ok(()),
+    }
+}
 
 /// Writes one line to stderr, as every message of the command is written:
 /// `nosparse: COMMAND: MESSAGE`.

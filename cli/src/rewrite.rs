@@ -213,7 +213,7 @@ fn rewrite(r: &Rewrite) -> Result<Status, Stop> {
     let (src, meta) = check::open_regular(&path).map_err(Stop::Refused)?;
     let before = check::measure_file(&src, &meta).map_err(Stop::Failed)?;
     if before.verdict(r.max_fragments) == Verdict::Whole && !r.force {
-        println!(
+        outln!(
             "{}: already whole: {} fragments, at most {} for this size; left alone (--force rewrites it)",
             path.display(),
             before.layout.fragments,
@@ -309,7 +309,7 @@ fn rewrite(r: &Rewrite) -> Result<Status, Stop> {
     }
     let took = started.elapsed();
     let after = check::measure(&path).map_err(Stop::Failed)?;
-    println!(
+    outln!(
         "{}: rewrote {} in {} ({}): {} fragments before, {} after (at most {} for this size)",
         path.display(),
         human::bytes(meta.len()),

@@ -808,16 +808,16 @@ pub fn run_command(v: &Vmware) -> Result<Status, Failure> {
     };
     match result {
         Err(Stop::WouldChange(what)) => {
-            println!("would change: {what}");
+            outln!("would change: {what}");
             Ok(Status::WouldChange)
         }
         Err(Stop::Failed(why)) => Err(fail(why)),
         Ok(()) if a.changes == 0 => {
-            println!("unchanged");
+            outln!("unchanged");
             Ok(Status::Success)
         }
         Ok(()) => {
-            println!("changed: {} step{}", a.changes, if a.changes == 1 { "" } else { "s" });
+            outln!("changed: {} step{}", a.changes, if a.changes == 1 { "" } else { "s" });
             Ok(Status::Success)
         }
     }
@@ -873,11 +873,11 @@ fn status(v: &Vmware) -> Result<Status, String> {
             findings: &'a [Finding],
         }
         let s = Status { ok: !broken, state: &st.path, wrapped: &entries, findings: &out.0 };
-        println!("{}", serde_json::to_string_pretty(&s).expect("plain data serializes"));
+        outln!("{}", serde_json::to_string_pretty(&s).expect("plain data serializes"));
     } else {
         for f in &out.0 {
             let level = if f.level == "broken" { "BROKEN" } else { f.level };
-            println!("{level}: {}", f.text);
+            outln!("{level}: {}", f.text);
         }
     }
     Ok(if broken { Status::VmwareFailed } else { Status::Success })
