@@ -675,6 +675,37 @@ fn check_output_that_cannot_be_written() {
     assert_eq!(text(&out.stderr), "", "a closed pipe was not quiet");
 }
 
+/// A name with a newline, a terminal escape or bytes that are not UTF-8 is shown on
+/// one line, those bytes as `\xNN`, in the text and in Prometheus label values.
+#[test]
+fn check_shows_odd_names_escaped() {
+    use std::os::unix::ffi::OsStrExt;
+    let s = Scratch::new("cli-check-names");
+    let p = prefix(&s, "prefix", false);
+    let dir = s.path("files");
+    fs::create_dir_all(&dir).unwrap();
+    for name in [&b"a\nb\x1b[2J.img"[..], b"c\\d\".img", b"e\xff.img"] {
+        fs::write(dir.join(std::ffi::OsStr::from_bytes(name)), vec![1u8; 8192]).unwrap();
+    }
+    let out = run(Command::new(&p.bin).arg("check").arg(&dir));
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    let shown = [r"a\x0ab\x1b[2J.img", r#"c\x5cd".img"#, r"e\xff.img"];
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 4, "{stdout}");
+    for (line, name) in lines.iter().zip(shown) {
+        assert!(line.starts_with(&format!("{}/{name}: whole: ", dir.display())), "{line:?}");
+    }
+    assert!(!stdout.contains('\u{1b}'), "{stdout:?}");
+    let out = run(Command::new(&p.bin).args(["check", "--format", "prometheus"]).arg(&dir));
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    for label in [r"a\\x0ab\\x1b[2J.img", r#"c\\x5cd\".img"#, r"e\\xff.img"] {
+        let line = format!("nosparse_file_hole_bytes{{path=\"{}/{label}\"}} 0", dir.display());
+        assert!(stdout.lines().any(|l| l == line), "no line {line:?} in\n{stdout}");
+    }
+}
+
 /// A pattern that matches nothing, and a file on tmpfs, are said to be so.
 #[test]
 fn check_says_when_there_is_nothing_to_check() {

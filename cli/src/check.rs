@@ -358,7 +358,7 @@ pub fn text_report(path: &Path, r: &Report, max: Option<u64>) -> String {
     };
     format!(
         "{}: {}: size {}, allocated {}, holes {}, {} fragments (at most {} for this size), {} extents, unwritten {}{beyond}",
-        path.display(),
+        human::path(path),
         r.verdict(max).name(),
         human::bytes(r.size),
         human::bytes(r.allocated),
@@ -370,9 +370,10 @@ pub fn text_report(path: &Path, r: &Report, max: Option<u64>) -> String {
     )
 }
 
-/// A Prometheus label value: backslash, double quote and newline escaped.
-fn label(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+/// A path as a Prometheus label value: as the text output shows it ([`human::path`]),
+/// then backslash, double quote and newline escaped as the text format requires.
+fn label(path: &Path) -> String {
+    human::path(path).replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
 /// The per-file gauges: (name, help, value).
@@ -393,7 +394,7 @@ const GAUGES: [Gauge; 8] = [
 fn prometheus(outcomes: &[Outcome], summary: &Summary, max: Option<u64>) -> String {
     let mut out = String::new();
     let measured: Vec<(String, &Report)> =
-        outcomes.iter().filter_map(|o| o.result.as_ref().ok().map(|r| (label(&o.path.to_string_lossy()), r))).collect();
+        outcomes.iter().filter_map(|o| o.result.as_ref().ok().map(|r| (label(&o.path), r))).collect();
     for (name, help, value) in GAUGES {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
         for (path, r) in &measured {
@@ -412,7 +413,7 @@ fn prometheus(outcomes: &[Outcome], summary: &Summary, max: Option<u64>) -> Stri
     let name = "nosparse_file_error";
     let _ = writeln!(out, "# HELP {name} 1 for a file that could not be measured.\n# TYPE {name} gauge");
     for o in outcomes.iter().filter(|o| o.result.is_err()) {
-        let _ = writeln!(out, "{name}{{path=\"{}\"}} 1", label(&o.path.to_string_lossy()));
+        let _ = writeln!(out, "{name}{{path=\"{}\"}} 1", label(&o.path));
     }
     let name = "nosparse_check_files";
     let _ = writeln!(out, "# HELP {name} Files checked, by verdict (error: could not be measured).");
@@ -440,7 +441,7 @@ pub fn run(c: &Check) -> Status {
             Some(glob) => format!("no file matches --pattern {glob}"),
             None => "no regular file in it".to_string(),
         };
-        human::say("check", &format!("{}: {why}", dir.display()));
+        human::say("check", &format!("{}: {why}", human::path(dir)));
         summary.empty_dirs.push(dir.to_string_lossy().into_owned());
     }
     let mut outcomes = Vec::new();
@@ -455,7 +456,7 @@ pub fn run(c: &Check) -> Status {
         summary.add(&outcome, c.max_fragments);
         match (&outcome.result, c.format) {
             (Err(why), Format::Text | Format::Prometheus) => {
-                human::say("check", &format!("{}: {why}", outcome.path.display()));
+                human::say("check", &format!("{}: {why}", human::path(&outcome.path)));
             }
             (Ok(r), Format::Text) if !c.quiet => outln!("{}", text_report(&outcome.path, r, c.max_fragments)),
             (_, Format::Ndjson) => outln!("{}", json(&outcome.json(c.max_fragments))),
@@ -551,7 +552,8 @@ mod tests {
         outcomes.iter().for_each(|o| summary.add(o, None));
         assert_eq!((summary.fragmented, summary.sparse, summary.errors, summary.status()), (1, 1, 1, Status::Trouble));
         let text = prometheus(&outcomes, &summary, None);
-        assert!(text.contains("nosparse_file_fragments{path=\"/vm/a\\\"\\\\\\n.vmem\"} 30\n"), "{text}");
+        // As the text output shows the path, in the text format's escapes.
+        assert!(text.contains("nosparse_file_fragments{path=\"/vm/a\\\"\\\\x5c\\\\x0a.vmem\"} 30\n"), "{text}");
         assert!(text.contains("nosparse_file_verdict{path=\"/vm/b.vmem\",verdict=\"sparse\"} 1\n"), "{text}");
         assert!(text.contains("nosparse_check_files{verdict=\"error\"} 1\n"), "{text}");
         for line in text.lines().filter(|l| l.starts_with("# TYPE ")) {
