@@ -536,6 +536,64 @@ fn rewrite_leaves_whole_files_alone_and_makes_the_rest_whole() {
     assert_eq!((m.uid(), m.gid()), (NOBODY, NOBODY));
 }
 
+/// What rewrite can tell before copying is said before copying: a file it cannot open
+/// (exit 2), an immutable or append-only one (refused, exit 1, the file as it was). The
+/// copies a rewrite that was killed left beside the file are removed when their
+/// process is gone, and only then.
+#[test]
+fn rewrite_says_at_once_what_it_cannot_do_and_removes_dead_copies() {
+    let s = Scratch::new("cli-rewrite-early");
+    let p = prefix(&s, "prefix", false);
+    let file = s.path("f.img");
+    fs::write(&file, vec![3u8; 1 << 16]).unwrap();
+    // A process that is gone, this one (alive), and a name that is not a copy's.
+    let mut gone = Command::new("true").spawn().unwrap();
+    let gone_pid = gone.id();
+    gone.wait().unwrap();
+    let dead = s.path(&format!(".f.img.nosparse-{gone_pid}"));
+    let living = s.path(&format!(".f.img.nosparse-{}", std::process::id()));
+    let other = s.path(".f.img.nosparse-12x");
+    for f in [&dead, &living, &other] {
+        fs::write(f, b"partial copy").unwrap();
+    }
+    let out = run_unblocked(Command::new(&p.bin).arg("rewrite").arg(&file));
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let said =
+        format!("nosparse: rewrite: removed {}, a copy left by process {gone_pid}, which is gone\n", dead.display());
+    assert_eq!(stderr, said);
+    assert!(!dead.exists(), "the dead process's copy is still there");
+    assert!(living.exists() && other.exists(), "a copy of a live process, or another file, was removed");
+    // A file that cannot be opened: exit 2, the reason named.
+    let ino = fs::metadata(&file).unwrap().ino();
+    fs::set_permissions(&file, fs::Permissions::from_mode(0o000)).unwrap();
+    let mut cmd = Command::new(&p.bin);
+    cmd.args(["rewrite", "--force"]).arg(&file);
+    if is_root() {
+        std::os::unix::process::CommandExt::uid(&mut cmd, NOBODY);
+    }
+    let out = run_unblocked(&mut cmd);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains(": cannot open it: Permission denied"), "{stderr}");
+    fs::set_permissions(&file, fs::Permissions::from_mode(0o644)).unwrap();
+    if !require(is_root() && have("chattr"), "chattr +i and +a need root and chattr") {
+        return;
+    }
+    for (flag, what) in [("+i", "immutable"), ("+a", "append-only")] {
+        let set = run(Command::new("chattr").arg(flag).arg(&file));
+        if !require(set.status.success(), "the scratch filesystem has no inode flags") {
+            return;
+        }
+        let out = run_unblocked(Command::new(&p.bin).args(["rewrite", "--force"]).arg(&file));
+        run(Command::new("chattr").arg(flag.replace('+', "-")).arg(&file));
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{flag}: {stderr}");
+        assert!(stderr.contains(&format!("refusing: it is {what} (chattr {flag})")), "{stderr}");
+        assert_eq!(fs::metadata(&file).unwrap().ino(), ino, "{flag}: the file was replaced");
+    }
+}
+
 /// nobody's and nogroup's number.
 const NOBODY: u32 = 65534;
 

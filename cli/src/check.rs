@@ -11,7 +11,6 @@ use nosparse_core::sys;
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::fs::{self, File};
-use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::os::unix::io::AsRawFd;
@@ -84,20 +83,36 @@ impl Report {
     }
 }
 
-/// Opens `path` for reading only if it is a regular file (errors do not repeat the path), and never waits doing so: a
+/// Why a file was not opened; the text does not repeat the path.
+#[derive(Debug)]
+pub enum NotOpened {
+    /// Not a regular file: what it is.
+    Special(String),
+    /// It could not be looked at or opened: the system's error.
+    Failed(String),
+}
+
+impl NotOpened {
+    pub fn text(self) -> String {
+        match self {
+            NotOpened::Special(why) | NotOpened::Failed(why) => why,
+        }
+    }
+}
+
+/// Opens `path` for reading only if it is a regular file, and never waits doing so: a
 /// FIFO or a device is refused from its `stat`, before any open, and the open itself is
 /// non-blocking in case the name was swapped for one meanwhile.
-pub fn open_regular(path: &Path) -> Result<(File, fs::Metadata), String> {
-    let err = |e: io::Error| human::os_error(&e);
-    let before = fs::metadata(path).map_err(err)?;
-    refuse_special(&before)?;
+pub fn open_regular(path: &Path) -> Result<(File, fs::Metadata), NotOpened> {
+    let before = fs::metadata(path).map_err(|e| NotOpened::Failed(human::os_error(&e)))?;
+    refuse_special(&before).map_err(NotOpened::Special)?;
     let f = File::options()
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
         .open(path)
-        .map_err(err)?;
-    let meta = f.metadata().map_err(err)?;
-    refuse_special(&meta)?;
+        .map_err(|e| NotOpened::Failed(format!("cannot open it: {}", human::os_error(&e))))?;
+    let meta = f.metadata().map_err(|e| NotOpened::Failed(human::os_error(&e)))?;
+    refuse_special(&meta).map_err(NotOpened::Special)?;
     Ok((f, meta))
 }
 
@@ -176,7 +191,7 @@ pub fn measure_file(f: &File, meta: &fs::Metadata) -> Result<Report, String> {
 
 /// Opens and measures `path`.
 pub fn measure(path: &Path) -> Result<Report, String> {
-    let (f, meta) = open_regular(path)?;
+    let (f, meta) = open_regular(path).map_err(NotOpened::text)?;
     measure_file(&f, &meta)
 }
 
