@@ -830,6 +830,25 @@ fn doctor_names_the_file_and_the_fix() {
         assert!(report.contains(&format!("PROBLEM: {}:2: NOSPARSE_MIN_SIZE=64MB", conf.display())), "{report}");
         assert!(report.contains("nosparse doctor: 2 problems found"), "{report}");
     }
+    // A --config that is not there is a problem, not the defaults; one that is not a
+    // regular file is named as such, with no chown to suggest.
+    let settings_only = |config: &Path| {
+        let out = run(Command::new(&p.bin).args(["doctor", "--settings-only", "--config"]).arg(config));
+        (out.status.code(), text(&out.stdout))
+    };
+    let missing = s.path("missing.conf");
+    let (code, report) = settings_only(&missing);
+    assert_eq!(code, Some(1), "{report}");
+    assert!(report.starts_with(&format!("PROBLEM: {}: does not exist; fix: ", missing.display())), "{report}");
+    let dir = s.path("conf.d");
+    fs::create_dir(&dir).unwrap();
+    let (code, report) = settings_only(&dir);
+    assert_eq!(code, Some(1), "{report}");
+    assert!(report.starts_with(&format!("PROBLEM: {}: a directory, not a regular file", dir.display())), "{report}");
+    assert!(!report.contains("chown") && !report.contains("chmod"), "{report}");
+    let help = text(&run(Command::new(&p.bin).args(["doctor", "--help"])).stdout);
+    let usage: String = help.split("\n\n").next().unwrap_or_default().into();
+    assert!(usage.starts_with("usage: nosparse doctor") && usage.contains("[--settings-only]"), "{help}");
     // A set-user-ID vmx that is there and not wrapped: one line, the program and the fix.
     let vmx = s.path("vmware-vmx");
     fs::copy(&builds().vmx64, &vmx).unwrap();

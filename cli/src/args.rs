@@ -98,7 +98,8 @@ pub struct Rewrite {
 /// `nosparse doctor [--config FILE] [--vmx] [--vm-dir DIR] [--settings-only]`.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Doctor {
-    pub config: PathBuf,
+    /// `--config`: a file that must exist; None for the library's own, which need not.
+    pub config: Option<PathBuf>,
     /// The settings are for vmware-vmx: also those that leave out its `.vmem` files.
     pub vmx: bool,
     /// Where the VMs are, for `NOSPARSE_SKIP_FS`.
@@ -283,17 +284,11 @@ fn rewrite(p: &mut lexopt::Parser) -> Result<Command, Usage> {
 }
 
 fn doctor(p: &mut lexopt::Parser) -> Result<Command, Usage> {
-    let mut d = Doctor {
-        config: PathBuf::from(paths::CONF),
-        vmx: false,
-        vm_dir: None,
-        settings_only: false,
-        programs: Vec::new(),
-    };
+    let mut d = Doctor { config: None, vmx: false, vm_dir: None, settings_only: false, programs: Vec::new() };
     while let Some(arg) = p.next().map_err(lexopt_error)? {
         match arg {
             Short('h') | Long("help") => return Ok(Command::Help(docs::help_for("doctor"))),
-            Long("config") => d.config = p.value().map_err(lexopt_error)?.into(),
+            Long("config") => d.config = Some(p.value().map_err(lexopt_error)?.into()),
             Long("vmx") => d.vmx = true,
             Long("vm-dir") => d.vm_dir = Some(p.value().map_err(lexopt_error)?.into()),
             Long("settings-only") => d.settings_only = true,

@@ -116,7 +116,8 @@ pub fn open_regular(path: &Path) -> Result<(File, fs::Metadata), NotOpened> {
     Ok((f, meta))
 }
 
-fn refuse_special(m: &fs::Metadata) -> Result<(), String> {
+/// Ok for a regular file; else what it is: "a FIFO, not a regular file".
+pub fn refuse_special(m: &fs::Metadata) -> Result<(), String> {
     let t = m.file_type();
     let what = if t.is_file() {
         return Ok(());

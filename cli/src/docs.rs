@@ -178,7 +178,7 @@ I/O errors are exit 2.",
     Cmd {
         name: "doctor",
         summary: "check this host's setup",
-        synopsis: "[--config FILE] [--vmx] [--vm-dir DIR] [--program PATH]...",
+        synopsis: "[--config FILE] [--vmx] [--vm-dir DIR] [--program PATH]... [--settings-only]",
         about: "\
 Checks this host's setup and prints one line per finding: each build of the library
 installed where its loader looks, the entries of /etc/ld.so.preload, /etc/nosparse.conf
@@ -196,7 +196,7 @@ file and the fix. A last line says whether static and Go programs can be supervi
 here (seccomp user notification, pidfd_getfd, WAIT_KILLABLE_RECV: Linux 5.19) and, if
 not, why.",
         opts: &[
-            opt(None, "config", "FILE", "/dev/null", "check FILE as the settings file, e.g. before installing it"),
+            opt(None, "config", "FILE", "/dev/null", "check FILE as the settings file, e.g. before installing it; it must exist"),
             opt(None, "vmx", "", "", "check the settings as vmware-vmx's"),
             opt(None, "vm-dir", "DIR", "/vmfs", "where the VMs are, for NOSPARSE_SKIP_FS (implies --vmx)"),
             opt(None, "program", "PATH", "/usr/lib/vmware/bin/vmware-vmx", "a set-user-ID program that must be wrapped, when it is there (default /usr/lib/vmware/bin/vmware-vmx); may be repeated"),

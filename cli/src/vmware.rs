@@ -719,7 +719,8 @@ fn status_conf(out: &mut Findings, vm_dir: Option<&Path>) {
         Ok(exe) => Command::new(exe),
         Err(e) => return out.broken(format!("cannot find this program: {}", human::os_error(&e))),
     };
-    cmd.args(["doctor", "--settings-only", "--vmx", "--config", CONF]);
+    // The library's own settings file, which need not exist (no --config).
+    cmd.args(["doctor", "--settings-only", "--vmx"]);
     if let Some(d) = vm_dir {
         cmd.arg("--vm-dir").arg(d);
     }
