@@ -764,6 +764,45 @@ fn check_shows_odd_names_escaped() {
     }
 }
 
+/// A directory that cannot be listed, and one listed whose entries cannot be looked at,
+/// are errors (exit 2), each named: files check cannot see never pass for none. An
+/// option lacking its value says so, rather than taking `--` for it.
+#[test]
+fn check_counts_what_it_cannot_read_as_errors() {
+    let s = Scratch::new("cli-check-unreadable");
+    let p = prefix(&s, "prefix", false);
+    let top = s.path("vms");
+    for (dir, file) in [("ok", "f"), ("locked", "g"), ("listed", "h")] {
+        fs::create_dir_all(top.join(dir)).unwrap();
+        fs::write(top.join(dir).join(file), vec![1u8; 8192]).unwrap();
+    }
+    // Root reads every directory: the check runs as nobody, on directories of root's.
+    let (locked, listed) = if is_root() { (0o700, 0o744) } else { (0o000, 0o644) };
+    fs::set_permissions(top.join("locked"), fs::Permissions::from_mode(locked)).unwrap();
+    fs::set_permissions(top.join("listed"), fs::Permissions::from_mode(listed)).unwrap();
+    let mut cmd = Command::new(&p.bin);
+    cmd.arg("check").arg(&top);
+    if is_root() {
+        std::os::unix::process::CommandExt::uid(&mut cmd, NOBODY);
+    }
+    let out = run(&mut cmd);
+    for d in ["locked", "listed"] {
+        fs::set_permissions(top.join(d), fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(2), "{stdout}{stderr}");
+    let said = [
+        format!("nosparse: check: {}/listed/h: cannot look at it: Permission denied\n", top.display()),
+        format!("nosparse: check: {}/locked: cannot read the directory: Permission denied\n", top.display()),
+    ];
+    assert_eq!(stderr, said.concat());
+    assert!(stdout.starts_with(&format!("{}/ok/f: whole: ", top.display())), "{stdout}");
+    assert!(stdout.ends_with(", 2 unreadable\n"), "{stdout}");
+    let out = run(Command::new(&p.bin).args(["check", "--pattern", "--"]).arg(&top));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).starts_with("nosparse: check: --pattern needs a value\n"), "{}", text(&out.stderr));
+}
+
 /// A pattern that matches nothing, and a file on tmpfs, are said to be so.
 #[test]
 fn check_says_when_there_is_nothing_to_check() {

@@ -11,6 +11,7 @@ use nosparse_core::sys;
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::fs::{self, File};
+use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::os::unix::io::AsRawFd;
@@ -230,17 +231,35 @@ fn files(paths: &[PathBuf], pattern: Option<&str>) -> (Vec<Item>, Vec<PathBuf>) 
     (out, empty)
 }
 
-/// Searches `dir`, known absolutely as `abs`.
+/// Searches `dir`, known absolutely as `abs`. A directory that cannot be listed, and an
+/// entry that cannot be looked at (a directory readable but not searchable), are error
+/// entries: files check cannot see must not pass for none.
 fn walk(dir: &Path, abs: &Path, pattern: Option<&str>, out: &mut Vec<Item>) {
+    let unreadable =
+        |e: io::Error| Err((dir.to_path_buf(), format!("cannot read the directory: {}", human::os_error(&e))));
     let entries = match fs::read_dir(dir) {
         Ok(e) => e,
-        Err(e) => return out.push(Err((dir.to_path_buf(), human::os_error(&e)))),
+        Err(e) => return out.push(unreadable(e)),
     };
-    let mut names: Vec<_> = entries.flatten().map(|e| e.file_name()).collect();
+    let mut names = Vec::new();
+    for entry in entries {
+        match entry {
+            Ok(e) => names.push(e.file_name()),
+            Err(e) => return out.push(unreadable(e)),
+        }
+    }
     names.sort();
     for name in names {
         let (p, p_abs) = (dir.join(&name), abs.join(&name));
-        let Ok(m) = p.symlink_metadata() else { continue };
+        let m = match p.symlink_metadata() {
+            Ok(m) => m,
+            // Gone meanwhile: nothing to check.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => {
+                out.push(Err((p, format!("cannot look at it: {}", human::os_error(&e)))));
+                continue;
+            }
+        };
         if m.is_dir() {
             walk(&p, &p_abs, pattern, out);
         } else if m.is_file() && pattern.map_or(true, |g| matches(g, &p_abs)) {

@@ -112,7 +112,10 @@ path, wherever the search starts), or for every regular file without it. Special
 (FIFOs, devices, sockets) named on the command line are reported as errors without
 being opened for reading, and skipped in a search. A directory in which no file is
 found (none matches --pattern, or it has none) is named on stderr, and check exits 1: a
-mistyped pattern does not look like success. A file on tmpfs or ramfs is an error
+mistyped pattern does not look like success. A directory that cannot be read, or an
+entry in one that cannot be looked at (a directory readable but not searchable), is an
+error named on stderr, and check exits 2: files it cannot see do not pass for none. A
+file on tmpfs or ramfs is an error
 saying there is nothing to check: they keep no extent map.
 
 --format json prints one object: \"files\", one object per file (path, verdict, size,
