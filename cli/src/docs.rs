@@ -223,9 +223,11 @@ WRAPPER_DIR/nosparse-NAME and links vmware-vmx to it, sets the set-user-ID bit o
 build of libnosparse.so vmx's loader takes (through dpkg-statoverride where there is
 dpkg, so package upgrades keep it), and writes /etc/nosparse.conf when there is none.
 What was done is recorded in the state file, under a lock; uninstall undoes exactly
-that, and after a VMware upgrade keeps the new program. repair repairs only what was
+that, and after a VMware upgrade keeps the new program. It removes WRAPPER_DIR only
+when install made it (recorded too) and it is empty. repair repairs only what was
 installed: a vmware-vmx replaced or copied over the wrapper by an upgrade is wrapped
-again, a lost set-user-ID bit set again; with nothing recorded it does nothing. status
+again, a lost set-user-ID bit set again; with nothing recorded it does nothing, and
+neither it nor uninstall makes the state file's directory. status
 prints one line per check (ok, BROKEN with the fix, note) and exits 1 when anything is
 broken.
 
