@@ -115,8 +115,10 @@ found (none matches --pattern, or it has none) is named on stderr, and check exi
 mistyped pattern does not look like success. A directory that cannot be read, or an
 entry in one that cannot be looked at (a directory readable but not searchable), is an
 error named on stderr, and check exits 2: files it cannot see do not pass for none. A
-file on tmpfs or ramfs is an error
-saying there is nothing to check: they keep no extent map.
+file on tmpfs or ramfs is an error saying there is nothing to check: they keep no
+extent map. A file name is printed on one line: control characters, a backslash and
+bytes that are not UTF-8 are written \\xNN (in Prometheus label values too, then
+escaped as that format requires). Output that cannot be written is exit 2.
 
 --format json prints one object: \"files\", one object per file (path, verdict, size,
 allocated, holes, fragments, extents, unwritten, beyond_eof, allowed; or path and
@@ -162,11 +164,16 @@ had (another user's file, a filesystem without leases), it looks through /proc f
 process with FILE open for writing or mapped for writing, which needs root. A file in
 use is refused (exit 1) naming the process, with the in-place defragmenter that works
 on a file in use (e4defrag on ext4, xfs_fsr on xfs). It also refuses when FILE has
-other hard links, when the filesystem lacks room for a second copy, when FILE changes
-during the copy, and when FILE is not a regular file. A copy in more fragments than FILE
-(free space more broken up than FILE was) is removed, FILE kept, exit 1. A copy still
-over the limit but no worse than FILE replaces it, with exit 1 and a line saying so.
-I/O errors are exit 2.",
+other hard links, when it is immutable or append-only (chattr +i or +a: no copy could
+take its name; refused before copying), when the filesystem lacks room for a second
+copy, when FILE changes during the copy, and when FILE is not a regular file. A copy in
+more fragments than FILE (free space more broken up than FILE was) is removed, FILE
+kept, exit 1. A copy still over the limit but no worse than FILE replaces it, with exit
+1 and a line saying so. A FILE that cannot be opened, and I/O errors, are exit 2.
+
+A copy a killed rewrite left beside FILE (.NAME.nosparse-PID, that process gone) is
+removed, and said, by the next rewrite of FILE on a local filesystem; on a shared one
+(NFS) the PID may be another host's, and it is left.",
         opts: &[
             opt(Some('f'), "force", "", "", "rewrite even a file that is already whole"),
             MAX_FRAGMENTS,
