@@ -594,6 +594,27 @@ fn rewrite_says_at_once_what_it_cannot_do_and_removes_dead_copies() {
     }
 }
 
+/// A rewrite whose progress cannot be written (stderr's reader went away) ends by
+/// SIGPIPE, as a stopping signal: the copy removed, the file untouched.
+#[test]
+fn a_rewrite_that_loses_its_stderr_removes_its_copy() {
+    let s = Scratch::new("cli-rewrite-sigpipe");
+    let p = prefix(&s, "prefix", false);
+    let file = s.path("big.img");
+    let chunk = vec![0x5au8; MIB as usize];
+    let mut f = fs::File::create(&file).unwrap();
+    for _ in 0..64 {
+        f.write_all(&chunk).unwrap();
+    }
+    drop(f);
+    let ino = fs::metadata(&file).unwrap().ino();
+    let out = run(Command::new(&p.bin).args(["rewrite", "--force", "--progress"]).arg(&file).stderr(closed_pipe()));
+    assert_eq!(out.status.signal(), Some(libc::SIGPIPE), "{:?}: {}", out.status, text(&out.stdout));
+    assert_eq!(fs::metadata(&file).unwrap().ino(), ino, "the original was replaced");
+    let left: Vec<_> = fs::read_dir(&s.dir).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert!(left.iter().all(|n| !n.to_string_lossy().contains(".nosparse-")), "copy left: {left:?}");
+}
+
 /// nobody's and nogroup's number.
 const NOBODY: u32 = 65534;
 
@@ -697,6 +718,20 @@ fn an_interrupted_rewrite_removes_its_copy() {
     }
 }
 
+/// The writing end of a pipe whose reader is already closed.
+fn closed_pipe() -> Stdio {
+    let mut fds = [0; 2];
+    // SAFETY: fds has room for the two descriptors.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: both are ours, just made; the reader is closed at once.
+    let (reader, writer) = unsafe {
+        use std::os::fd::FromRawFd;
+        (std::os::fd::OwnedFd::from_raw_fd(fds[0]), std::os::fd::OwnedFd::from_raw_fd(fds[1]))
+    };
+    drop(reader);
+    Stdio::from(writer)
+}
+
 /// Output that cannot be written is a failure said once on stderr (exit 2), not a
 /// panic; a reader that went away ends the command by SIGPIPE, silently, as `| head`
 /// expects.
@@ -719,16 +754,7 @@ fn check_output_that_cannot_be_written() {
             "--format {format}"
         );
     }
-    let mut fds = [0; 2];
-    // SAFETY: fds has room for the two descriptors.
-    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
-    // SAFETY: both are ours, just made; the reader is closed at once.
-    let (reader, writer) = unsafe {
-        use std::os::fd::FromRawFd;
-        (std::os::fd::OwnedFd::from_raw_fd(fds[0]), std::os::fd::OwnedFd::from_raw_fd(fds[1]))
-    };
-    drop(reader);
-    let out = run(Command::new(&p.bin).arg("check").arg(&dir).stdout(Stdio::from(writer)));
+    let out = run(Command::new(&p.bin).arg("check").arg(&dir).stdout(closed_pipe()));
     assert_eq!(out.status.signal(), Some(libc::SIGPIPE), "{:?}: {}", out.status, text(&out.stderr));
     assert_eq!(text(&out.stderr), "", "a closed pipe was not quiet");
 }

@@ -155,7 +155,8 @@ extended attributes, and renamed over it at once; until the rename the original 
 untouched. A file that check finds whole is left alone unless --force is given. While
 it copies, progress (percent, rate, time left) is shown on a terminal; the page cache
 is dropped behind the copy, so other programs' cached data is not evicted. Interrupted
-(SIGINT, SIGTERM, SIGHUP), it removes the copy and leaves the original as it was.
+(SIGINT, SIGTERM, SIGHUP, or SIGPIPE when stderr's reader went away), it removes the
+copy and leaves the original as it was.
 
 FILE's owner (or root) takes a write lease on it (fcntl F_SETLEASE), which the kernel
 grants only while no other process has FILE open or mapped, and breaks when one opens

@@ -29,8 +29,9 @@ const CHUNK: usize = 8 << 20;
 /// How often the progress line is redrawn.
 const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 
-/// The signals that stop a rewrite.
-const STOP_SIGNALS: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
+/// The signals that stop a rewrite. SIGPIPE too: its progress and messages go to stderr,
+/// and a reader of stderr that went away ends the command (main restores its default).
+const STOP_SIGNALS: [libc::c_int; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGPIPE];
 
 /// The copy's path, as a C string, while it may exist; null otherwise.
 static COPY: AtomicPtr<libc::c_char> = AtomicPtr::new(std::ptr::null_mut());
