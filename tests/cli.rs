@@ -536,6 +536,85 @@ fn rewrite_leaves_whole_files_alone_and_makes_the_rest_whole() {
     assert_eq!((m.uid(), m.gid()), (NOBODY, NOBODY));
 }
 
+/// What rewrite can tell before copying is said before copying: a file it cannot open
+/// (exit 2), an immutable or append-only one (refused, exit 1, the file as it was). The
+/// copies a rewrite that was killed left beside the file are removed when their
+/// process is gone, and only then.
+#[test]
+fn rewrite_says_at_once_what_it_cannot_do_and_removes_dead_copies() {
+    let s = Scratch::new("cli-rewrite-early");
+    let p = prefix(&s, "prefix", false);
+    let file = s.path("f.img");
+    fs::write(&file, vec![3u8; 1 << 16]).unwrap();
+    // A process that is gone, this one (alive), and a name that is not a copy's.
+    let mut gone = Command::new("true").spawn().unwrap();
+    let gone_pid = gone.id();
+    gone.wait().unwrap();
+    let dead = s.path(&format!(".f.img.nosparse-{gone_pid}"));
+    let living = s.path(&format!(".f.img.nosparse-{}", std::process::id()));
+    let other = s.path(".f.img.nosparse-12x");
+    for f in [&dead, &living, &other] {
+        fs::write(f, b"partial copy").unwrap();
+    }
+    let out = run_unblocked(Command::new(&p.bin).arg("rewrite").arg(&file));
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let said =
+        format!("nosparse: rewrite: removed {}, a copy left by process {gone_pid}, which is gone\n", dead.display());
+    assert_eq!(stderr, said);
+    assert!(!dead.exists(), "the dead process's copy is still there");
+    assert!(living.exists() && other.exists(), "a copy of a live process, or another file, was removed");
+    // A file that cannot be opened: exit 2, the reason named.
+    let ino = fs::metadata(&file).unwrap().ino();
+    fs::set_permissions(&file, fs::Permissions::from_mode(0o000)).unwrap();
+    let mut cmd = Command::new(&p.bin);
+    cmd.args(["rewrite", "--force"]).arg(&file);
+    if is_root() {
+        std::os::unix::process::CommandExt::uid(&mut cmd, NOBODY);
+    }
+    let out = run_unblocked(&mut cmd);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains(": cannot open it: Permission denied"), "{stderr}");
+    fs::set_permissions(&file, fs::Permissions::from_mode(0o644)).unwrap();
+    if !require(is_root() && have("chattr"), "chattr +i and +a need root and chattr") {
+        return;
+    }
+    for (flag, what) in [("+i", "immutable"), ("+a", "append-only")] {
+        let set = run(Command::new("chattr").arg(flag).arg(&file));
+        if !require(set.status.success(), "the scratch filesystem has no inode flags") {
+            return;
+        }
+        let out = run_unblocked(Command::new(&p.bin).args(["rewrite", "--force"]).arg(&file));
+        run(Command::new("chattr").arg(flag.replace('+', "-")).arg(&file));
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{flag}: {stderr}");
+        assert!(stderr.contains(&format!("refusing: it is {what} (chattr {flag})")), "{stderr}");
+        assert_eq!(fs::metadata(&file).unwrap().ino(), ino, "{flag}: the file was replaced");
+    }
+}
+
+/// A rewrite whose progress cannot be written (stderr's reader went away) ends by
+/// SIGPIPE, as a stopping signal: the copy removed, the file untouched.
+#[test]
+fn a_rewrite_that_loses_its_stderr_removes_its_copy() {
+    let s = Scratch::new("cli-rewrite-sigpipe");
+    let p = prefix(&s, "prefix", false);
+    let file = s.path("big.img");
+    let chunk = vec![0x5au8; MIB as usize];
+    let mut f = fs::File::create(&file).unwrap();
+    for _ in 0..64 {
+        f.write_all(&chunk).unwrap();
+    }
+    drop(f);
+    let ino = fs::metadata(&file).unwrap().ino();
+    let out = run(Command::new(&p.bin).args(["rewrite", "--force", "--progress"]).arg(&file).stderr(closed_pipe()));
+    assert_eq!(out.status.signal(), Some(libc::SIGPIPE), "{:?}: {}", out.status, text(&out.stdout));
+    assert_eq!(fs::metadata(&file).unwrap().ino(), ino, "the original was replaced");
+    let left: Vec<_> = fs::read_dir(&s.dir).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert!(left.iter().all(|n| !n.to_string_lossy().contains(".nosparse-")), "copy left: {left:?}");
+}
+
 /// nobody's and nogroup's number.
 const NOBODY: u32 = 65534;
 
@@ -639,6 +718,117 @@ fn an_interrupted_rewrite_removes_its_copy() {
     }
 }
 
+/// The writing end of a pipe whose reader is already closed.
+fn closed_pipe() -> Stdio {
+    let mut fds = [0; 2];
+    // SAFETY: fds has room for the two descriptors.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: both are ours, just made; the reader is closed at once.
+    let (reader, writer) = unsafe {
+        use std::os::fd::FromRawFd;
+        (std::os::fd::OwnedFd::from_raw_fd(fds[0]), std::os::fd::OwnedFd::from_raw_fd(fds[1]))
+    };
+    drop(reader);
+    Stdio::from(writer)
+}
+
+/// Output that cannot be written is a failure said once on stderr (exit 2), not a
+/// panic; a reader that went away ends the command by SIGPIPE, silently, as `| head`
+/// expects.
+#[test]
+fn check_output_that_cannot_be_written() {
+    let s = Scratch::new("cli-check-stdout");
+    let p = prefix(&s, "prefix", false);
+    let dir = s.path("files");
+    fs::create_dir_all(&dir).unwrap();
+    for i in 0..3 {
+        fs::write(dir.join(format!("f{i}")), vec![1u8; 8192]).unwrap();
+    }
+    for format in ["text", "prometheus"] {
+        let full = fs::File::options().write(true).open("/dev/full").unwrap();
+        let out = run(Command::new(&p.bin).args(["check", "--format", format]).arg(&dir).stdout(full));
+        assert_eq!(out.status.code(), Some(2), "--format {format}: {:?} {}", out.status, text(&out.stderr));
+        assert_eq!(
+            text(&out.stderr),
+            "nosparse: cannot write to standard output: No space left on device\n",
+            "--format {format}"
+        );
+    }
+    let out = run(Command::new(&p.bin).arg("check").arg(&dir).stdout(closed_pipe()));
+    assert_eq!(out.status.signal(), Some(libc::SIGPIPE), "{:?}: {}", out.status, text(&out.stderr));
+    assert_eq!(text(&out.stderr), "", "a closed pipe was not quiet");
+}
+
+/// A name with a newline, a terminal escape or bytes that are not UTF-8 is shown on
+/// one line, those bytes as `\xNN`, in the text and in Prometheus label values.
+#[test]
+fn check_shows_odd_names_escaped() {
+    use std::os::unix::ffi::OsStrExt;
+    let s = Scratch::new("cli-check-names");
+    let p = prefix(&s, "prefix", false);
+    let dir = s.path("files");
+    fs::create_dir_all(&dir).unwrap();
+    for name in [&b"a\nb\x1b[2J.img"[..], b"c\\d\".img", b"e\xff.img"] {
+        fs::write(dir.join(std::ffi::OsStr::from_bytes(name)), vec![1u8; 8192]).unwrap();
+    }
+    let out = run(Command::new(&p.bin).arg("check").arg(&dir));
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    let shown = [r"a\x0ab\x1b[2J.img", r#"c\x5cd".img"#, r"e\xff.img"];
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 4, "{stdout}");
+    for (line, name) in lines.iter().zip(shown) {
+        assert!(line.starts_with(&format!("{}/{name}: whole: ", dir.display())), "{line:?}");
+    }
+    assert!(!stdout.contains('\u{1b}'), "{stdout:?}");
+    let out = run(Command::new(&p.bin).args(["check", "--format", "prometheus"]).arg(&dir));
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    for label in [r"a\\x0ab\\x1b[2J.img", r#"c\\x5cd\".img"#, r"e\\xff.img"] {
+        let line = format!("nosparse_file_hole_bytes{{path=\"{}/{label}\"}} 0", dir.display());
+        assert!(stdout.lines().any(|l| l == line), "no line {line:?} in\n{stdout}");
+    }
+}
+
+/// A directory that cannot be listed, and one listed whose entries cannot be looked at,
+/// are errors (exit 2), each named: files check cannot see never pass for none. An
+/// option lacking its value says so, rather than taking `--` for it.
+#[test]
+fn check_counts_what_it_cannot_read_as_errors() {
+    let s = Scratch::new("cli-check-unreadable");
+    let p = prefix(&s, "prefix", false);
+    let top = s.path("vms");
+    for (dir, file) in [("ok", "f"), ("locked", "g"), ("listed", "h")] {
+        fs::create_dir_all(top.join(dir)).unwrap();
+        fs::write(top.join(dir).join(file), vec![1u8; 8192]).unwrap();
+    }
+    // Root reads every directory: the check runs as nobody, on directories of root's.
+    let (locked, listed) = if is_root() { (0o700, 0o744) } else { (0o000, 0o644) };
+    fs::set_permissions(top.join("locked"), fs::Permissions::from_mode(locked)).unwrap();
+    fs::set_permissions(top.join("listed"), fs::Permissions::from_mode(listed)).unwrap();
+    let mut cmd = Command::new(&p.bin);
+    cmd.arg("check").arg(&top);
+    if is_root() {
+        std::os::unix::process::CommandExt::uid(&mut cmd, NOBODY);
+    }
+    let out = run(&mut cmd);
+    for d in ["locked", "listed"] {
+        fs::set_permissions(top.join(d), fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(2), "{stdout}{stderr}");
+    let said = [
+        format!("nosparse: check: {}/listed/h: cannot look at it: Permission denied\n", top.display()),
+        format!("nosparse: check: {}/locked: cannot read the directory: Permission denied\n", top.display()),
+    ];
+    assert_eq!(stderr, said.concat());
+    assert!(stdout.starts_with(&format!("{}/ok/f: whole: ", top.display())), "{stdout}");
+    assert!(stdout.ends_with(", 2 unreadable\n"), "{stdout}");
+    let out = run(Command::new(&p.bin).args(["check", "--pattern", "--"]).arg(&top));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).starts_with("nosparse: check: --pattern needs a value\n"), "{}", text(&out.stderr));
+}
+
 /// A pattern that matches nothing, and a file on tmpfs, are said to be so.
 #[test]
 fn check_says_when_there_is_nothing_to_check() {
@@ -705,6 +895,25 @@ fn doctor_names_the_file_and_the_fix() {
         assert!(report.contains(&format!("PROBLEM: {}:2: NOSPARSE_MIN_SIZE=64MB", conf.display())), "{report}");
         assert!(report.contains("nosparse doctor: 2 problems found"), "{report}");
     }
+    // A --config that is not there is a problem, not the defaults; one that is not a
+    // regular file is named as such, with no chown to suggest.
+    let settings_only = |config: &Path| {
+        let out = run(Command::new(&p.bin).args(["doctor", "--settings-only", "--config"]).arg(config));
+        (out.status.code(), text(&out.stdout))
+    };
+    let missing = s.path("missing.conf");
+    let (code, report) = settings_only(&missing);
+    assert_eq!(code, Some(1), "{report}");
+    assert!(report.starts_with(&format!("PROBLEM: {}: does not exist; fix: ", missing.display())), "{report}");
+    let dir = s.path("conf.d");
+    fs::create_dir(&dir).unwrap();
+    let (code, report) = settings_only(&dir);
+    assert_eq!(code, Some(1), "{report}");
+    assert!(report.starts_with(&format!("PROBLEM: {}: a directory, not a regular file", dir.display())), "{report}");
+    assert!(!report.contains("chown") && !report.contains("chmod"), "{report}");
+    let help = text(&run(Command::new(&p.bin).args(["doctor", "--help"])).stdout);
+    let usage: String = help.split("\n\n").next().unwrap_or_default().into();
+    assert!(usage.starts_with("usage: nosparse doctor") && usage.contains("[--settings-only]"), "{help}");
     // A set-user-ID vmx that is there and not wrapped: one line, the program and the fix.
     let vmx = s.path("vmware-vmx");
     fs::copy(&builds().vmx64, &vmx).unwrap();

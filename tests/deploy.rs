@@ -204,6 +204,13 @@ fn vmware_wrapper_end_to_end() {
         assert!(!Path::new(&real_dir).exists(), "not restored: {real_dir} is still there");
         assert!(setuid(&vmx), "not restored: {} is not set-user-ID", vmx.display());
         assert!(same_bytes(&vmx, built), "the restored program differs from {}", built.display());
+        let wrapper_dir = t.path(&format!("etc-vmware{bits}"));
+        assert!(
+            !wrapper_dir.exists(),
+            "uninstall left {}, which install made:\n{}",
+            wrapper_dir.display(),
+            tree(&wrapper_dir)
+        );
         let after = PathBuf::from(format!("{V}/vm/after{bits}.vmem"));
         t.sys(as_nobody(argv![vmx, "--path", after, "--size", size])).ok();
         assert_sparse(&after);
@@ -216,6 +223,16 @@ fn vmware_wrapper_end_to_end() {
     // Repair repairs only what was installed: with nothing recorded, nothing.
     assert_unchanged(&t, argv!["repair", "--state", state], "repair with nothing recorded");
     assert!(!is_link(format!("{V}/bin64/vmware-vmx")), "repair with nothing recorded installed the wrapper");
+    // ... nor do repair and uninstall make a state directory where none is.
+    let no_state = t.path("no-state");
+    for step in ["repair", "uninstall"] {
+        assert_unchanged(
+            &t,
+            argv![step, "--state", no_state.join("vmware")],
+            &format!("{step} with no state directory"),
+        );
+        assert!(!no_state.exists(), "{step} with nothing recorded made {}", no_state.display());
+    }
     assert!(!diversions().contains(V), "diversion left:\n{}", diversions());
     let launched =
         argv![NOSPARSE, "--", format!("{V}/bin32/vmware-vmx"), "--path", format!("{V}/vm/x.vmem"), "--size", mib(1)];
@@ -260,8 +277,11 @@ fn vmware_status_and_repair() {
     let lib = fs::canonicalize(installed_lib(&t.lib64)).expect("the installed library");
     let sleep = Path::new("/usr/bin/sleep");
     install_program(sleep, &vmx, 0o4755);
-    t.sys(argv![NOSPARSE_VMWARE, "install", "--vmx", vmx, "--wrapper-dir", t.path("etc-vmware"), "--state", state])
-        .ok();
+    // A wrapper directory that was there before install (as /etc/vmware is on a host
+    // with VMware) stays after uninstall.
+    let wrapper_dir = t.path("etc-vmware");
+    fs::create_dir(&wrapper_dir).expect("mkdir etc-vmware");
+    t.sys(argv![NOSPARSE_VMWARE, "install", "--vmx", vmx, "--wrapper-dir", wrapper_dir, "--state", state]).ok();
     // setpriv, then the wrapper, then vmx: one process.
     let mut running = t.sys(as_nobody(argv![vmx, "600"])).spawn();
     running.wait_loaded(&real);
@@ -384,6 +404,7 @@ fn vmware_status_and_repair() {
     assert!(same_bytes(&vmx, t.path("vmx-v3")), "uninstall did not keep the new program");
     assert!(!real.exists(), "uninstall after the copy left {}", real.display());
     assert!(!wrapper.exists(), "uninstall after the copy left {}", wrapper.display());
+    assert!(wrapper_dir.is_dir(), "uninstall removed {}, which install did not make", wrapper_dir.display());
     assert!(!setuid(&lib), "uninstall after the copy left the set-user-ID bit on {}", lib.display());
     let vmx_name = vmx.display().to_string();
     assert!(!diversions().contains(&vmx_name), "diversion left:\n{}", diversions());

@@ -98,7 +98,8 @@ pub struct Rewrite {
 /// `nosparse doctor [--config FILE] [--vmx] [--vm-dir DIR] [--settings-only]`.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Doctor {
-    pub config: PathBuf,
+    /// `--config`: a file that must exist; None for the library's own, which need not.
+    pub config: Option<PathBuf>,
     /// The settings are for vmware-vmx: also those that leave out its `.vmem` files.
     pub vmx: bool,
     /// Where the VMs are, for `NOSPARSE_SKIP_FS`.
@@ -180,6 +181,19 @@ fn lexopt_error(e: lexopt::Error) -> Usage {
     }
 }
 
+/// The value of `option`: `--option=VALUE`, or the next argument. That argument is not
+/// `--`, which ends the options: `--pattern -- DIR` lacks its value, rather than taking
+/// "--" for one.
+fn value(p: &mut lexopt::Parser, option: &str) -> Result<OsString, Usage> {
+    if let Some(v) = p.optional_value() {
+        return Ok(v);
+    }
+    match p.value().map_err(lexopt_error)? {
+        v if v == "--" => Err(format!("{option} needs a value")),
+        v => Ok(v),
+    }
+}
+
 /// The launcher's option that sets `name`, if the table has one.
 fn setting_option(name: &str) -> Option<&'static Setting> {
     SETTINGS.iter().find(|s| s.option == Some(name))
@@ -210,9 +224,9 @@ fn launch(p: &mut lexopt::Parser) -> Result<Command, Usage> {
             Some(Long(name)) => {
                 let shown = format!("--{name}");
                 let s = setting_option(name).ok_or_else(|| format!("unknown option {shown}"))?;
-                let value = if s.switch { "1".to_string() } else { text(p.value().map_err(lexopt_error)?, &shown)? };
-                s.check(value.as_bytes()).map_err(|why| format!("{shown}: bad value {value:?}: {why}"))?;
-                settings.push((s.name, value));
+                let v = if s.switch { "1".to_string() } else { text(value(p, &shown)?, &shown)? };
+                s.check(v.as_bytes()).map_err(|why| format!("{shown}: bad value {v:?}: {why}"))?;
+                settings.push((s.name, v));
             }
             Some(Value(program)) => {
                 // PROGRAM's own arguments are passed on untouched, options and `--` too.
@@ -225,7 +239,7 @@ fn launch(p: &mut lexopt::Parser) -> Result<Command, Usage> {
 }
 
 fn count(p: &mut lexopt::Parser, option: &str) -> Result<u64, Usage> {
-    let v = text(p.value().map_err(lexopt_error)?, option)?;
+    let v = text(value(p, option)?, option)?;
     v.parse().map_err(|_| format!("{option}: expected a count, not {v:?}"))
 }
 
@@ -237,13 +251,13 @@ fn check(p: &mut lexopt::Parser) -> Result<Command, Usage> {
             Short('q') | Long("quiet") => c.quiet = true,
             Long("json") => c.format = Format::Json,
             Long("format") => {
-                let name = text(p.value().map_err(lexopt_error)?, "--format")?;
+                let name = text(value(p, "--format")?, "--format")?;
                 c.format = Format::from_name(&name)
                     .ok_or_else(|| format!("--format: expected text, json, ndjson or prometheus, not {name:?}"))?;
             }
             Long("max-fragments") => c.max_fragments = Some(count(p, "--max-fragments")?),
             Long("pattern") => {
-                let glob = text(p.value().map_err(lexopt_error)?, "--pattern")?;
+                let glob = text(value(p, "--pattern")?, "--pattern")?;
                 if glob.is_empty() || glob.contains('\0') {
                     return Err("--pattern: expected a glob such as '*.vmem'".into());
                 }
@@ -283,21 +297,15 @@ fn rewrite(p: &mut lexopt::Parser) -> Result<Command, Usage> {
 }
 
 fn doctor(p: &mut lexopt::Parser) -> Result<Command, Usage> {
-    let mut d = Doctor {
-        config: PathBuf::from(paths::CONF),
-        vmx: false,
-        vm_dir: None,
-        settings_only: false,
-        programs: Vec::new(),
-    };
+    let mut d = Doctor { config: None, vmx: false, vm_dir: None, settings_only: false, programs: Vec::new() };
     while let Some(arg) = p.next().map_err(lexopt_error)? {
         match arg {
             Short('h') | Long("help") => return Ok(Command::Help(docs::help_for("doctor"))),
-            Long("config") => d.config = p.value().map_err(lexopt_error)?.into(),
+            Long("config") => d.config = Some(value(p, "--config")?.into()),
             Long("vmx") => d.vmx = true,
-            Long("vm-dir") => d.vm_dir = Some(p.value().map_err(lexopt_error)?.into()),
+            Long("vm-dir") => d.vm_dir = Some(value(p, "--vm-dir")?.into()),
             Long("settings-only") => d.settings_only = true,
-            Long("program") => d.programs.push(p.value().map_err(lexopt_error)?.into()),
+            Long("program") => d.programs.push(value(p, "--program")?.into()),
             other => return Err(lexopt_error(other.unexpected())),
         }
     }
@@ -321,10 +329,10 @@ fn vmware(p: &mut lexopt::Parser) -> Result<Command, Usage> {
     while let Some(arg) = p.next().map_err(lexopt_error)? {
         match arg {
             Short('h') | Long("help") => return Ok(Command::Help(docs::help_for("vmware"))),
-            Long("vmx") => v.vmx = Some(p.value().map_err(lexopt_error)?.into()),
-            Long("wrapper-dir") => v.wrapper_dir = Some(p.value().map_err(lexopt_error)?.into()),
-            Long("state") => v.state = p.value().map_err(lexopt_error)?.into(),
-            Long("vm-dir") => v.vm_dir = Some(p.value().map_err(lexopt_error)?.into()),
+            Long("vmx") => v.vmx = Some(value(p, "--vmx")?.into()),
+            Long("wrapper-dir") => v.wrapper_dir = Some(value(p, "--wrapper-dir")?.into()),
+            Long("state") => v.state = value(p, "--state")?.into(),
+            Long("vm-dir") => v.vm_dir = Some(value(p, "--vm-dir")?.into()),
             Long("check") => v.check = true,
             Long("json") => v.json = true,
             Value(word) if action.is_none() => {
@@ -438,6 +446,24 @@ mod tests {
         assert!(usage_error(&["check"]).msg.contains("no FILE"));
         assert!(usage_error(&["check", "--max-fragments", "ten", "f"]).msg.contains("expected a count"));
         assert!(usage_error(&["doctor", "extra"]).msg.contains("doctor: "));
+        // `--` ends the options: it is never an option's value, unless given with `=`.
+        for args in [
+            &["check", "--pattern", "--", "d"][..],
+            &["check", "--format", "--", "d"],
+            &["check", "--max-fragments", "--"],
+            &["rewrite", "--max-fragments", "--", "f"],
+            &["doctor", "--config", "--"],
+            &["vmware", "status", "--state", "--"],
+            &["--min-size", "--", "p"],
+        ] {
+            let option = args.iter().find(|a| a.starts_with("--") && **a != "--").unwrap();
+            let f = usage_error(args);
+            assert!(f.msg.contains(&format!("{option} needs a value")), "{args:?}: {}", f.msg);
+        }
+        match run(&["check", "--pattern=--", "d"]) {
+            Ok(Command::Check(c)) => assert_eq!(c.pattern.as_deref(), Some("--")),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

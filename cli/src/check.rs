@@ -84,24 +84,41 @@ impl Report {
     }
 }
 
-/// Opens `path` for reading only if it is a regular file (errors do not repeat the path), and never waits doing so: a
+/// Why a file was not opened; the text does not repeat the path.
+#[derive(Debug)]
+pub enum NotOpened {
+    /// Not a regular file: what it is.
+    Special(String),
+    /// It could not be looked at or opened: the system's error.
+    Failed(String),
+}
+
+impl NotOpened {
+    pub fn text(self) -> String {
+        match self {
+            NotOpened::Special(why) | NotOpened::Failed(why) => why,
+        }
+    }
+}
+
+/// Opens `path` for reading only if it is a regular file, and never waits doing so: a
 /// FIFO or a device is refused from its `stat`, before any open, and the open itself is
 /// non-blocking in case the name was swapped for one meanwhile.
-pub fn open_regular(path: &Path) -> Result<(File, fs::Metadata), String> {
-    let err = |e: io::Error| human::os_error(&e);
-    let before = fs::metadata(path).map_err(err)?;
-    refuse_special(&before)?;
+pub fn open_regular(path: &Path) -> Result<(File, fs::Metadata), NotOpened> {
+    let before = fs::metadata(path).map_err(|e| NotOpened::Failed(human::os_error(&e)))?;
+    refuse_special(&before).map_err(NotOpened::Special)?;
     let f = File::options()
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
         .open(path)
-        .map_err(err)?;
-    let meta = f.metadata().map_err(err)?;
-    refuse_special(&meta)?;
+        .map_err(|e| NotOpened::Failed(format!("cannot open it: {}", human::os_error(&e))))?;
+    let meta = f.metadata().map_err(|e| NotOpened::Failed(human::os_error(&e)))?;
+    refuse_special(&meta).map_err(NotOpened::Special)?;
     Ok((f, meta))
 }
 
-fn refuse_special(m: &fs::Metadata) -> Result<(), String> {
+/// Ok for a regular file; else what it is: "a FIFO, not a regular file".
+pub fn refuse_special(m: &fs::Metadata) -> Result<(), String> {
     let t = m.file_type();
     let what = if t.is_file() {
         return Ok(());
@@ -176,7 +193,7 @@ pub fn measure_file(f: &File, meta: &fs::Metadata) -> Result<Report, String> {
 
 /// Opens and measures `path`.
 pub fn measure(path: &Path) -> Result<Report, String> {
-    let (f, meta) = open_regular(path)?;
+    let (f, meta) = open_regular(path).map_err(NotOpened::text)?;
     measure_file(&f, &meta)
 }
 
@@ -214,17 +231,35 @@ fn files(paths: &[PathBuf], pattern: Option<&str>) -> (Vec<Item>, Vec<PathBuf>) 
     (out, empty)
 }
 
-/// Searches `dir`, known absolutely as `abs`.
+/// Searches `dir`, known absolutely as `abs`. A directory that cannot be listed, and an
+/// entry that cannot be looked at (a directory readable but not searchable), are error
+/// entries: files check cannot see must not pass for none.
 fn walk(dir: &Path, abs: &Path, pattern: Option<&str>, out: &mut Vec<Item>) {
+    let unreadable =
+        |e: io::Error| Err((dir.to_path_buf(), format!("cannot read the directory: {}", human::os_error(&e))));
     let entries = match fs::read_dir(dir) {
         Ok(e) => e,
-        Err(e) => return out.push(Err((dir.to_path_buf(), human::os_error(&e)))),
+        Err(e) => return out.push(unreadable(e)),
     };
-    let mut names: Vec<_> = entries.flatten().map(|e| e.file_name()).collect();
+    let mut names = Vec::new();
+    for entry in entries {
+        match entry {
+            Ok(e) => names.push(e.file_name()),
+            Err(e) => return out.push(unreadable(e)),
+        }
+    }
     names.sort();
     for name in names {
         let (p, p_abs) = (dir.join(&name), abs.join(&name));
-        let Ok(m) = p.symlink_metadata() else { continue };
+        let m = match p.symlink_metadata() {
+            Ok(m) => m,
+            // Gone meanwhile: nothing to check.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => {
+                out.push(Err((p, format!("cannot look at it: {}", human::os_error(&e)))));
+                continue;
+            }
+        };
         if m.is_dir() {
             walk(&p, &p_abs, pattern, out);
         } else if m.is_file() && pattern.map_or(true, |g| matches(g, &p_abs)) {
@@ -358,7 +393,7 @@ pub fn text_report(path: &Path, r: &Report, max: Option<u64>) -> String {
     };
     format!(
         "{}: {}: size {}, allocated {}, holes {}, {} fragments (at most {} for this size), {} extents, unwritten {}{beyond}",
-        path.display(),
+        human::path(path),
         r.verdict(max).name(),
         human::bytes(r.size),
         human::bytes(r.allocated),
@@ -370,9 +405,10 @@ pub fn text_report(path: &Path, r: &Report, max: Option<u64>) -> String {
     )
 }
 
-/// A Prometheus label value: backslash, double quote and newline escaped.
-fn label(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+/// A path as a Prometheus label value: as the text output shows it ([`human::path`]),
+/// then backslash, double quote and newline escaped as the text format requires.
+fn label(path: &Path) -> String {
+    human::path(path).replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
 /// The per-file gauges: (name, help, value).
@@ -393,7 +429,7 @@ const GAUGES: [Gauge; 8] = [
 fn prometheus(outcomes: &[Outcome], summary: &Summary, max: Option<u64>) -> String {
     let mut out = String::new();
     let measured: Vec<(String, &Report)> =
-        outcomes.iter().filter_map(|o| o.result.as_ref().ok().map(|r| (label(&o.path.to_string_lossy()), r))).collect();
+        outcomes.iter().filter_map(|o| o.result.as_ref().ok().map(|r| (label(&o.path), r))).collect();
     for (name, help, value) in GAUGES {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
         for (path, r) in &measured {
@@ -412,7 +448,7 @@ fn prometheus(outcomes: &[Outcome], summary: &Summary, max: Option<u64>) -> Stri
     let name = "nosparse_file_error";
     let _ = writeln!(out, "# HELP {name} 1 for a file that could not be measured.\n# TYPE {name} gauge");
     for o in outcomes.iter().filter(|o| o.result.is_err()) {
-        let _ = writeln!(out, "{name}{{path=\"{}\"}} 1", label(&o.path.to_string_lossy()));
+        let _ = writeln!(out, "{name}{{path=\"{}\"}} 1", label(&o.path));
     }
     let name = "nosparse_check_files";
     let _ = writeln!(out, "# HELP {name} Files checked, by verdict (error: could not be measured).");
@@ -440,7 +476,7 @@ pub fn run(c: &Check) -> Status {
             Some(glob) => format!("no file matches --pattern {glob}"),
             None => "no regular file in it".to_string(),
         };
-        human::say("check", &format!("{}: {why}", dir.display()));
+        human::say("check", &format!("{}: {why}", human::path(dir)));
         summary.empty_dirs.push(dir.to_string_lossy().into_owned());
     }
     let mut outcomes = Vec::new();
@@ -455,10 +491,10 @@ pub fn run(c: &Check) -> Status {
         summary.add(&outcome, c.max_fragments);
         match (&outcome.result, c.format) {
             (Err(why), Format::Text | Format::Prometheus) => {
-                human::say("check", &format!("{}: {why}", outcome.path.display()));
+                human::say("check", &format!("{}: {why}", human::path(&outcome.path)));
             }
-            (Ok(r), Format::Text) if !c.quiet => println!("{}", text_report(&outcome.path, r, c.max_fragments)),
-            (_, Format::Ndjson) => println!("{}", json(&outcome.json(c.max_fragments))),
+            (Ok(r), Format::Text) if !c.quiet => outln!("{}", text_report(&outcome.path, r, c.max_fragments)),
+            (_, Format::Ndjson) => outln!("{}", json(&outcome.json(c.max_fragments))),
             _ => {}
         }
         if matches!(c.format, Format::Json | Format::Prometheus) {
@@ -466,7 +502,7 @@ pub fn run(c: &Check) -> Status {
         }
     }
     match c.format {
-        Format::Text if !c.quiet => println!("{}", summary.text()),
+        Format::Text if !c.quiet => outln!("{}", summary.text()),
         Format::Text => {}
         Format::Json => {
             #[derive(Serialize)]
@@ -476,16 +512,16 @@ pub fn run(c: &Check) -> Status {
             }
             let files = outcomes.iter().map(|o| o.json(c.max_fragments)).collect();
             let all = All { files, summary: &summary };
-            println!("{}", serde_json::to_string_pretty(&all).expect("plain data serializes"));
+            outln!("{}", serde_json::to_string_pretty(&all).expect("plain data serializes"));
         }
         Format::Ndjson => {
             #[derive(Serialize)]
             struct Last<'a> {
                 summary: &'a Summary,
             }
-            println!("{}", json(&Last { summary: &summary }));
+            outln!("{}", json(&Last { summary: &summary }));
         }
-        Format::Prometheus => print!("{}", prometheus(&outcomes, &summary, c.max_fragments)),
+        Format::Prometheus => out!("{}", prometheus(&outcomes, &summary, c.max_fragments)),
     }
     summary.status()
 }
@@ -551,7 +587,8 @@ mod tests {
         outcomes.iter().for_each(|o| summary.add(o, None));
         assert_eq!((summary.fragmented, summary.sparse, summary.errors, summary.status()), (1, 1, 1, Status::Trouble));
         let text = prometheus(&outcomes, &summary, None);
-        assert!(text.contains("nosparse_file_fragments{path=\"/vm/a\\\"\\\\\\n.vmem\"} 30\n"), "{text}");
+        // As the text output shows the path, in the text format's escapes.
+        assert!(text.contains("nosparse_file_fragments{path=\"/vm/a\\\"\\\\x5c\\\\x0a.vmem\"} 30\n"), "{text}");
         assert!(text.contains("nosparse_file_verdict{path=\"/vm/b.vmem\",verdict=\"sparse\"} 1\n"), "{text}");
         assert!(text.contains("nosparse_check_files{verdict=\"error\"} 1\n"), "{text}");
         for line in text.lines().filter(|l| l.starts_with("# TYPE ")) {

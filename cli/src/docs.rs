@@ -112,8 +112,13 @@ path, wherever the search starts), or for every regular file without it. Special
 (FIFOs, devices, sockets) named on the command line are reported as errors without
 being opened for reading, and skipped in a search. A directory in which no file is
 found (none matches --pattern, or it has none) is named on stderr, and check exits 1: a
-mistyped pattern does not look like success. A file on tmpfs or ramfs is an error
-saying there is nothing to check: they keep no extent map.
+mistyped pattern does not look like success. A directory that cannot be read, or an
+entry in one that cannot be looked at (a directory readable but not searchable), is an
+error named on stderr, and check exits 2: files it cannot see do not pass for none. A
+file on tmpfs or ramfs is an error saying there is nothing to check: they keep no
+extent map. A file name is printed on one line: control characters, a backslash and
+bytes that are not UTF-8 are written \\xNN (in Prometheus label values too, then
+escaped as that format requires). Output that cannot be written is exit 2.
 
 --format json prints one object: \"files\", one object per file (path, verdict, size,
 allocated, holes, fragments, extents, unwritten, beyond_eof, allowed; or path and
@@ -150,7 +155,8 @@ extended attributes, and renamed over it at once; until the rename the original 
 untouched. A file that check finds whole is left alone unless --force is given. While
 it copies, progress (percent, rate, time left) is shown on a terminal; the page cache
 is dropped behind the copy, so other programs' cached data is not evicted. Interrupted
-(SIGINT, SIGTERM, SIGHUP), it removes the copy and leaves the original as it was.
+(SIGINT, SIGTERM, SIGHUP, or SIGPIPE when stderr's reader went away), it removes the
+copy and leaves the original as it was.
 
 FILE's owner (or root) takes a write lease on it (fcntl F_SETLEASE), which the kernel
 grants only while no other process has FILE open or mapped, and breaks when one opens
@@ -159,11 +165,16 @@ had (another user's file, a filesystem without leases), it looks through /proc f
 process with FILE open for writing or mapped for writing, which needs root. A file in
 use is refused (exit 1) naming the process, with the in-place defragmenter that works
 on a file in use (e4defrag on ext4, xfs_fsr on xfs). It also refuses when FILE has
-other hard links, when the filesystem lacks room for a second copy, when FILE changes
-during the copy, and when FILE is not a regular file. A copy in more fragments than FILE
-(free space more broken up than FILE was) is removed, FILE kept, exit 1. A copy still
-over the limit but no worse than FILE replaces it, with exit 1 and a line saying so.
-I/O errors are exit 2.",
+other hard links, when it is immutable or append-only (chattr +i or +a: no copy could
+take its name; refused before copying), when the filesystem lacks room for a second
+copy, when FILE changes during the copy, and when FILE is not a regular file. A copy in
+more fragments than FILE (free space more broken up than FILE was) is removed, FILE
+kept, exit 1. A copy still over the limit but no worse than FILE replaces it, with exit
+1 and a line saying so. A FILE that cannot be opened, and I/O errors, are exit 2.
+
+A copy a killed rewrite left beside FILE (.NAME.nosparse-PID, that process gone) is
+removed, and said, by the next rewrite of FILE on a local filesystem; on a shared one
+(NFS) the PID may be another host's, and it is left.",
         opts: &[
             opt(Some('f'), "force", "", "", "rewrite even a file that is already whole"),
             MAX_FRAGMENTS,
@@ -178,7 +189,7 @@ I/O errors are exit 2.",
     Cmd {
         name: "doctor",
         summary: "check this host's setup",
-        synopsis: "[--config FILE] [--vmx] [--vm-dir DIR] [--program PATH]...",
+        synopsis: "[--config FILE] [--vmx] [--vm-dir DIR] [--program PATH]... [--settings-only]",
         about: "\
 Checks this host's setup and prints one line per finding: each build of the library
 installed where its loader looks, the entries of /etc/ld.so.preload, /etc/nosparse.conf
@@ -196,7 +207,7 @@ file and the fix. A last line says whether static and Go programs can be supervi
 here (seccomp user notification, pidfd_getfd, WAIT_KILLABLE_RECV: Linux 5.19) and, if
 not, why.",
         opts: &[
-            opt(None, "config", "FILE", "/dev/null", "check FILE as the settings file, e.g. before installing it"),
+            opt(None, "config", "FILE", "/dev/null", "check FILE as the settings file, e.g. before installing it; it must exist"),
             opt(None, "vmx", "", "", "check the settings as vmware-vmx's"),
             opt(None, "vm-dir", "DIR", "/vmfs", "where the VMs are, for NOSPARSE_SKIP_FS (implies --vmx)"),
             opt(None, "program", "PATH", "/usr/lib/vmware/bin/vmware-vmx", "a set-user-ID program that must be wrapped, when it is there (default /usr/lib/vmware/bin/vmware-vmx); may be repeated"),
@@ -220,9 +231,11 @@ WRAPPER_DIR/nosparse-NAME and links vmware-vmx to it, sets the set-user-ID bit o
 build of libnosparse.so vmx's loader takes (through dpkg-statoverride where there is
 dpkg, so package upgrades keep it), and writes /etc/nosparse.conf when there is none.
 What was done is recorded in the state file, under a lock; uninstall undoes exactly
-that, and after a VMware upgrade keeps the new program. repair repairs only what was
+that, and after a VMware upgrade keeps the new program. It removes WRAPPER_DIR only
+when install made it (recorded too) and it is empty. repair repairs only what was
 installed: a vmware-vmx replaced or copied over the wrapper by an upgrade is wrapped
-again, a lost set-user-ID bit set again; with nothing recorded it does nothing. status
+again, a lost set-user-ID bit set again; with nothing recorded it does nothing, and
+neither it nor uninstall makes the state file's directory. status
 prints one line per check (ok, BROKEN with the fix, note) and exits 1 when anything is
 broken.
 

@@ -5,9 +5,9 @@ use crate::args::Doctor;
 use crate::elf::{self, Class, Kind};
 use crate::exit_codes::{Failure, Status};
 use crate::launch::{self, LIB_NAME};
-use crate::paths::VMWARE_STATE;
+use crate::paths::{CONF, VMWARE_STATE};
 use crate::supervise::{self, Support};
-use crate::{conf, loader};
+use crate::{check, conf, loader};
 use nosparse_core::fs::FsKind;
 use nosparse_core::settings::PROGRAMS;
 use std::ffi::CString;
@@ -32,22 +32,22 @@ struct Report {
 
 impl Report {
     fn ok(&self, msg: &str) {
-        println!("ok: {msg}");
+        outln!("ok: {msg}");
     }
 
     fn note(&self, msg: &str) {
-        println!("note: {msg}");
+        outln!("note: {msg}");
     }
 
     fn problem(&mut self, file: &Path, what: &str, fix: &str) {
         self.problems += 1;
-        println!("PROBLEM: {}: {what}; fix: {fix}", file.display());
+        outln!("PROBLEM: {}: {what}; fix: {fix}", file.display());
     }
 
     /// A problem already worded with its file and fix (a line of `nosparse-vmware status`).
     fn problem_line(&mut self, line: &str) {
         self.problems += 1;
-        println!("PROBLEM: {line}");
+        outln!("PROBLEM: {line}");
     }
 }
 
@@ -75,22 +75,23 @@ pub fn run(d: &Doctor) -> Result<Status, Failure> {
     // The settings are vmx's when asked, or when the wrapper is installed.
     let vmx = d.vmx || d.vm_dir.is_some() || std::fs::metadata(VMWARE_STATE).is_ok_and(|m| m.len() > 0);
     let vm_fs = d.vm_dir.as_deref().and_then(fs_of);
+    let config = Config { path: d.config.as_deref().unwrap_or(Path::new(CONF)), given: d.config.is_some() };
     if d.settings_only {
-        settings_file(&mut r, &d.config, vmx, vm_fs);
+        settings_file(&mut r, &config, vmx, vm_fs);
     } else {
         let prefix = launch::prefix()?;
         let loaders = builds(&mut r, &prefix);
         preload(&mut r, &loaders);
-        settings_file(&mut r, &d.config, vmx, vm_fs);
+        settings_file(&mut r, &config, vmx, vm_fs);
         vmware(&mut r);
         unwrapped_vmx(&mut r, &d.programs);
         supervise(&r);
     }
     if r.problems == 0 {
-        println!("nosparse doctor: all is well");
+        outln!("nosparse doctor: all is well");
         Ok(Status::Success)
     } else {
-        println!("nosparse doctor: {} problem{} found", r.problems, if r.problems == 1 { "" } else { "s" });
+        outln!("nosparse doctor: {} problem{} found", r.problems, if r.problems == 1 { "" } else { "s" });
         Ok(Status::Problems)
     }
 }
@@ -218,9 +219,30 @@ fn preload(r: &mut Report, loaders: &[Found]) {
     }
 }
 
+/// The settings file to check.
+struct Config<'a> {
+    path: &'a Path,
+    /// Named by `--config`: it must exist.
+    given: bool,
+}
+
 /// The settings file: trusted, and every line one the library uses.
-fn settings_file(r: &mut Report, path: &Path, vmx: bool, vm_fs: Option<FsKind>) {
+fn settings_file(r: &mut Report, config: &Config, vmx: bool, vm_fs: Option<FsKind>) {
+    let path = config.path;
+    // What the name leads to, as the library's open follows it.
+    if let Ok(m) = std::fs::metadata(path) {
+        if let Err(what) = check::refuse_special(&m) {
+            return r.problem(
+                path,
+                &format!("{what}, so the library acts in no program"),
+                "remove it, or put the settings there as a regular file (nosparse.conf(5))",
+            );
+        }
+    }
     let text = match conf::read_trusted(path) {
+        Ok(None) if config.given => {
+            return r.problem(path, "does not exist", "name an existing settings file with --config")
+        }
         Ok(None) => return r.ok(&format!("{} does not exist: the defaults and the environment apply", path.display())),
         Ok(Some(t)) => t,
         Err(why) => {

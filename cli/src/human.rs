@@ -1,7 +1,42 @@
-//! Sizes, rates, durations and errors as people read them, and the lines the command
-//! writes on stderr.
+//! Sizes, rates, durations, errors and paths as people read them, the lines the command
+//! writes on stderr, and its output on stdout.
 
+use crate::exit_codes::{Failure, Status};
+use std::fmt;
+use std::fmt::Write as _;
+use std::io::{self, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::sync::OnceLock;
 use std::time::Duration;
+
+/// Why standard output could not be written, once it could not.
+static OUT_ERROR: OnceLock<String> = OnceLock::new();
+
+/// Writes the command's output (the `out!` and `outln!` macros). A write that fails is
+/// remembered, and nothing more is written: `main` reports it ([`out_done`]). A reader
+/// that went away (`| head`) ends the process by SIGPIPE, as it ends other tools.
+pub fn out(args: fmt::Arguments) {
+    if OUT_ERROR.get().is_some() {
+        return;
+    }
+    if let Err(e) = io::stdout().lock().write_fmt(args) {
+        let _ = OUT_ERROR.set(os_error(&e));
+    }
+}
+
+/// Flushes standard output; the failure to report if anything could not be written.
+pub fn out_done() -> Result<(), Failure> {
+    if OUT_ERROR.get().is_none() {
+        if let Err(e) = io::stdout().lock().flush() {
+            let _ = OUT_ERROR.set(os_error(&e));
+        }
+    }
+    match OUT_ERROR.get() {
+        Some(why) => Err(Failure::new(Status::Trouble, format!("cannot write to standard output: {why}"))),
+        None => Ok(()),
+    }
+}
 
 /// Writes one line to stderr, as every message of the command is written:
 /// `nosparse: COMMAND: MESSAGE`.
@@ -21,6 +56,28 @@ pub fn os_error(e: &std::io::Error) -> String {
         (Some(_), Some(at)) if text.ends_with(')') => text[..at].to_string(),
         _ => text,
     }
+}
+
+/// A path as the command shows it, one line whatever its bytes: a control character
+/// (newline, escape, C1), a backslash and every byte that is not part of valid UTF-8 is
+/// written `\xNN`, as the library's log lines write them, so no file name can
+/// forge a line or drive a terminal.
+pub fn path(p: &Path) -> String {
+    fn hex(out: &mut String, b: u8) {
+        let _ = write!(out, "\\x{b:02x}");
+    }
+    let mut out = String::new();
+    for chunk in p.as_os_str().as_bytes().utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if c.is_control() || c == '\\' {
+                c.encode_utf8(&mut [0; 4]).bytes().for_each(|b| hex(&mut out, b));
+            } else {
+                out.push(c);
+            }
+        }
+        chunk.invalid().iter().for_each(|&b| hex(&mut out, b));
+    }
+    out
 }
 
 /// `n` bytes in the largest binary unit it fills, one decimal: `3.5 GiB`, `512 B`.
@@ -87,6 +144,16 @@ mod tests {
         assert_eq!(rate(1 << 20, Duration::ZERO), "1000.0 MiB/s");
         assert_eq!(elapsed(Duration::from_millis(50)), "0.05 s");
         assert_eq!(elapsed(Duration::from_secs(65)), "1m05s");
+    }
+
+    #[test]
+    fn paths_are_shown_on_one_line() {
+        use std::ffi::OsStr;
+        let shown = |b: &[u8]| path(Path::new(OsStr::from_bytes(b)));
+        assert_eq!(shown(b"/vm/guest \"1\".vmem"), "/vm/guest \"1\".vmem");
+        assert_eq!(shown(b"/vm/a\nb\\c\x7f\x1b[2J"), "/vm/a\\x0ab\\x5cc\\x7f\\x1b[2J");
+        assert_eq!(shown("/vm/é\u{85}".as_bytes()), "/vm/é\\xc2\\x85");
+        assert_eq!(shown(b"/vm/\xff\xc3/ok"), "/vm/\\xff\\xc3/ok");
     }
 
     #[test]

@@ -4,6 +4,17 @@
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
+/// `print!` for the command's output: a write error is kept for `main` to report (see
+/// [`human::out`]) instead of a panic.
+macro_rules! out {
+    ($($arg:tt)*) => { $crate::human::out(format_args!($($arg)*)) };
+}
+
+/// `println!` for the command's output, as [`out!`].
+macro_rules! outln {
+    ($($arg:tt)*) => { $crate::human::out(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
 pub mod args;
 pub mod check;
 pub mod conf;
@@ -28,11 +39,11 @@ use exit_codes::{Failure, Status};
 pub fn main(args: Vec<std::ffi::OsString>) -> u8 {
     let result = args::parse(args).and_then(|command| match command {
         Command::Help(text) => {
-            print!("{text}");
+            out!("{text}");
             Ok(Status::Success)
         }
         Command::Version => {
-            println!("nosparse {}", env!("CARGO_PKG_VERSION"));
+            outln!("nosparse {}", env!("CARGO_PKG_VERSION"));
             Ok(Status::Success)
         }
         Command::Launch(l) => launch::run(l),
@@ -41,6 +52,8 @@ pub fn main(args: Vec<std::ffi::OsString>) -> u8 {
         Command::Doctor(d) => doctor::run(&d),
         Command::Vmware(v) => vmware::run_command(&v),
     });
+    // Output that could not be written makes the run a failure, whatever it found.
+    let result = result.and_then(|status| human::out_done().map(|()| status));
     let status = result.unwrap_or_else(|Failure { status, msg }| {
         eprintln!("nosparse: {msg}");
         status

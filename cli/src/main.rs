@@ -4,5 +4,10 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // As other tools: a reader that went away (`nosparse check DIR | head -1`) ends the
+    // command quietly. Rust starts with SIGPIPE ignored, which would make every write fail
+    // with EPIPE instead.
+    // SAFETY: restoring the default action of a signal, before any thread is started.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     ExitCode::from(nosparse_cli::main(std::env::args_os().skip(1).collect()))
 }

@@ -8,7 +8,7 @@
 //! [`Cleanup`]).
 
 use crate::args::Rewrite;
-use crate::check::{self, Verdict};
+use crate::check::{self, NotOpened, Verdict};
 use crate::exit_codes::Status;
 use crate::human;
 use nosparse_core::error::Errno;
@@ -29,8 +29,9 @@ const CHUNK: usize = 8 << 20;
 /// How often the progress line is redrawn.
 const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 
-/// The signals that stop a rewrite.
-const STOP_SIGNALS: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
+/// The signals that stop a rewrite. SIGPIPE too: its progress and messages go to stderr,
+/// and a reader of stderr that went away ends the command (main restores its default).
+const STOP_SIGNALS: [libc::c_int; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGPIPE];
 
 /// The copy's path, as a C string, while it may exist; null otherwise.
 static COPY: AtomicPtr<libc::c_char> = AtomicPtr::new(std::ptr::null_mut());
@@ -210,10 +211,30 @@ fn free_bytes(fd: libc::c_int) -> Result<u64, Stop> {
 /// still over the limit (though better than before).
 fn rewrite(r: &Rewrite) -> Result<Status, Stop> {
     let path = fs::canonicalize(&r.file).map_err(|e| failed("cannot resolve the path", e))?;
-    let (src, meta) = check::open_regular(&path).map_err(Stop::Refused)?;
+    let (src, meta) = check::open_regular(&path).map_err(|e| match e {
+        NotOpened::Special(why) => Stop::Refused(why),
+        NotOpened::Failed(why) => Stop::Failed(why),
+    })?;
+    // The copy's rename would fail on such a file: said before anything is copied.
+    match sys::inode_flags(src.as_raw_fd()) {
+        Ok(flags) if flags & sys::FS_IMMUTABLE_FL != 0 => {
+            return Err(Stop::Refused(format!(
+                "it is immutable (chattr +i), so no copy can take its name; chattr -i {} first",
+                path.display()
+            )));
+        }
+        Ok(flags) if flags & sys::FS_APPEND_FL != 0 => {
+            return Err(Stop::Refused(format!(
+                "it is append-only (chattr +a), so no copy can take its name; chattr -a {} first",
+                path.display()
+            )));
+        }
+        _ => {}
+    }
+    remove_stale_copies(&path, &src);
     let before = check::measure_file(&src, &meta).map_err(Stop::Failed)?;
     if before.verdict(r.max_fragments) == Verdict::Whole && !r.force {
-        println!(
+        outln!(
             "{}: already whole: {} fragments, at most {} for this size; left alone (--force rewrites it)",
             path.display(),
             before.layout.fragments,
@@ -309,7 +330,7 @@ fn rewrite(r: &Rewrite) -> Result<Status, Stop> {
     }
     let took = started.elapsed();
     let after = check::measure(&path).map_err(Stop::Failed)?;
-    println!(
+    outln!(
         "{}: rewrote {} in {} ({}): {} fragments before, {} after (at most {} for this size)",
         path.display(),
         human::bytes(meta.len()),
@@ -335,10 +356,55 @@ fn rewrite(r: &Rewrite) -> Result<Status, Stop> {
     Ok(Status::Refused)
 }
 
+/// `.NAME.nosparse-` beside the file: its copies' names, before the PID.
+fn temp_prefix(path: &Path) -> String {
+    let name = path.file_name().map(OsStr::to_string_lossy).unwrap_or_default();
+    format!(".{name}.nosparse-")
+}
+
 /// `.NAME.nosparse-PID` beside the file.
 fn temp_name(path: &Path) -> PathBuf {
-    let name = path.file_name().map(OsStr::to_string_lossy).unwrap_or_default();
-    path.with_file_name(format!(".{name}.nosparse-{}", std::process::id()))
+    path.with_file_name(format!("{}{}", temp_prefix(path), std::process::id()))
+}
+
+/// Whether process `pid` of this PID namespace exists (EPERM: it does, another user's).
+fn alive(pid: i32) -> bool {
+    // SAFETY: signal 0 only checks that the process exists; nothing is sent.
+    pid <= 0 || unsafe { libc::kill(pid, 0) } == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+}
+
+/// Removes the copies of `path` that a rewrite which died without its cleanup (SIGKILL,
+/// a crash, the power) left beside it: regular files `.NAME.nosparse-PID` whose PID is
+/// gone. Only on a filesystem that is local: on a shared one the PID may be another
+/// host's. A copy that cannot be removed is only said.
+fn remove_stale_copies(path: &Path, f: &File) {
+    let local = matches!(
+        FsKind::of_fd(f.as_raw_fd()),
+        Ok(FsKind::Ext | FsKind::Xfs | FsKind::Btrfs | FsKind::Tmpfs | FsKind::Ramfs | FsKind::Zfs | FsKind::Overlay)
+    );
+    let (Some(dir), true) = (path.parent(), local) else { return };
+    let prefix = temp_prefix(path);
+    let Ok(entries) = fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.as_bytes().strip_prefix(prefix.as_bytes()) else { continue };
+        let pid = match std::str::from_utf8(pid).ok().filter(|p| p.bytes().all(|b| b.is_ascii_digit())) {
+            Some(p) => p.parse::<i32>().unwrap_or(0),
+            None => continue,
+        };
+        if alive(pid) || !entry.file_type().is_ok_and(|t| t.is_file()) {
+            continue;
+        }
+        let stale = entry.path();
+        let shown = human::path(&stale);
+        match fs::remove_file(&stale) {
+            Ok(()) => human::say("rewrite", &format!("removed {shown}, a copy left by process {pid}, which is gone")),
+            Err(e) => human::warn(&format!(
+                "{shown}: a copy left by process {pid}, which is gone, cannot be removed: {}",
+                human::os_error(&e)
+            )),
+        }
+    }
 }
 
 fn opened_during_copy() -> Stop {

@@ -61,7 +61,8 @@ pub enum LibDone {
 }
 
 /// One wrapped program: a line of the state file, fields separated by tabs, in the
-/// order of the fields here (the format nosparse-vmware 0.1 wrote).
+/// order of the fields here (the format nosparse-vmware 0.1 wrote, which had no
+/// `made_dir`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Entry {
     pub vmx: PathBuf,
@@ -73,6 +74,9 @@ pub struct Entry {
     pub lib_done: LibDone,
     /// The md5 of /etc/nosparse.conf when `install` wrote it, to remove it unchanged.
     pub conf_md5: Option<String>,
+    /// The topmost directory `install` created to hold the wrapper (/etc/vmware on a host
+    /// without VMware's), which `uninstall` removes once empty; None when it made none.
+    pub made_dir: Option<PathBuf>,
 }
 
 impl Entry {
@@ -91,6 +95,7 @@ impl Entry {
             _ => LibDone::Nothing,
         };
         let conf_md5 = f.get(6).filter(|s| !s.is_empty() && **s != "-").map(|s| s.to_string());
+        let made_dir = f.get(7).filter(|s| !s.is_empty() && **s != "-").map(PathBuf::from);
         Some(Entry {
             vmx: f[0].into(),
             real: f[1].into(),
@@ -99,6 +104,7 @@ impl Entry {
             lib: f[4].into(),
             lib_done,
             conf_md5,
+            made_dir,
         })
     }
 
@@ -113,19 +119,21 @@ impl Entry {
             LibDone::Nothing => "-",
         };
         format!(
-            "{}\t{}\t{}\t{how}\t{}\t{done}\t{}",
+            "{}\t{}\t{}\t{how}\t{}\t{done}\t{}\t{}",
             self.vmx.display(),
             self.real.display(),
             self.wrapper.display(),
             self.lib.display(),
-            self.conf_md5.as_deref().unwrap_or("-")
+            self.conf_md5.as_deref().unwrap_or("-"),
+            self.made_dir.as_deref().map_or("-".into(), Path::to_string_lossy)
         )
     }
 }
 
 /// The state file, read under a lock on its directory (flock(2), so no lock file is left
 /// behind): exclusive for the commands that change things, shared for status; held
-/// until dropped.
+/// until dropped. Only `install` creates the directory: where it is missing, nothing
+/// was ever recorded, and there is nothing to lock.
 struct State {
     path: PathBuf,
     entries: Vec<Entry>,
@@ -133,13 +141,13 @@ struct State {
 }
 
 impl State {
-    fn open(path: &Path, exclusive: bool) -> Result<State, String> {
+    fn open(path: &Path, exclusive: bool, create: bool) -> Result<State, String> {
         let dir = match path.parent() {
             Some(d) if !d.as_os_str().is_empty() => d,
             _ => Path::new("."),
         };
         let lock_path = dir;
-        if exclusive && !dir.is_dir() {
+        if exclusive && create && !dir.is_dir() {
             fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {}", dir.display(), human::os_error(&e)))?;
         }
         let lock = match File::options().read(true).custom_flags(libc::O_DIRECTORY).open(dir) {
@@ -154,6 +162,7 @@ impl State {
             }
             // Nothing was ever installed (status, as any user): nothing to lock.
             Err(_) if !exclusive => None,
+            Err(e) if !create && e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(format!("cannot open {}: {}", lock_path.display(), human::os_error(&e))),
         };
         let text = match fs::read_to_string(path) {
@@ -386,6 +395,7 @@ fn install(a: &mut Actor, st: &mut State, vmx: &Path, wrapper_dir: &Path) -> Res
         )));
     }
     let lib = library_of(vmx)?;
+    let made_dir = first_missing(wrapper_dir);
     let lib_done = make_setuid(a, &lib)?;
     let how = if have("dpkg-divert") { How::DpkgDivert } else { How::Rename };
     a.act(
@@ -436,9 +446,17 @@ fn install(a: &mut Actor, st: &mut State, vmx: &Path, wrapper_dir: &Path) -> Res
         )?;
         conf_md5 = md5(Path::new(CONF));
     }
-    let entry = Entry { vmx: vmx.into(), real, wrapper, how, lib, lib_done, conf_md5 };
+    let entry = Entry { vmx: vmx.into(), real, wrapper, how, lib, lib_done, conf_md5, made_dir };
     a.act(&format!("recorded {} in {}", vmx.display(), st.path.display()), || st.put(entry))?;
     Ok(())
+}
+
+/// The topmost of `dir` and its parents that does not exist: what creating `dir` makes.
+fn first_missing(dir: &Path) -> Option<PathBuf> {
+    dir.ancestors()
+        .take_while(|d| !d.as_os_str().is_empty() && d.symlink_metadata().is_err())
+        .last()
+        .map(Path::to_path_buf)
 }
 
 fn write_wrapper(wrapper: &Path, real: &Path) -> Result<(), String> {
@@ -517,11 +535,41 @@ fn uninstall(a: &mut Actor, st: &mut State, e: &Entry) -> Result<(), Stop> {
         say(&format!("left {} alone: it is not the wrapper install wrote", e.wrapper.display()));
     }
     a.act(&format!("dropped {} from {}", e.vmx.display(), st.path.display()), || st.drop_entry(&e.vmx))?;
+    remove_made_dir(a, st, e)?;
     release_library(a, st, e)?;
     if let Some(sum) = &e.conf_md5 {
         if md5(Path::new(CONF)).as_ref() == Some(sum) {
             a.act(&format!("removed {CONF} (written by install, unchanged)"), || {
                 fs::remove_file(CONF).map_err(io_err("cannot remove", Path::new(CONF)))
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// Removes the directories install made for the wrapper, each once empty, and never one
+/// it did not make (a directory VMware or anyone else put there stays). While another
+/// wrapper still holds one, the removing is handed on to that wrapper's entry.
+fn remove_made_dir(a: &mut Actor, st: &mut State, e: &Entry) -> Result<(), Stop> {
+    let Some(top) = &e.made_dir else { return Ok(()) };
+    let Some(wrapper_dir) = e.wrapper.parent() else { return Ok(()) };
+    for dir in wrapper_dir.ancestors().take_while(|d| d.starts_with(top)) {
+        if !dir.exists() {
+            continue;
+        }
+        if !fs::read_dir(dir).is_ok_and(|mut d| d.next().is_none()) {
+            break;
+        }
+        a.act(&format!("removed {} (made by install)", dir.display()), || {
+            fs::remove_dir(dir).map_err(io_err("cannot remove", dir))
+        })?;
+    }
+    if top.exists() {
+        let heir = st.entries.iter().find(|o| o.wrapper.starts_with(top) && o.made_dir.is_none()).cloned();
+        if let Some(other) = heir {
+            let handed = Entry { made_dir: Some(top.clone()), ..other };
+            a.act(&format!("{} keeps {} for {}", st.path.display(), top.display(), handed.vmx.display()), || {
+                st.put(handed)
             })?;
         }
     }
@@ -719,7 +767,8 @@ fn status_conf(out: &mut Findings, vm_dir: Option<&Path>) {
         Ok(exe) => Command::new(exe),
         Err(e) => return out.broken(format!("cannot find this program: {}", human::os_error(&e))),
     };
-    cmd.args(["doctor", "--settings-only", "--vmx", "--config", CONF]);
+    // The library's own settings file, which need not exist (no --config).
+    cmd.args(["doctor", "--settings-only", "--vmx"]);
     if let Some(d) = vm_dir {
         cmd.arg("--vm-dir").arg(d);
     }
@@ -756,7 +805,9 @@ pub fn run_command(v: &Vmware) -> Result<Status, Failure> {
     if !v.check && !sys::is_root() {
         return Err(fail("run as root (--check shows what would change, as any user)".into()));
     }
-    let mut st = State::open(&v.state, !v.check).map_err(fail)?;
+    // Only install records anything: the others make no state directory.
+    let create = v.action == VmwareAction::Install;
+    let mut st = State::open(&v.state, !v.check, create).map_err(fail)?;
     let mut a = Actor { check: v.check, changes: 0 };
     let given = v.vmx.clone();
     let vmx = given.clone().unwrap_or_else(|| PathBuf::from(VMX));
@@ -808,16 +859,16 @@ pub fn run_command(v: &Vmware) -> Result<Status, Failure> {
     };
     match result {
         Err(Stop::WouldChange(what)) => {
-            println!("would change: {what}");
+            outln!("would change: {what}");
             Ok(Status::WouldChange)
         }
         Err(Stop::Failed(why)) => Err(fail(why)),
         Ok(()) if a.changes == 0 => {
-            println!("unchanged");
+            outln!("unchanged");
             Ok(Status::Success)
         }
         Ok(()) => {
-            println!("changed: {} step{}", a.changes, if a.changes == 1 { "" } else { "s" });
+            outln!("changed: {} step{}", a.changes, if a.changes == 1 { "" } else { "s" });
             Ok(Status::Success)
         }
     }
@@ -826,7 +877,7 @@ pub fn run_command(v: &Vmware) -> Result<Status, Failure> {
 /// What status finds for every recorded program, as (ok, broken or note; text), without
 /// the settings file: for doctor, which checks that itself.
 pub fn findings(state: &Path) -> Result<Vec<(&'static str, String)>, String> {
-    let st = State::open(state, false)?;
+    let st = State::open(state, false, false)?;
     let mut out = Findings::default();
     for e in &st.entries {
         status_one(&mut out, e);
@@ -836,7 +887,7 @@ pub fn findings(state: &Path) -> Result<Vec<(&'static str, String)>, String> {
 
 /// `status [--json]`: exit 0 when everything is in place, 1 when anything is broken.
 fn status(v: &Vmware) -> Result<Status, String> {
-    let st = State::open(&v.state, false)?;
+    let st = State::open(&v.state, false, false)?;
     let mut out = Findings::default();
     let entries: Vec<Entry> = match &v.vmx {
         Some(vmx) => match st.find(vmx) {
@@ -873,11 +924,11 @@ fn status(v: &Vmware) -> Result<Status, String> {
             findings: &'a [Finding],
         }
         let s = Status { ok: !broken, state: &st.path, wrapped: &entries, findings: &out.0 };
-        println!("{}", serde_json::to_string_pretty(&s).expect("plain data serializes"));
+        outln!("{}", serde_json::to_string_pretty(&s).expect("plain data serializes"));
     } else {
         for f in &out.0 {
             let level = if f.level == "broken" { "BROKEN" } else { f.level };
-            println!("{level}: {}", f.text);
+            outln!("{level}: {}", f.text);
         }
     }
     Ok(if broken { Status::VmwareFailed } else { Status::Success })
@@ -893,10 +944,23 @@ mod tests {
                     /etc/vmware/nosparse-vmware-vmx\tdpkg-divert\t/usr/lib32/libnosparse.so.0\toverride\t-";
         let e = Entry::parse(line).unwrap();
         assert_eq!((e.how, e.lib_done, e.conf_md5.as_deref()), (How::DpkgDivert, LibDone::Override, None));
-        assert_eq!(e.line(), line);
+        assert_eq!(e.made_dir, None);
+        assert_eq!(e.line(), format!("{line}\t-"));
+        let made = Entry::parse(&format!("{line}\t/etc/vmware")).unwrap();
+        assert_eq!(made.made_dir.as_deref(), Some(Path::new("/etc/vmware")));
+        assert_eq!(made.line(), format!("{line}\t/etc/vmware"));
         let short = Entry::parse("/a\t/b\t/c\trename\t/l").unwrap();
         assert_eq!((short.how, short.lib_done), (How::Rename, LibDone::Nothing));
         assert!(Entry::parse("").is_none() && Entry::parse("/a\t/b").is_none());
+    }
+
+    #[test]
+    fn install_makes_only_the_missing_directories() {
+        let dir = std::env::temp_dir().join(format!("nosparse-vmware-made-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        assert_eq!(first_missing(&dir), None);
+        assert_eq!(first_missing(&dir.join("a/b")), Some(dir.join("a")));
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
