@@ -159,7 +159,8 @@ is dropped behind the copy, so other programs' cached data is not evicted. Inter
 copy and leaves the original as it was.
 
 FILE's owner (or root) takes a write lease on it (fcntl F_SETLEASE), which the kernel
-grants only while no other process has FILE open or mapped, and breaks when one opens
+grants only while no other process has FILE open or mapped (it tries again for about
+a second, so that an open lasting an instant is waited out), and breaks when one opens
 it during the copy: rewrite then removes the copy and refuses. Where no lease can be
 had (another user's file, a filesystem without leases), it looks through /proc for a
 process with FILE open for writing or mapped for writing, which needs root. A file in

@@ -118,8 +118,33 @@ enum NoLease {
     Unavailable,
 }
 
+/// How long to wait between tries for a lease refused because the file is open: an
+/// open that lasts an instant (a file scanner's, a child between fork and exec holding
+/// its parent's descriptors) is waited out; one that lasts a second is a user.
+const LEASE_RETRIES: [Duration; 5] = [
+    Duration::from_millis(20),
+    Duration::from_millis(50),
+    Duration::from_millis(100),
+    Duration::from_millis(250),
+    Duration::from_millis(500),
+];
+
 impl Lease {
+    /// The lease, tried again after each of [`LEASE_RETRIES`] while the file is in use.
     fn take(f: &File) -> Result<Lease, NoLease> {
+        let mut waits = LEASE_RETRIES.iter();
+        loop {
+            match Lease::try_take(f) {
+                Err(NoLease::InUse) => match waits.next() {
+                    Some(wait) => std::thread::sleep(*wait),
+                    None => return Err(NoLease::InUse),
+                },
+                taken => return taken,
+            }
+        }
+    }
+
+    fn try_take(f: &File) -> Result<Lease, NoLease> {
         let fd = f.as_raw_fd();
         // SAFETY: ignoring SIGIO; the previous action is put back on drop.
         let old_sigio = unsafe { libc::signal(libc::SIGIO, libc::SIG_IGN) };
