@@ -41,12 +41,19 @@ pub fn out_done() -> Result<(), Failure> {
 /// Writes one line to stderr, as every message of the command is written:
 /// `nosparse: COMMAND: MESSAGE`.
 pub fn say(command: &str, msg: &str) {
-    eprintln!("nosparse: {command}: {msg}");
+    err(format_args!("nosparse: {command}: {msg}"));
 }
 
 /// Writes a warning to stderr: `nosparse: warning: MESSAGE`.
 pub fn warn(msg: &str) {
-    eprintln!("nosparse: warning: {msg}");
+    err(format_args!("nosparse: warning: {msg}"));
+}
+
+/// Writes one line to stderr. A message that cannot be written (stderr on a full disk,
+/// or closed) has nowhere else to go: it is dropped, and the exit status still tells.
+pub fn err(line: std::fmt::Arguments) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
 }
 
 /// An I/O error's text without Rust's ` (os error N)`: `No such file or directory`.

@@ -55,7 +55,7 @@ pub fn main(args: Vec<std::ffi::OsString>) -> u8 {
     // Output that could not be written makes the run a failure, whatever it found.
     let result = result.and_then(|status| human::out_done().map(|()| status));
     let status = result.unwrap_or_else(|Failure { status, msg }| {
-        eprintln!("nosparse: {msg}");
+        human::err(format_args!("nosparse: {msg}"));
         status
     });
     status.code()
