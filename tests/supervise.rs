@@ -482,3 +482,65 @@ fn programs_that_are_not_regular_files_or_not_executable() {
         assert_eq!(out.status.code(), Some(127), "{mode}: {}", text(&out.stderr));
     }
 }
+
+/// On a terminal, ^C goes from the kernel to the whole foreground group: the program's
+/// trap sees it, and the launcher (which now reads SIGINT to pass on those sent to it
+/// alone) does not die of it and ends with the program's status. (Whether the launcher
+/// also passed it on is not seen here: a second SIGINT arriving microseconds after the
+/// first merges with it before the shell runs its trap.)
+#[test]
+fn the_terminals_interrupt_reaches_the_program() {
+    use std::os::fd::FromRawFd;
+    use std::os::unix::process::CommandExt;
+    let s = Scratch::new("sup-pty");
+    let (marker, stop) = (s.path("marker"), s.path("stop"));
+    // SAFETY: plain pty calls; the name is copied before the next call.
+    let (master, slave) = unsafe {
+        let m = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY);
+        assert!(m >= 0 && libc::grantpt(m) == 0 && libc::unlockpt(m) == 0, "no pty");
+        let name = std::ffi::CStr::from_ptr(libc::ptsname(m)).to_owned();
+        (std::fs::File::from_raw_fd(m), name)
+    };
+    let script = format!(
+        "trap 'echo INT >>\"{}\"' INT; echo ready; i=0; while [ ! -e '{}' ] && [ $i -lt 600 ]; do sleep 0.05; \
+         i=$((i+1)); done; exit 4",
+        marker.display(),
+        stop.display()
+    );
+    let mut cmd = Command::new(nosparse());
+    cmd.args(["--supervise", "--", "sh", "-c", &script]);
+    // SAFETY: only system calls between fork and exec: a new session whose controlling
+    // terminal is the pty, on stdin, stdout and stderr.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::setsid();
+            let fd = libc::open(slave.as_ptr(), libc::O_RDWR);
+            if fd < 0 || libc::ioctl(fd, libc::TIOCSCTTY, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            for to in 0..3 {
+                libc::dup2(fd, to);
+            }
+            Ok(())
+        })
+    };
+    let mut child = cmd.spawn().unwrap();
+    let mut seen = Vec::new();
+    let mut master_r = master.try_clone().unwrap();
+    while !String::from_utf8_lossy(&seen).contains("ready") {
+        let mut b = [0u8; 256];
+        let n = std::io::Read::read(&mut master_r, &mut b).unwrap();
+        assert!(n > 0, "the pty closed: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&b[..n]);
+    }
+    (&master).write_all(b"\x03").unwrap();
+    let deadline = std::time::Instant::now() + PROMPTLY;
+    while std::fs::read_to_string(&marker).unwrap_or_default().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the program did not see ^C");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::fs::write(&stop, "").unwrap();
+    let status = ends_promptly(&mut child, "the launcher after ^C");
+    assert_eq!(status.code(), Some(4), "the launcher did not end with the program's status");
+    assert_eq!(std::fs::read_to_string(&marker).unwrap(), "INT\n");
+}
