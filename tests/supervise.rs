@@ -311,3 +311,236 @@ fn unprivileged_supervision_and_set_user_id_programs() {
     let err = text(&out.stderr);
     assert!(out.status.success() && err.contains("cannot be supervised") && err.contains("set-user-ID"), "{err}");
 }
+
+/// How long a program that should end at once may take on this shared machine.
+const PROMPTLY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Waits for `child` to end, at most [`PROMPTLY`]; kills it and fails when it hangs.
+fn ends_promptly(child: &mut std::process::Child, what: &str) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + PROMPTLY;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what}: still running after {PROMPTLY:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Runs `cmd` with stdout and stderr captured, failing if it does not end promptly.
+fn output_promptly(cmd: &mut Command) -> Output {
+    let mut child =
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    let (mut out, mut err) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+    let readers = std::thread::spawn(move || {
+        let (mut o, mut e) = (Vec::new(), Vec::new());
+        std::io::Read::read_to_end(&mut out, &mut o).unwrap();
+        std::io::Read::read_to_end(&mut err, &mut e).unwrap();
+        (o, e)
+    });
+    let status = ends_promptly(&mut child, &format!("{cmd:?}"));
+    let (stdout, stderr) = readers.join().unwrap();
+    Output { status, stdout, stderr }
+}
+
+/// `nosparse --supervise yes | head -1` ends as `yes | head -1` does: PROGRAM starts with
+/// SIGPIPE at its default (the launcher, a Rust program, ignores it), so `yes` dies of
+/// it, and so does the launcher, silently. PROGRAM's signal mask is the launcher's, not
+/// the one the supervisor blocks to read signals: /proc/self/status of `grep` says the
+/// same with and without the supervisor, started with SIGUSR1 and SIGTERM blocked.
+#[test]
+fn the_program_starts_with_default_sigpipe_and_the_launchers_mask() {
+    use std::os::unix::process::{CommandExt, ExitStatusExt};
+    let mut child = Command::new(nosparse())
+        .args(["--supervise", "--", "yes"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    assert_eq!(first, "y\n");
+    // The reader is dropped: `yes` writes into a pipe nobody reads.
+    let status = ends_promptly(&mut child, "nosparse --supervise yes | head -1");
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(status.signal(), Some(libc::SIGPIPE), "{status:?}: {err}");
+    assert_eq!(err, "", "yes saw EPIPE instead of dying of SIGPIPE");
+
+    let signals = |supervised: bool| {
+        let mut c = if supervised { Command::new(nosparse()) } else { Command::new("grep") };
+        if supervised {
+            c.args(["--supervise", "--", "grep"]);
+        }
+        c.args(["-E", "^Sig(Blk|Ign):", "/proc/self/status"]);
+        // SAFETY: only sigprocmask between fork and exec.
+        unsafe {
+            c.pre_exec(|| {
+                let mut set: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut set);
+                libc::sigaddset(&mut set, libc::SIGUSR1);
+                libc::sigaddset(&mut set, libc::SIGTERM);
+                libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+                Ok(())
+            })
+        };
+        let out = output(&mut c);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    let bare = signals(false);
+    assert!(bare.contains("SigBlk:\t0000000000004200"), "the test's own mask: {bare}");
+    assert_eq!(signals(true), bare, "the supervised program's signal mask or ignored signals differ");
+}
+
+/// Signals sent to the launcher (here with kill(2), as a service manager or `kill PID`
+/// would) reach the program: its traps write what they saw, and the launcher ends with
+/// the program's status. The terminal's signals go to the whole group and are not
+/// passed on again (see the pty test below).
+#[test]
+fn signals_sent_to_the_launcher_reach_the_program() {
+    let s = Scratch::new("sup-signals");
+    let marker = s.path("marker");
+    let rt = libc::SIGRTMIN() + 2;
+    // The loop ends by itself (after half a minute or more) if the launcher died.
+    let script = format!(
+        "m='{}'; trap 'echo TERM >>\"$m\"; exit 5' TERM; trap 'echo USR1 >>\"$m\"' USR1; \
+         trap 'echo INT >>\"$m\"' INT; trap 'echo HUP >>\"$m\"' HUP; trap 'echo RT >>\"$m\"' {rt}; \
+         echo ready; i=0; while [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done",
+        marker.display()
+    );
+    let mut child = Command::new(nosparse())
+        .args(["--supervise", "--", "sh", "-c", &script])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "ready");
+    let pid = child.id() as libc::pid_t;
+    let mut seen = String::new();
+    for (sig, name) in [(libc::SIGUSR1, "USR1"), (libc::SIGINT, "INT"), (libc::SIGHUP, "HUP"), (rt, "RT")] {
+        // SAFETY: a signal to our child, the launcher.
+        unsafe { libc::kill(pid, sig) };
+        seen.push_str(name);
+        seen.push('\n');
+        let deadline = std::time::Instant::now() + PROMPTLY;
+        while std::fs::read_to_string(&marker).unwrap_or_default() != seen {
+            assert!(std::time::Instant::now() < deadline, "the program did not see SIG{name}: {seen:?}");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let status = ends_promptly(&mut child, "the launcher after SIGTERM");
+    assert_eq!(status.code(), Some(5), "the launcher's status is not the program's");
+    assert_eq!(std::fs::read_to_string(&marker).unwrap(), seen + "TERM\n");
+}
+
+/// A PROGRAM the kernel would not run fails at once with the shell's statuses, with or
+/// without the supervisor: a FIFO (whose open would wait for a writer) and a directory
+/// give 126 and say why; a file without execute permission 126; a missing one 127. A
+/// file without `#!` that the kernel refuses (ENOEXEC) runs through /bin/sh, as the
+/// shell and execvp(3) run it.
+#[test]
+fn programs_that_are_not_regular_files_or_not_executable() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = Scratch::new("sup-files");
+    let fifo = s.path("fifo");
+    let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o755) }, 0, "mkfifo");
+    let dir = s.path("dir");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let script = s.path("script");
+    std::fs::write(&script, "echo \"ran $0 $1\"; exit 9\n").unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let unrunnable = s.path("unrunnable");
+    std::fs::write(&unrunnable, "exit 0\n").unwrap();
+    std::fs::set_permissions(&unrunnable, std::fs::Permissions::from_mode(0o644)).unwrap();
+    for mode in ["--supervise", "--preload"] {
+        let run = |p: &Path, args: &[&str]| {
+            output_promptly(Command::new(nosparse()).args([mode, "--"]).arg(p).args(args).env("LD_PRELOAD", ""))
+        };
+        for (p, what) in [(&fifo, "a FIFO, not a regular file"), (&dir, "a directory, not a regular file")] {
+            let out = run(p, &[]);
+            let err = text(&out.stderr);
+            assert_eq!(out.status.code(), Some(126), "{mode} {}: {err}", p.display());
+            assert!(err.contains(&format!("cannot run {}: {what}", p.display())), "{mode}: {err}");
+        }
+        let out = run(&script, &["arg"]);
+        assert_eq!(out.status.code(), Some(9), "{mode}: {}", text(&out.stderr));
+        assert_eq!(text(&out.stdout), format!("ran {} arg\n", script.display()), "{mode}");
+        let out = run(&unrunnable, &[]);
+        let err = text(&out.stderr);
+        assert!(out.status.code() == Some(126) && err.contains("Permission denied"), "{mode}: {err}");
+        let out = run(&s.path("missing"), &[]);
+        assert_eq!(out.status.code(), Some(127), "{mode}: {}", text(&out.stderr));
+    }
+}
+
+/// On a terminal, ^C goes from the kernel to the whole foreground group: the program's
+/// trap sees it, and the launcher (which now reads SIGINT to pass on those sent to it
+/// alone) does not die of it and ends with the program's status. (Whether the launcher
+/// also passed it on is not seen here: a second SIGINT arriving microseconds after the
+/// first merges with it before the shell runs its trap.)
+#[test]
+fn the_terminals_interrupt_reaches_the_program() {
+    use std::os::fd::FromRawFd;
+    use std::os::unix::process::CommandExt;
+    let s = Scratch::new("sup-pty");
+    let (marker, stop) = (s.path("marker"), s.path("stop"));
+    // SAFETY: plain pty calls; the name is copied before the next call.
+    let (master, slave) = unsafe {
+        let m = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY);
+        assert!(m >= 0 && libc::grantpt(m) == 0 && libc::unlockpt(m) == 0, "no pty");
+        let name = std::ffi::CStr::from_ptr(libc::ptsname(m)).to_owned();
+        (std::fs::File::from_raw_fd(m), name)
+    };
+    let script = format!(
+        "trap 'echo INT >>\"{}\"' INT; echo ready; i=0; while [ ! -e '{}' ] && [ $i -lt 600 ]; do sleep 0.05; \
+         i=$((i+1)); done; exit 4",
+        marker.display(),
+        stop.display()
+    );
+    let mut cmd = Command::new(nosparse());
+    cmd.args(["--supervise", "--", "sh", "-c", &script]);
+    // SAFETY: only system calls between fork and exec: a new session whose controlling
+    // terminal is the pty, on stdin, stdout and stderr.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::setsid();
+            let fd = libc::open(slave.as_ptr(), libc::O_RDWR);
+            if fd < 0 || libc::ioctl(fd, libc::TIOCSCTTY, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            for to in 0..3 {
+                libc::dup2(fd, to);
+            }
+            Ok(())
+        })
+    };
+    let mut child = cmd.spawn().unwrap();
+    let mut seen = Vec::new();
+    let mut master_r = master.try_clone().unwrap();
+    while !String::from_utf8_lossy(&seen).contains("ready") {
+        let mut b = [0u8; 256];
+        let n = std::io::Read::read(&mut master_r, &mut b).unwrap();
+        assert!(n > 0, "the pty closed: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&b[..n]);
+    }
+    (&master).write_all(b"\x03").unwrap();
+    let deadline = std::time::Instant::now() + PROMPTLY;
+    while std::fs::read_to_string(&marker).unwrap_or_default().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the program did not see ^C");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::fs::write(&stop, "").unwrap();
+    let status = ends_promptly(&mut child, "the launcher after ^C");
+    assert_eq!(status.code(), Some(4), "the launcher did not end with the program's status");
+    assert_eq!(std::fs::read_to_string(&marker).unwrap(), "INT\n");
+}

@@ -1,8 +1,9 @@
 //! Just enough of an ELF header to know a program's class and its loader (`PT_INTERP`),
 //! and of a script to know its interpreter.
 
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 const PT_INTERP: u32 = 3;
@@ -44,9 +45,40 @@ pub enum Kind {
     Other,
 }
 
-/// Reads what kind of program `path` is.
+/// Opens the program file `path` to read its headers: only a regular file, as exec(2)
+/// runs nothing else (looked at before the open, which has side effects on a device,
+/// and after it), and without waiting (O_NONBLOCK: a FIFO would wait for a writer).
+fn open(path: &Path) -> io::Result<File> {
+    let not_regular = |t: std::fs::FileType| {
+        use std::os::unix::fs::FileTypeExt;
+        let what = if t.is_dir() {
+            "a directory"
+        } else if t.is_fifo() {
+            "a FIFO"
+        } else if t.is_socket() {
+            "a socket"
+        } else if t.is_char_device() || t.is_block_device() {
+            "a device"
+        } else {
+            "a special file"
+        };
+        io::Error::new(io::ErrorKind::InvalidInput, format!("{what}, not a regular file"))
+    };
+    let t = std::fs::metadata(path)?.file_type();
+    if !t.is_file() {
+        return Err(not_regular(t));
+    }
+    let f = OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path)?;
+    let t = f.metadata()?.file_type();
+    if !t.is_file() {
+        return Err(not_regular(t));
+    }
+    Ok(f)
+}
+
+/// Reads what kind of program `path` is; an error for a file that is not a regular one.
 pub fn kind(path: &Path) -> io::Result<Kind> {
-    let mut f = File::open(path)?;
+    let mut f = open(path)?;
     let mut head = [0u8; 64];
     let n = read_up_to(&mut f, &mut head)?;
     let head = &head[..n];
@@ -159,7 +191,7 @@ pub fn is_go(path: &Path) -> bool {
 }
 
 fn go_sections(path: &Path) -> io::Result<bool> {
-    let mut f = File::open(path)?;
+    let mut f = open(path)?;
     let mut head = [0u8; 64];
     if read_up_to(&mut f, &mut head)? < 52 || &head[..4] != b"\x7fELF" || head[5] != 1 {
         return Ok(false);

@@ -8,11 +8,12 @@
 //! inherited across fork, clone and exec: the whole tree is covered.
 //!
 //! Lifecycle: the supervisor is PROGRAM's parent and stays in the launcher's place, in
-//! the foreground process group. It ignores the terminal's signals (PROGRAM gets them
-//! from the terminal itself), passes SIGTERM on to PROGRAM, stops itself when PROGRAM
-//! is stopped by job control (so the shell sees the job stop, and `fg` continues
-//! both), reaps PROGRAM
-//! and ends as PROGRAM ended: the same exit status, or killed by the same signal.
+//! the foreground process group. PROGRAM starts with the launcher's signal mask and
+//! SIGPIPE at its default. The supervisor passes the signals sent to it on to PROGRAM,
+//! except those the terminal sent to the whole group (PROGRAM got them itself), stops
+//! itself when PROGRAM is stopped by job control (so the shell sees the job stop, and
+//! `fg` continues both), reaps PROGRAM and ends as PROGRAM ended: the same exit
+//! status, or killed by the same signal.
 //! Processes PROGRAM left running (daemons) keep the filter: a detached helper serves
 //! them until the last of them is gone, with its stdio on /dev/null. If the supervisor
 //! is killed anyway, the kernel answers the program's next candidate call with ENOSYS.
@@ -35,10 +36,38 @@ const MSG_NO_NEW_PRIVS: u32 = 2;
 const MSG_SECCOMP: u32 = 3;
 const MSG_EXEC: u32 = 4;
 
-/// The terminal's signals: PROGRAM gets them from the terminal; the supervisor must not
-/// die of them.
-const TERMINAL_SIGNALS: [i32; 6] =
-    [libc::SIGINT, libc::SIGQUIT, libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU, libc::SIGHUP];
+/// What runs a program file the kernel does not recognise (`_PATH_BSHELL`).
+const SHELL: &std::ffi::CStr = c"/bin/sh";
+
+/// Job control's stops: the terminal sends them to PROGRAM itself; the supervisor
+/// ignores them and mirrors PROGRAM's stop instead (see `reap`).
+const STOP_SIGNALS: [i32; 3] = [libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU];
+
+/// The signals passed on to PROGRAM, with the realtime ones (see [`passed_on`]).
+const PASSED_ON: [i32; 9] = [
+    libc::SIGHUP,
+    libc::SIGINT,
+    libc::SIGQUIT,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+    libc::SIGALRM,
+    libc::SIGTERM,
+    libc::SIGWINCH,
+    libc::SIGCONT,
+];
+
+/// Every signal the supervisor passes on: [`PASSED_ON`] and the realtime signals libc
+/// leaves to programs.
+fn passed_on() -> impl Iterator<Item = i32> {
+    PASSED_ON.into_iter().chain(libc::SIGRTMIN()..=libc::SIGRTMAX())
+}
+
+/// Whether the signal in `info`, read by the supervisor of `pid`, goes on to PROGRAM:
+/// not one the kernel sent (the terminal's ^C, hangup or resize go to the whole
+/// foreground group: PROGRAM has it already), not one from PROGRAM itself.
+fn goes_on(info: &libc::signalfd_siginfo, pid: libc::pid_t) -> bool {
+    info.ssi_signo != libc::SIGCHLD as u32 && info.ssi_code != libc::SI_KERNEL && info.ssi_pid != pid as u32
+}
 
 /// The calls the filter sends to the supervisor under `cfg`.
 pub fn picks(cfg: &Config) -> Picks {
@@ -224,13 +253,18 @@ pub fn run(
         .collect::<Result<_, _>>()?;
     let argv_p: Vec<*const libc::c_char> = argv.iter().map(|c| c.as_ptr()).chain([std::ptr::null()]).collect();
     let envp_p: Vec<*const libc::c_char> = envp.iter().map(|c| c.as_ptr()).chain([std::ptr::null()]).collect();
+    // A file the kernel will not run (ENOEXEC: a script without `#!`) runs as
+    // `/bin/sh PROGRAM ARGS...`, as execvp(3) and the shell run it.
+    let sh_argv_p: Vec<*const libc::c_char> =
+        [SHELL.as_ptr(), path.as_ptr()].into_iter().chain(argv_p[1..].iter().copied()).collect();
     let (report, go) = pipes()?;
 
     // The signals the supervisor will treat differently are blocked across the fork, so
     // none is lost or acted on between; the child restores the mask before exec.
-    let watched = sigset(&[libc::SIGCHLD, libc::SIGTERM]);
-    let mut all = sigset(&TERMINAL_SIGNALS);
-    add(&mut all, &[libc::SIGCHLD, libc::SIGTERM]);
+    let mut watched = sigset(&[libc::SIGCHLD]);
+    add(&mut watched, &passed_on().collect::<Vec<_>>());
+    let mut all = watched;
+    add(&mut all, &STOP_SIGNALS);
     // SAFETY: sigset_t values; old is written.
     let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
     // SAFETY: as above.
@@ -241,12 +275,21 @@ pub fn run(
         return Err(Failure::new(Status::LauncherFailed, format!("fork: {}", std::io::Error::last_os_error())));
     }
     if pid == 0 {
-        // SAFETY: restores the launcher's own mask for PROGRAM.
-        unsafe { libc::sigprocmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
+        // SAFETY: PROGRAM gets the launcher's own mask, and SIGPIPE at its default as
+        // the preload's exec gives it (Rust ignores it in this process; an ignored
+        // signal stays ignored across exec, and `yes | head -1` would never end).
+        unsafe {
+            libc::sigprocmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
         child_setup(&prog, &report, &go);
         // SAFETY: path, argv and envp are NUL-terminated arrays made before the fork.
         unsafe { libc::execve(path.as_ptr(), argv_p.as_ptr(), envp_p.as_ptr()) };
         let e = std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::ENOEXEC);
+        if e == libc::ENOEXEC {
+            // SAFETY: as above; on failure the first error is the one reported.
+            unsafe { libc::execve(SHELL.as_ptr(), sh_argv_p.as_ptr(), envp_p.as_ptr()) };
+        }
         write_msg(report.1 .0, [MSG_EXEC, e as u32, 0]);
         // SAFETY: ends the child.
         unsafe { libc::_exit(if e == libc::ENOENT { Status::NotFound } else { Status::CannotRun }.code().into()) };
@@ -293,13 +336,13 @@ pub fn run(
         return Err(Failure::new(status, format!("cannot run {}: {e}", program.display())));
     }
     drop(report.0);
-    for s in TERMINAL_SIGNALS.iter().chain(&[libc::SIGXFSZ, libc::SIGPIPE]) {
+    for s in STOP_SIGNALS.iter().chain(&[libc::SIGXFSZ, libc::SIGPIPE]) {
         // SAFETY: ignoring a signal. SIGXFSZ: a file-size limit makes our write fail
         // with EFBIG instead of killing us (it is checked before, too).
         unsafe { libc::signal(*s, libc::SIG_IGN) };
     }
-    // SAFETY: now ignored, the terminal's signals may be unblocked; SIGCHLD and SIGTERM
-    // stay blocked and are read from the signalfd.
+    // SAFETY: now ignored, the stops may be unblocked; SIGCHLD and the signals passed
+    // on stay blocked and are read from the signalfd.
     unsafe { libc::sigprocmask(libc::SIG_SETMASK, &watched, std::ptr::null_mut()) };
     // SAFETY: watched is a valid set.
     let sigfd = unsafe { libc::signalfd(-1, &watched, libc::SFD_CLOEXEC) };
@@ -376,9 +419,10 @@ fn serve(s: &mut notif::Supervisor, pid: libc::pid_t, sigfd: i32) -> i32 {
             let size = std::mem::size_of::<libc::signalfd_siginfo>();
             // SAFETY: info has room for one record.
             let r = unsafe { libc::read(sigfd, (&mut info as *mut libc::signalfd_siginfo).cast(), size) };
-            if r == size as isize && info.ssi_signo == libc::SIGTERM as u32 {
-                // SAFETY: pid is our child, not yet reaped.
-                unsafe { libc::kill(pid, libc::SIGTERM) };
+            if r == size as isize && goes_on(&info, pid) {
+                // SAFETY: pid is our child, not yet reaped. (Sent by us: PROGRAM sees
+                // the supervisor as the sender, and no sigqueue(3) value.)
+                unsafe { libc::kill(pid, info.ssi_signo as i32) };
             }
             if let Some(status) = reap(pid) {
                 return status;
