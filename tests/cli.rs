@@ -757,6 +757,10 @@ fn check_output_that_cannot_be_written() {
     let out = run(Command::new(&p.bin).arg("check").arg(&dir).stdout(closed_pipe()));
     assert_eq!(out.status.signal(), Some(libc::SIGPIPE), "{:?}: {}", out.status, text(&out.stderr));
     assert_eq!(text(&out.stderr), "", "a closed pipe was not quiet");
+    // The launcher's dry run alike.
+    let full = fs::File::options().write(true).open("/dev/full").unwrap();
+    let out = run(Command::new(&p.bin).args(["--dry-run", "--", "/bin/true"]).stdout(full));
+    assert_eq!(out.status.code(), Some(2), "--dry-run: {:?} {}", out.status, text(&out.stderr));
     // Messages that cannot be written are dropped; the exit status still tells.
     let full = fs::File::options().write(true).open("/dev/full").unwrap();
     let out = run(Command::new(&p.bin).arg("check").arg(s.path("nowhere")).stderr(full));

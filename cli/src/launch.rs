@@ -165,12 +165,12 @@ pub fn run(l: Launch) -> Result<Status, Failure> {
             }
             if l.dry_run {
                 for (k, v) in &settings {
-                    println!("{k}={v}");
+                    outln!("{k}={v}");
                 }
-                println!("program={}", program.display());
-                println!("mode=supervise");
-                println!("mode_why={why}");
-                println!("seccomp={}", support_line(&support));
+                outln!("program={}", program.display());
+                outln!("mode=supervise");
+                outln!("mode_why={why}");
+                outln!("seccomp={}", support_line(&support));
                 return Ok(Status::Success);
             }
             return supervise::run(&program, program.as_os_str(), &l.args, &settings).map(Status::Program);
@@ -253,16 +253,16 @@ pub fn run(l: Launch) -> Result<Status, Failure> {
     );
     let preload = preload.join(" ");
     if l.dry_run {
-        println!("LD_PRELOAD={preload}");
+        outln!("LD_PRELOAD={preload}");
         for (k, v) in &settings {
-            println!("{k}={v}");
+            outln!("{k}={v}");
         }
-        println!("program={}", program.display());
+        outln!("program={}", program.display());
         for (k, v) in &facts {
-            println!("{k}={v}");
+            outln!("{k}={v}");
         }
-        println!("mode=preload");
-        println!("mode_why={why}");
+        outln!("mode=preload");
+        outln!("mode_why={why}");
         return Ok(Status::Success);
     }
     let err = Command::new(&program).args(&l.args).env("LD_PRELOAD", &preload).envs(settings).exec();
