@@ -162,19 +162,7 @@ pub fn vmx(path: &Path) -> Vmx {
 /// A run of another example program (built by [`artifacts::build`] beside fake_vmx).
 pub fn example(name: &str) -> Vmx {
     let program = artifacts().fake_vmx.with_file_name(name);
-    Vmx {
-        args: Vec::new(),
-        env: Vec::new(),
-        preload: true,
-        shell: None,
-        program: Some(program),
-        also_preload: Vec::new(),
-        timeout: None,
-        kill_after_ms: None,
-        mounts: None,
-        strace: None,
-        trace_method: false,
-    }
+    Vmx { args: Vec::new(), program: Some(program), ..vmx(Path::new("")) }
 }
 
 /// A run of the C program tests/c/`name`.c, compiled for this target.
