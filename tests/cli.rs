@@ -732,6 +732,16 @@ fn closed_pipe() -> Stdio {
     Stdio::from(writer)
 }
 
+/// A program found on PATH gets its name as given (argv[0]), as env(1) and the shell
+/// give it, not the path it was found at.
+#[test]
+fn the_program_gets_its_name_as_given() {
+    let s = Scratch::new("cli-argv0");
+    let p = prefix(&s, "prefix", false);
+    let out = run(Command::new(&p.bin).args(["--", "sh", "-c", "echo \"$0\""]));
+    assert_eq!((out.status.code(), text(&out.stdout)), (Some(0), "sh\n".to_string()), "{}", text(&out.stderr));
+}
+
 /// Output that cannot be written is a failure said once on stderr (exit 2), not a
 /// panic; a reader that went away ends the command by SIGPIPE, silently, as `| head`
 /// expects.

@@ -11,6 +11,7 @@ use common::artifacts::{launcher, TARGET};
 use common::{have, require, Scratch, MIB};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::{Mutex, OnceLock};
@@ -178,9 +179,13 @@ fn exit_statuses_and_signals_are_the_programs() {
         assert_eq!(text(&out.stdout).trim(), status, "killed by SIG{sig}");
     }
     // A program stopped by job control stops the launcher (the shell sees the job
-    // stop); continued, it goes on.
+    // stop); continued, it goes on. The launcher leads a process group of its own, as a
+    // shell's job does: its parent (this test) is then outside the group and in its
+    // session, so the group is not orphaned, whose members the kernel would not stop
+    // by SIGTSTP (this test's own group may be orphaned, run in the background).
     let child = Command::new(nosparse())
         .args(["--supervise", "--", "sh", "-c", "kill -TSTP $$; echo continued"])
+        .process_group(0)
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -406,10 +411,24 @@ fn signals_sent_to_the_launcher_reach_the_program() {
     let s = Scratch::new("sup-signals");
     let marker = s.path("marker");
     let rt = libc::SIGRTMIN() + 2;
+    // Signals whose default would end the launcher, some of them fault signals sent
+    // with kill(2): each must reach PROGRAM, in order.
+    let sent = [
+        (libc::SIGUSR1, "USR1"),
+        (libc::SIGINT, "INT"),
+        (libc::SIGHUP, "HUP"),
+        (rt, "RT"),
+        (libc::SIGABRT, "ABRT"),
+        (libc::SIGPWR, "PWR"),
+        (libc::SIGPIPE, "PIPE"),
+        (libc::SIGSEGV, "SEGV"),
+        (libc::SIGXFSZ, "XFSZ"),
+        (libc::SIGPROF, "PROF"),
+    ];
+    let traps: String = sent.iter().map(|(sig, name)| format!("trap 'echo {name} >>\"$m\"' {sig}; ")).collect();
     // The loop ends by itself (after half a minute or more) if the launcher died.
     let script = format!(
-        "m='{}'; trap 'echo TERM >>\"$m\"; exit 5' TERM; trap 'echo USR1 >>\"$m\"' USR1; \
-         trap 'echo INT >>\"$m\"' INT; trap 'echo HUP >>\"$m\"' HUP; trap 'echo RT >>\"$m\"' {rt}; \
+        "m='{}'; trap 'echo TERM >>\"$m\"; exit 5' TERM; {traps}\
          echo ready; i=0; while [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done",
         marker.display()
     );
@@ -422,7 +441,7 @@ fn signals_sent_to_the_launcher_reach_the_program() {
     assert_eq!(lines.next().unwrap().unwrap(), "ready");
     let pid = child.id() as libc::pid_t;
     let mut seen = String::new();
-    for (sig, name) in [(libc::SIGUSR1, "USR1"), (libc::SIGINT, "INT"), (libc::SIGHUP, "HUP"), (rt, "RT")] {
+    for (sig, name) in sent {
         // SAFETY: a signal to our child, the launcher.
         unsafe { libc::kill(pid, sig) };
         seen.push_str(name);
@@ -481,6 +500,10 @@ fn programs_that_are_not_regular_files_or_not_executable() {
         let out = run(&s.path("missing"), &[]);
         assert_eq!(out.status.code(), Some(127), "{mode}: {}", text(&out.stderr));
     }
+    // A program found on PATH gets its name as given, as env(1) gives it (the preload's
+    // launcher alike: tests/cli.rs).
+    let out = output_promptly(Command::new(nosparse()).args(["--supervise", "--", "sh", "-c", "echo \"$0\""]));
+    assert_eq!(text(&out.stdout), "sh\n", "argv[0]: {}", text(&out.stderr));
 }
 
 /// On a terminal, ^C goes from the kernel to the whole foreground group: the program's

@@ -173,7 +173,7 @@ pub fn run(l: Launch) -> Result<Status, Failure> {
                 outln!("seccomp={}", support_line(&support));
                 return Ok(Status::Success);
             }
-            return supervise::run(&program, program.as_os_str(), &l.args, &settings).map(Status::Program);
+            return supervise::run(&program, &l.program, &l.args, &settings).map(Status::Program);
         }
     }
     let prefix = prefix()?;
@@ -265,7 +265,9 @@ pub fn run(l: Launch) -> Result<Status, Failure> {
         outln!("mode_why={why}");
         return Ok(Status::Success);
     }
-    let err = Command::new(&program).args(&l.args).env("LD_PRELOAD", &preload).envs(settings).exec();
+    // PROGRAM gets its name as it was given (argv[0]), as env(1) and the shell give it;
+    // the path found on PATH is only what is run.
+    let err = Command::new(&program).arg0(&l.program).args(&l.args).env("LD_PRELOAD", &preload).envs(settings).exec();
     let status = if err.kind() == ErrorKind::NotFound { Status::NotFound } else { Status::CannotRun };
     Err(Failure::new(status, format!("cannot run {}: {err}", program.display())))
 }

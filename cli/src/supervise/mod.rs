@@ -43,30 +43,31 @@ const SHELL: &std::ffi::CStr = c"/bin/sh";
 /// ignores them and mirrors PROGRAM's stop instead (see `reap`).
 const STOP_SIGNALS: [i32; 3] = [libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU];
 
-/// The signals passed on to PROGRAM, with the realtime ones (see [`passed_on`]).
-const PASSED_ON: [i32; 9] = [
-    libc::SIGHUP,
-    libc::SIGINT,
-    libc::SIGQUIT,
-    libc::SIGUSR1,
-    libc::SIGUSR2,
-    libc::SIGALRM,
-    libc::SIGTERM,
-    libc::SIGWINCH,
-    libc::SIGCONT,
-];
-
-/// Every signal the supervisor passes on: [`PASSED_ON`] and the realtime signals libc
-/// leaves to programs.
+/// Every signal the supervisor passes on: all a process can be sent, but SIGKILL and
+/// SIGSTOP (which cannot be caught), SIGCHLD (PROGRAM's own news to its parent) and
+/// job control's stops (the terminal sends them to PROGRAM itself). Fault signals
+/// (SIGSEGV, SIGBUS, ...) too: blocked, they still kill the supervisor when it faults
+/// itself, and one sent with kill(2) goes on like any other.
 fn passed_on() -> impl Iterator<Item = i32> {
-    PASSED_ON.into_iter().chain(libc::SIGRTMIN()..=libc::SIGRTMAX())
+    (1..=libc::SIGRTMAX())
+        .filter(|&s| !matches!(s, libc::SIGKILL | libc::SIGSTOP | libc::SIGCHLD) && !STOP_SIGNALS.contains(&s))
+        // The signals glibc keeps for itself (between 31 and SIGRTMIN) are not sent to
+        // programs.
+        .filter(|&s| s < 32 || s >= libc::SIGRTMIN())
 }
 
 /// Whether the signal in `info`, read by the supervisor of `pid`, goes on to PROGRAM:
 /// not one the kernel sent (the terminal's ^C, hangup or resize go to the whole
-/// foreground group: PROGRAM has it already), not one from PROGRAM itself.
+/// foreground group: PROGRAM has it already), not one from PROGRAM itself, not one the
+/// supervisor caused (its own write to a closed pipe or past RLIMIT_FSIZE: the call
+/// fails with EPIPE or EFBIG and the signal stays pending, from this process).
 fn goes_on(info: &libc::signalfd_siginfo, pid: libc::pid_t) -> bool {
-    info.ssi_signo != libc::SIGCHLD as u32 && info.ssi_code != libc::SI_KERNEL && info.ssi_pid != pid as u32
+    // SAFETY: getpid cannot fail.
+    let own = unsafe { libc::getpid() };
+    info.ssi_signo != libc::SIGCHLD as u32
+        && info.ssi_code != libc::SI_KERNEL
+        && info.ssi_pid != pid as u32
+        && info.ssi_pid != own as u32
 }
 
 /// The calls the filter sends to the supervisor under `cfg`.
@@ -336,10 +337,9 @@ pub fn run(
         return Err(Failure::new(status, format!("cannot run {}: {e}", program.display())));
     }
     drop(report.0);
-    for s in STOP_SIGNALS.iter().chain(&[libc::SIGXFSZ, libc::SIGPIPE]) {
-        // SAFETY: ignoring a signal. SIGXFSZ: a file-size limit makes our write fail
-        // with EFBIG instead of killing us (it is checked before, too).
-        unsafe { libc::signal(*s, libc::SIG_IGN) };
+    for s in STOP_SIGNALS {
+        // SAFETY: ignoring a signal.
+        unsafe { libc::signal(s, libc::SIG_IGN) };
     }
     // SAFETY: now ignored, the stops may be unblocked; SIGCHLD and the signals passed
     // on stay blocked and are read from the signalfd.
