@@ -117,8 +117,13 @@ pub fn expect(s: &Scenario, without: &Ran) -> Expect {
         && !s.wronly
         && !s.direct
         && !s.append;
-    // A failing real call is left alone, except under ON_ERROR=fail, which allocates first.
-    let acts = eligible && method != "off" && s.full != Full::Short && (!real_failed || s.on_error_fail);
+    // A failing real call is left alone, except where the range is reserved before it,
+    // and left allocated, logged, when it then fails: under ON_ERROR=fail, and on an
+    // empty btrfs file, for NOCOW (not for a set-user-ID or capable file).
+    let privileged = s.caps || s.mode.is_some_and(|m| m & 0o6000 != 0);
+    let btrfs_reserves = s.fs == Fs::Btrfs && s.size_before() == 0 && !privileged;
+    let reserves = s.on_error_fail || btrfs_reserves;
+    let acts = eligible && method != "off" && s.full != Full::Short && (!real_failed || reserves);
     let range = s.new_range();
     // xfs preallocates past the end of a file being written, with or without the
     // library, by an amount that depends on writeback timing.
