@@ -13,7 +13,7 @@ use std::fmt::Write as _;
 use std::fs::{self, File};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
@@ -106,34 +106,15 @@ impl NotOpened {
 /// non-blocking in case the name was swapped for one meanwhile.
 pub fn open_regular(path: &Path) -> Result<(File, fs::Metadata), NotOpened> {
     let before = fs::metadata(path).map_err(|e| NotOpened::Failed(human::os_error(&e)))?;
-    refuse_special(&before).map_err(NotOpened::Special)?;
+    human::refuse_special(before.file_type()).map_err(NotOpened::Special)?;
     let f = File::options()
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
         .open(path)
         .map_err(|e| NotOpened::Failed(format!("cannot open it: {}", human::os_error(&e))))?;
     let meta = f.metadata().map_err(|e| NotOpened::Failed(human::os_error(&e)))?;
-    refuse_special(&meta).map_err(NotOpened::Special)?;
+    human::refuse_special(meta.file_type()).map_err(NotOpened::Special)?;
     Ok((f, meta))
-}
-
-/// Ok for a regular file; else what it is: "a FIFO, not a regular file".
-pub fn refuse_special(m: &fs::Metadata) -> Result<(), String> {
-    let t = m.file_type();
-    let what = if t.is_file() {
-        return Ok(());
-    } else if t.is_dir() {
-        "a directory"
-    } else if t.is_fifo() {
-        "a FIFO"
-    } else if t.is_char_device() || t.is_block_device() {
-        "a device"
-    } else if t.is_socket() {
-        "a socket"
-    } else {
-        "not a regular file"
-    };
-    Err(format!("{what}, not a regular file"))
 }
 
 /// The longest extent the filesystem holding `f` can map, and its block size, in bytes.

@@ -7,7 +7,7 @@ use crate::exit_codes::{Failure, Status};
 use crate::launch::{self, LIB_NAME};
 use crate::paths::{CONF, VMWARE_STATE};
 use crate::supervise::{self, Support};
-use crate::{check, conf, loader};
+use crate::{conf, loader};
 use nosparse_core::fs::FsKind;
 use nosparse_core::settings::PROGRAMS;
 use std::ffi::CString;
@@ -231,7 +231,7 @@ fn settings_file(r: &mut Report, config: &Config, vmx: bool, vm_fs: Option<FsKin
     let path = config.path;
     // What the name leads to, as the library's open follows it.
     if let Ok(m) = std::fs::metadata(path) {
-        if let Err(what) = check::refuse_special(&m) {
+        if let Err(what) = crate::human::refuse_special(m.file_type()) {
             return r.problem(
                 path,
                 &format!("{what}, so the library acts in no program"),

@@ -49,30 +49,10 @@ pub enum Kind {
 /// runs nothing else (looked at before the open, which has side effects on a device,
 /// and after it), and without waiting (O_NONBLOCK: a FIFO would wait for a writer).
 fn open(path: &Path) -> io::Result<File> {
-    let not_regular = |t: std::fs::FileType| {
-        use std::os::unix::fs::FileTypeExt;
-        let what = if t.is_dir() {
-            "a directory"
-        } else if t.is_fifo() {
-            "a FIFO"
-        } else if t.is_socket() {
-            "a socket"
-        } else if t.is_char_device() || t.is_block_device() {
-            "a device"
-        } else {
-            "a special file"
-        };
-        io::Error::new(io::ErrorKind::InvalidInput, format!("{what}, not a regular file"))
-    };
-    let t = std::fs::metadata(path)?.file_type();
-    if !t.is_file() {
-        return Err(not_regular(t));
-    }
+    let regular = |t| crate::human::refuse_special(t).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e));
+    regular(std::fs::metadata(path)?.file_type())?;
     let f = OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path)?;
-    let t = f.metadata()?.file_type();
-    if !t.is_file() {
-        return Err(not_regular(t));
-    }
+    regular(f.metadata()?.file_type())?;
     Ok(f)
 }
 
