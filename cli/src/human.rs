@@ -134,6 +134,25 @@ pub fn duration(d: Duration) -> String {
     }
 }
 
+/// Ok for a regular file; else what it is: "a FIFO, not a regular file".
+pub fn refuse_special(t: std::fs::FileType) -> Result<(), String> {
+    use std::os::unix::fs::FileTypeExt;
+    let what = if t.is_file() {
+        return Ok(());
+    } else if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_char_device() || t.is_block_device() {
+        "a device"
+    } else if t.is_socket() {
+        "a socket"
+    } else {
+        "a special file"
+    };
+    Err(format!("{what}, not a regular file"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,23 +188,4 @@ mod tests {
         assert_eq!(os_error(&e), "No such file or directory");
         assert_eq!(os_error(&std::io::Error::other("odd (os error 2)")), "odd (os error 2)");
     }
-}
-
-/// Ok for a regular file; else what it is: "a FIFO, not a regular file".
-pub fn refuse_special(t: std::fs::FileType) -> Result<(), String> {
-    use std::os::unix::fs::FileTypeExt;
-    let what = if t.is_file() {
-        return Ok(());
-    } else if t.is_dir() {
-        "a directory"
-    } else if t.is_fifo() {
-        "a FIFO"
-    } else if t.is_char_device() || t.is_block_device() {
-        "a device"
-    } else if t.is_socket() {
-        "a socket"
-    } else {
-        "a special file"
-    };
-    Err(format!("{what}, not a regular file"))
 }
