@@ -439,7 +439,7 @@ mod tests {
     #[test]
     fn bad_values_keep_defaults_with_one_report_each() {
         let vars = [
-            ("NOSPARSE_DISABLE", "yes"),
+            ("NOSPARSE_DISABLE", "maybe"),
             ("NOSPARSE_MIN_SIZE", "-5"),
             ("NOSPARSE_METHOD", "Zero"),
             ("NOSPARSE_MATCH", "a::b"),
@@ -470,9 +470,31 @@ mod tests {
     }
 
     #[test]
+    fn switches_take_the_usual_spellings() {
+        for (v, want) in [
+            ("1", true),
+            ("TRUE", true),
+            ("yes", true),
+            ("On", true),
+            ("0", false),
+            ("false", false),
+            ("NO", false),
+            ("off", false),
+        ] {
+            let (cfg, bad) = with(&[("NOSPARSE_DISABLE", v), ("NOSPARSE_DEBUG", v)]);
+            assert!(bad.is_empty(), "{v}: {bad:?}");
+            assert_eq!((cfg.disabled, cfg.debug), (want, want), "{v}");
+        }
+        for v in ["", "2", "y", "true ", "enable", "1\n"] {
+            let (cfg, bad) = with(&[("NOSPARSE_DISABLE", v)]);
+            assert_eq!((cfg.disabled, bad.len()), (false, 1), "{v:?}");
+        }
+    }
+
+    #[test]
     fn settings_file_then_environment() {
         let file = b"# nosparse\n\n  NOSPARSE_MIN_SIZE = 1G \nNOSPARSE_MATCH='*.vmem'\nNOSPARSE_METHOD=\"zero\"\n\
-                     NOSPARSE_LOG=stderr\nNOSPARSE_LOG=none\nNOSPARSE_DEBUG=yes\nOTHER=1\nnot a line\n";
+                     NOSPARSE_LOG=stderr\nNOSPARSE_LOG=none\nNOSPARSE_DEBUG=2\nOTHER=1\nnot a line\n";
         let mut cfg = DEFAULT;
         let mut bad = BadList::new();
         cfg.apply_file(file, &mut bad);

@@ -151,7 +151,7 @@ pub const SKIP_FS_DEFAULT: &str = "tmpfs:ramfs:zfs";
 /// error (`expected ...`).
 macro_rules! values {
     (bool) => {
-        "1 or 0"
+        "1 or 0 (or yes/no, true/false, on/off)"
     };
     (method) => {
         "auto, fallocate, zero or off"
@@ -378,12 +378,18 @@ impl Triggers {
 /// Longest list of globs (`NOSPARSE_MATCH`, `NOSPARSE_PROGRAMS`), in bytes.
 pub const GLOBS_MAX: usize = 512;
 
-/// `1`/`0`, exactly: a switch that half-parses is worse than one that is refused.
+/// `1`/`0`, and the spellings people write for them (`true`/`false`, `yes`/`no`,
+/// `on`/`off`, in any case). Anything else is refused whole: a switch that half-parses
+/// (`NOSPARSE_DISABLE=2`) is worse than one that is refused and logged.
 pub fn parse_bool(v: &[u8]) -> Result<bool, &'static str> {
-    match v {
-        b"1" => Ok(true),
-        b"0" => Ok(false),
-        _ => Err(concat!("expected ", values!(bool))),
+    const TRUE: [&[u8]; 4] = [b"1", b"true", b"yes", b"on"];
+    const FALSE: [&[u8]; 4] = [b"0", b"false", b"no", b"off"];
+    if TRUE.iter().any(|t| v.eq_ignore_ascii_case(t)) {
+        Ok(true)
+    } else if FALSE.iter().any(|f| v.eq_ignore_ascii_case(f)) {
+        Ok(false)
+    } else {
+        Err(concat!("expected ", values!(bool)))
     }
 }
 
