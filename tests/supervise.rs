@@ -34,10 +34,11 @@ fn source(rel: &str) -> PathBuf {
 
 /// Builds once per test binary: `make` writes the program at the path it is given.
 fn built(name: &str, make: impl FnOnce(&Path) -> Command) -> PathBuf {
-    static LOCK: Mutex<()> = Mutex::new(());
-    let _held = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    // Names built by this test binary; a program left by an earlier run may be stale.
+    static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
     let dest = out_dir().join(name);
-    if dest.exists() {
+    if built.iter().any(|b| b == name) {
         return dest;
     }
     let partial = dest.with_extension(format!("partial-{}", std::process::id()));
@@ -45,6 +46,7 @@ fn built(name: &str, make: impl FnOnce(&Path) -> Command) -> PathBuf {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e} (scripts/setup.sh installs it)"));
     assert!(out.status.success(), "{cmd:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
     std::fs::rename(&partial, &dest).expect("rename the built program");
+    built.push(name.to_string());
     dest
 }
 
@@ -310,6 +312,13 @@ fn unprivileged_supervision_and_set_user_id_programs() {
     let out = nobody(&["--", &p.display().to_string(), "pwrite", &d, &size]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(allocated(&dir.join("p")) >= SIZE, "not whole under an unprivileged supervisor");
+    // A program that made itself not dumpable is out of an unprivileged supervisor's
+    // reach: its call runs as without nosparse, and the log says why, once.
+    let out = nobody(&["--supervise", "--log", "stderr", "--", &p.display().to_string(), "undumpable", &d, &size]);
+    let err = text(&out.stderr);
+    assert!(out.status.success() && text(&out.stdout) == format!("u ret=1 errno=0 size={SIZE} offset=0\n"), "{err}");
+    assert_eq!(err.matches("not dumpable").count(), 1, "{err}");
+    assert!(allocated(&dir.join("u")) < SIZE / 2, "allocated by a supervisor that may not reach the file");
     let out = nobody(&["--supervise", "--", &suid.display().to_string(), "pwrite", &d, "1000"]);
     assert!(out.status.code() == Some(125) && text(&out.stderr).contains("set-user-ID"), "{}", text(&out.stderr));
     let out = nobody(&["--", &suid.display().to_string(), "pwrite", &d, "1000"]);

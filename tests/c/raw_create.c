@@ -3,7 +3,7 @@
  * Prints what each call returned, without paths, so runs with and without nosparse
  * can be compared line by line.
  *
- *   raw_create pwrite|ftruncate|errors|fork|threads|filter|wait  DIR  SIZE */
+ *   raw_create pwrite|ftruncate|errors|fork|threads|filter|wait|undumpable  DIR  SIZE */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -105,6 +105,13 @@ int main(int argc, char **argv)
     char b = 'x';
     if (!strcmp(mode, "pwrite")) {
         create("p");
+    } else if (!strcmp(mode, "undumpable")) {
+        /* Out of an unprivileged supervisor's reach (no pidfd_getfd, no process_vm_readv). */
+        if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)) {
+            perror("prctl");
+            return 2;
+        }
+        create("u");
     } else if (!strcmp(mode, "ftruncate")) {
         int fd = open_new("f", O_RDWR);
         report("ftruncate", fd, raw_ftruncate(fd, size));

@@ -350,7 +350,13 @@ pub fn run(
         return Err(Failure::new(Status::LauncherFailed, format!("signalfd: {}", std::io::Error::last_os_error())));
     }
     let sigfd = seccomp::Owned(sigfd);
-    let mut s = notif::Supervisor { listener: listener.0 .0, emulate: listener.1, cfg, space: Box::new(Space::new()) };
+    let mut s = notif::Supervisor {
+        listener: listener.0 .0,
+        emulate: listener.1,
+        cfg,
+        space: Box::new(Space::new()),
+        unreachable: Vec::new(),
+    };
     let status = serve(&mut s, pid, sigfd.0);
     drop(sigfd);
     if !hung_up(s.listener, 0) {

@@ -30,6 +30,7 @@ use crate::seccomp::{self, nr, Answer, Data, Notif, AUDIT_ARCH_I386, AUDIT_ARCH_
 use nosparse_core::config::{Config, Programs};
 use nosparse_core::engine::Space;
 use nosparse_core::error::Errno;
+use nosparse_core::log;
 use nosparse_core::settings::Trigger;
 use nosparse_core::sys;
 use std::io::Read;
@@ -78,6 +79,28 @@ pub struct Supervisor {
     pub cfg: Config,
     /// The engine's scratch memory (tens of KiB), one for every notification.
     pub space: Box<Space>,
+    /// Processes whose descriptors this supervisor may not take, already logged.
+    pub unreachable: Vec<u32>,
+}
+
+impl Supervisor {
+    /// Logs, once per process, that `tgid`'s calls are left alone because its
+    /// descriptors are out of reach.
+    fn out_of_reach(&mut self, tgid: u32) {
+        if self.cfg.disabled || self.unreachable.contains(&tgid) {
+            return;
+        }
+        if self.unreachable.len() >= 256 {
+            self.unreachable.clear();
+        }
+        self.unreachable.push(tgid);
+        let name = std::fs::read(format!("/proc/{tgid}/comm")).unwrap_or_default();
+        let name = name.strip_suffix(b"\n").unwrap_or(&name);
+        let mut buf = [0u8; log::LINE_MAX];
+        log::Line::new(&mut buf, self.cfg.log, log::Level::Warning, log::Ident::Of { name, pid: tgid })
+            .lit("left alone: the program made itself not dumpable, and only a root supervisor may reach its files")
+            .emit();
+    }
 }
 
 /// The answer to `n`; None when the calling thread is gone (nothing to answer).
@@ -89,8 +112,17 @@ pub fn handle(s: &mut Supervisor, n: &Notif) -> Option<Answer> {
     let tid = n.pid;
     let Some(tgid) = tgid_of(tid) else { return Some(Answer::Continue) };
     let Ok(pidfd) = seccomp::pidfd_open(tgid) else { return Some(Answer::Continue) };
-    // A bad descriptor: the program's own call says EBADF.
-    let Ok(dup) = seccomp::pidfd_getfd(pidfd.0, op.fd()) else { return Some(Answer::Continue) };
+    let dup = match seccomp::pidfd_getfd(pidfd.0, op.fd()) {
+        Ok(dup) => dup,
+        Err(e) => {
+            // EPERM: a program that made itself not dumpable, under a supervisor that
+            // is not root. EBADF: the program's own call says so.
+            if e.0 == libc::EPERM {
+                s.out_of_reach(tgid);
+            }
+            return Some(Answer::Continue);
+        }
+    };
     if s.cfg.programs != Programs::Every {
         let exe = std::fs::read_link(format!("/proc/{tgid}/exe")).ok();
         let exe = exe.as_ref().map(|p| std::os::unix::ffi::OsStrExt::as_bytes(p.as_os_str()));
