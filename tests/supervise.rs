@@ -143,6 +143,19 @@ fn static_programs_are_supervised_by_the_plain_launcher() {
     assert!(text(&out.stderr).contains("nothing can be preloaded"), "{}", text(&out.stderr));
 }
 
+/// `--debug` logs the calls left alone, with their reason, as the library does (the
+/// sizes are then judged by the supervisor, not by the filter); and changes nothing else.
+#[test]
+fn debug_logs_the_calls_left_alone() {
+    let debug = ["--supervise", "--debug", "--log", "stderr"];
+    let err = compare(&raw_create("cc"), &["pwrite"], &[&debug[..], &["--min-size", "1T"]].concat(), &[]);
+    let want = format!("(pwrite at {}): left alone: new hole below NOSPARSE_MIN_SIZE", SIZE - 1);
+    assert!(err.contains(&want), "{err}");
+    compare(&raw_create("cc"), &["errors"], &debug, &[]);
+    let err = compare(&raw_create("cc"), &["pwrite"], &debug, &["p"]);
+    assert!(err.contains("preallocated"), "{err}");
+}
+
 #[test]
 fn failing_calls_fail_as_without_nosparse() {
     // Bad descriptor, read-only, bad buffer, negative offset, O_APPEND, RLIMIT_FSIZE.

@@ -70,12 +70,16 @@ fn goes_on(info: &libc::signalfd_siginfo, pid: libc::pid_t) -> bool {
         && info.ssi_pid != own as u32
 }
 
-/// The calls the filter sends to the supervisor under `cfg`.
+/// The calls the filter sends to the supervisor under `cfg`. Under `NOSPARSE_DEBUG`
+/// the sizes are not judged in the kernel: every one-byte pwrite and every ftruncate
+/// comes up, so that the calls left alone are logged with their reason, as the
+/// library logs them.
 pub fn picks(cfg: &Config) -> Picks {
     let on = |t: Trigger| !cfg.disabled && cfg.triggers.has(t);
+    let from = |least: u64| if cfg.debug { 0 } else { least };
     Picks {
-        pwrite_from: on(Trigger::Pwrite).then(|| cfg.min_size.saturating_sub(1)),
-        ftruncate_from: on(Trigger::Ftruncate).then_some(cfg.min_size),
+        pwrite_from: on(Trigger::Pwrite).then(|| from(cfg.min_size.saturating_sub(1))),
+        ftruncate_from: on(Trigger::Ftruncate).then(|| from(cfg.min_size)),
         write: on(Trigger::Write),
     }
 }
