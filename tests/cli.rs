@@ -173,6 +173,29 @@ fn fragmented(path: &Path, size: u64) {
     fs::remove_file(other).unwrap();
 }
 
+/// PROGRAM starts with the signal mask and ignored signals the launcher was started
+/// with (here as a service manager starts a service: SIGPIPE ignored, two signals
+/// blocked), not the ones Rust's runtime and `std::process::Command` would give it.
+#[test]
+fn the_program_starts_with_the_launchers_signal_state() {
+    let s = Scratch::new("cli-signal-state");
+    let p = prefix(&s, "prefix", false);
+    let status = |launched: bool| {
+        let mut c = Command::new(if launched { p.bin.as_path() } else { Path::new("grep") });
+        if launched {
+            c.args(["--preload", "--", "grep"]);
+        }
+        c.args(["-E", "^Sig(Blk|Ign):", "/proc/self/status"]);
+        common::start_like_a_service(&mut c);
+        let out = run(&mut c);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    let bare = status(false);
+    assert!(bare.contains("SigBlk:\t0000000000004200") && common::sigpipe_ignored(&bare), "{bare}");
+    assert_eq!(status(true), bare, "the program's signal mask or ignored signals differ under the launcher");
+}
+
 #[test]
 fn the_launcher_gives_each_class_its_build() {
     let s = Scratch::new("cli-launch");

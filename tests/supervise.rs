@@ -376,12 +376,14 @@ fn output_promptly(cmd: &mut Command) -> Output {
 
 /// `nosparse --supervise yes | head -1` ends as `yes | head -1` does: PROGRAM starts with
 /// SIGPIPE at its default (the launcher, a Rust program, ignores it), so `yes` dies of
-/// it, and so does the launcher, silently. PROGRAM's signal mask is the launcher's, not
-/// the one the supervisor blocks to read signals: /proc/self/status of `grep` says the
-/// same with and without the supervisor, started with SIGUSR1 and SIGTERM blocked.
+/// it, and so does the launcher, silently. PROGRAM's signal mask and ignored signals are
+/// the ones the launcher was started with, not the ones the supervisor and Rust's runtime
+/// set: /proc/self/status of `grep` says the same with and without the supervisor,
+/// started with SIGUSR1 and SIGTERM blocked and SIGPIPE ignored (as a service manager
+/// starts a service).
 #[test]
 fn the_program_starts_with_default_sigpipe_and_the_launchers_mask() {
-    use std::os::unix::process::{CommandExt, ExitStatusExt};
+    use std::os::unix::process::ExitStatusExt;
     let mut child = Command::new(nosparse())
         .args(["--supervise", "--", "yes"])
         .stdout(Stdio::piped())
@@ -404,23 +406,14 @@ fn the_program_starts_with_default_sigpipe_and_the_launchers_mask() {
             c.args(["--supervise", "--", "grep"]);
         }
         c.args(["-E", "^Sig(Blk|Ign):", "/proc/self/status"]);
-        // SAFETY: only sigprocmask between fork and exec.
-        unsafe {
-            c.pre_exec(|| {
-                let mut set: libc::sigset_t = std::mem::zeroed();
-                libc::sigemptyset(&mut set);
-                libc::sigaddset(&mut set, libc::SIGUSR1);
-                libc::sigaddset(&mut set, libc::SIGTERM);
-                libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-                Ok(())
-            })
-        };
+        common::start_like_a_service(&mut c);
         let out = output(&mut c);
         assert!(out.status.success(), "{}", text(&out.stderr));
         text(&out.stdout)
     };
     let bare = signals(false);
     assert!(bare.contains("SigBlk:\t0000000000004200"), "the test's own mask: {bare}");
+    assert!(common::sigpipe_ignored(&bare), "the test's own ignored signals: {bare}");
     assert_eq!(signals(true), bare, "the supervised program's signal mask or ignored signals differ");
 }
 

@@ -267,7 +267,16 @@ pub fn run(l: Launch) -> Result<Status, Failure> {
     }
     // PROGRAM gets its name as it was given (argv[0]), as env(1) and the shell give it;
     // the path found on PATH is only what is run.
-    let err = Command::new(&program).arg0(&l.program).args(&l.args).env("LD_PRELOAD", &preload).envs(settings).exec();
+    let mut cmd = Command::new(&program);
+    cmd.arg0(&l.program).args(&l.args).env("LD_PRELOAD", &preload).envs(settings);
+    // SAFETY: restore makes system calls only.
+    unsafe {
+        cmd.pre_exec(|| {
+            crate::inherited::restore();
+            Ok(())
+        })
+    };
+    let err = cmd.exec();
     let status = if err.kind() == ErrorKind::NotFound { Status::NotFound } else { Status::CannotRun };
     Err(Failure::new(status, format!("cannot run {}: {err}", program.display())))
 }

@@ -23,6 +23,7 @@ pub mod doctor;
 pub mod elf;
 pub mod exit_codes;
 pub mod human;
+pub mod inherited;
 pub mod launch;
 pub mod loader;
 pub mod paths;

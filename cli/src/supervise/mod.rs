@@ -270,23 +270,18 @@ pub fn run(
     add(&mut watched, &passed_on().collect::<Vec<_>>());
     let mut all = watched;
     add(&mut all, &STOP_SIGNALS);
-    // SAFETY: sigset_t values; old is written.
-    let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
-    // SAFETY: as above.
-    unsafe { libc::sigprocmask(libc::SIG_BLOCK, &all, &mut old) };
+    // SAFETY: blocking more signals; the child's mask comes from inherited::restore.
+    unsafe { libc::sigprocmask(libc::SIG_BLOCK, &all, std::ptr::null_mut()) };
     // SAFETY: the child only makes system calls until exec or _exit.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
         return Err(Failure::new(Status::LauncherFailed, format!("fork: {}", std::io::Error::last_os_error())));
     }
     if pid == 0 {
-        // SAFETY: PROGRAM gets the launcher's own mask, and SIGPIPE at its default as
-        // the preload's exec gives it (Rust ignores it in this process; an ignored
-        // signal stays ignored across exec, and `yes | head -1` would never end).
-        unsafe {
-            libc::sigprocmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
-            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-        }
+        // PROGRAM gets the mask and SIGPIPE action the launcher was started with (Rust
+        // ignores SIGPIPE in this process; an ignored signal stays ignored across exec,
+        // and `yes | head -1` would never end).
+        crate::inherited::restore();
         child_setup(&prog, &report, &go);
         // SAFETY: path, argv and envp are NUL-terminated arrays made before the fork.
         unsafe { libc::execve(path.as_ptr(), argv_p.as_ptr(), envp_p.as_ptr()) };
