@@ -55,8 +55,9 @@ pub struct File {
     /// Bytes this process may still allocate there.
     pub free: u64,
     pub path_matches: bool,
-    /// `RLIMIT_FSIZE` soft limit of the program.
-    pub fsize_limit: u64,
+    /// `RLIMIT_FSIZE` soft limit of the program; None: it could not be read, so the
+    /// call may fail for it, and nothing is done before the call.
+    pub fsize_limit: Option<u64>,
     /// The filesystem's extent size hint for the file (xfs), 0 where none: allocation
     /// starts at a multiple of it, so that none lands in the program's own hole.
     pub extent_hint: u64,
@@ -242,7 +243,7 @@ pub fn judge(cfg: &Config, s: &Screened, f: &File) -> Decision {
         Skip::Filesystem(f.fs)
     } else if f.overlay && cfg.skips(FsKind::Overlay) {
         Skip::Filesystem(FsKind::Overlay)
-    } else if end as u64 > f.fsize_limit {
+    } else if f.fsize_limit.is_some_and(|limit| end as u64 > limit) {
         Skip::FileSizeLimit
     } else if cfg.method == Method::Zero && !can_zero {
         Skip::CannotZero
@@ -255,7 +256,8 @@ pub fn judge(cfg: &Config, s: &Screened, f: &File) -> Decision {
         // failed, it would have removed them where the program removed nothing. Such a
         // file is touched only after the call, which removed them itself; so neither
         // NOCOW (which needs the reservation) nor ON_ERROR=fail's word before the call.
-        let early = !(c.setid || f.capabilities);
+        // Nor before a call whose failure by RLIMIT_FSIZE could not be judged.
+        let early = !(c.setid || f.capabilities) && f.fsize_limit.is_some();
         let nocow = f.fs == FsKind::Btrfs && size == 0 && early;
         let plan = Plan {
             size,
@@ -324,7 +326,7 @@ mod tests {
             free: 100 << 30,
             fs_blocks: 1 << 30,
             path_matches: true,
-            fsize_limit: u64::MAX,
+            fsize_limit: Some(u64::MAX),
             extent_hint: 0,
             capabilities: false,
         };
@@ -413,6 +415,19 @@ mod tests {
         assert!(plan(verdict(&fail, &c, &f)).reserve && plan(decide(c, btrfs)).nocow);
     }
 
+    /// A file-size limit that could not be read may fail the call: nothing before it.
+    #[test]
+    fn an_unknown_file_size_limit_defers_the_allocation() {
+        let (c, f) = vmem();
+        let fail = Config { on_error: OnError::Fail, ..DEFAULT };
+        for file in [File { fsize_limit: None, ..f }, File { fsize_limit: None, fs: FsKind::Btrfs, ..f }] {
+            for cfg in [&fail, &DEFAULT] {
+                let p = plan(verdict(cfg, &c, &file));
+                assert!(!p.reserve && !p.nocow, "{file:?}");
+            }
+        }
+    }
+
     #[test]
     fn nothing_to_allocate_within_the_last_block() {
         let (c, f) = vmem();
@@ -464,7 +479,7 @@ mod tests {
             (File { fs: FsKind::Tmpfs, ..f }, Skip::Filesystem(FsKind::Tmpfs)),
             (File { fs: FsKind::Ramfs, ..f }, Skip::Filesystem(FsKind::Ramfs)),
             (File { fs: FsKind::Zfs, ..f }, Skip::Filesystem(FsKind::Zfs)),
-            (File { fsize_limit: 1 << 20, ..f }, Skip::FileSizeLimit),
+            (File { fsize_limit: Some(1 << 20), ..f }, Skip::FileSizeLimit),
             (File { fs: FsKind::Other(0x9fa0), ..f }, Skip::NotOnDisk(FsKind::Other(0x9fa0))),
             (File { fs_blocks: 0, ..f }, Skip::NotOnDisk(FsKind::Ext)),
         ];
@@ -479,7 +494,7 @@ mod tests {
         assert!(matches!(decide(Call { offset: 64 * MIB - 1, ..c }, f), Decision::Allocate(_)));
         let roomy = File { free: u64::MAX, ..f };
         assert!(matches!(decide(Call { offset: i64::MAX - 1, ..c }, roomy), Decision::Allocate(_)));
-        assert!(matches!(decide(c, File { fsize_limit: 3774873600, ..f }), Decision::Allocate(_)));
+        assert!(matches!(decide(c, File { fsize_limit: Some(3774873600), ..f }), Decision::Allocate(_)));
     }
 
     #[test]

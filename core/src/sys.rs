@@ -533,16 +533,14 @@ pub fn has_xattr(fd: i32, name: &[u8]) -> Result<bool> {
 }
 
 /// The soft `RLIMIT_FSIZE` of process `pid` (0: this one): the largest file it may
-/// write. <https://man7.org/linux/man-pages/man2/getrlimit.2.html>
-pub fn fsize_limit(pid: u32) -> u64 {
+/// write; None when it cannot be read.
+/// <https://man7.org/linux/man-pages/man2/getrlimit.2.html>
+pub fn fsize_limit(pid: u32) -> Option<u64> {
     let mut lim = [0u64; 2];
     // SAFETY: prlimit64(pid, RLIMIT_FSIZE, NULL, &old) writes two u64s.
     let r =
         unsafe { call(nr::PRLIMIT64, [pid as usize, libc::RLIMIT_FSIZE as usize, 0, lim.as_mut_ptr() as usize, 0, 0]) };
-    match r {
-        Ok(_) => lim[0],
-        Err(_) => u64::MAX,
-    }
+    r.ok().map(|_| lim[0])
 }
 
 /// The process id. <https://man7.org/linux/man-pages/man2/getpid.2.html>

@@ -194,7 +194,7 @@ fn emulation_is_exact(fd: i32, op: Op, compat: bool, end: u64, fsize_limit: u64)
     // A 32-bit program's descriptor without O_LARGEFILE stops at 2 GiB - 1 (EFBIG).
     let small = compat && flags & KERNEL_O_LARGEFILE == 0 && end > i32::MAX as u64;
     // RLIMIT_FSIZE: the program's (its SIGXFSZ is its own) and ours.
-    let limit = end > fsize_limit || end > sys::fsize_limit(0);
+    let limit = end > fsize_limit || sys::fsize_limit(0).map_or(true, |ours| end > ours);
     // A write by a task without CAP_FSETID clears these; ours might not.
     let privileged = st.mode & (libc::S_ISUID | libc::S_ISGID) != 0 || has_file_caps(fd);
     st.is_regular() && !direct && !small && !limit && !privileged
