@@ -8,6 +8,7 @@
 mod common;
 
 use common::artifacts::{launcher, TARGET};
+use common::devlog::{private_dev, DevLog};
 use common::{have, require, Scratch, MIB};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::MetadataExt;
@@ -276,15 +277,27 @@ fn busybox_is_supervised() {
 }
 
 /// A program that leaves a process running (a daemon): the launcher ends with the
-/// program, at once, and a detached helper still serves the one left behind.
+/// program, at once, and a detached helper still serves the one left behind. Its stdio
+/// is /dev/null, so a line asked for on stderr goes to syslog (a stand-in `/dev/log`,
+/// in a private mount namespace).
 #[test]
 fn processes_left_running_are_still_served() {
+    if !require(common::is_root() && have("unshare"), "a private mount namespace (unshare --mount) needs root") {
+        return;
+    }
     let s = Scratch::new("sup-daemon");
     let p = raw_create("cc");
+    let log = DevLog::new();
     let script =
         format!("(sleep 1; exec '{}' pwrite '{}' {SIZE}) >/dev/null 2>&1 & exit 3", p.display(), s.dir.display());
+    let launch = format!(
+        "{}; exec '{}' --supervise --log stderr -- sh -c \"$0\"",
+        private_dev(Some(&log)),
+        nosparse().display()
+    );
     let started = std::time::Instant::now();
-    let out = output(Command::new(nosparse()).args(["--supervise", "--", "sh", "-c", &script]));
+    let out =
+        output(Command::new("unshare").args(["--mount", "--propagation", "private", "sh", "-c", &launch, &script]));
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
     assert!(started.elapsed().as_millis() < 900, "the launcher waited for the daemon");
     let file = s.path("p");
@@ -293,6 +306,13 @@ fn processes_left_running_are_still_served() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     assert!(allocated(&file) >= SIZE, "the daemon's file is not whole");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut lines = Vec::new();
+    while lines.is_empty() && std::time::Instant::now() < deadline {
+        lines.extend(log.take().into_iter().filter(|l| l.contains("nosparse: preallocated")));
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(lines.len(), 1, "the daemon's line did not reach syslog");
 }
 
 /// Not root: the filter needs no_new_privs, which the child sets; a set-user-ID

@@ -25,7 +25,7 @@ use crate::exit_codes::{Failure, Status};
 use crate::seccomp::{self, Picks};
 use nosparse_core::config::Config;
 use nosparse_core::engine::Space;
-use nosparse_core::settings::Trigger;
+use nosparse_core::settings::{Sink, Trigger};
 use std::ffi::{CString, OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -469,6 +469,11 @@ fn serve_the_rest_detached(s: &mut notif::Supervisor) {
     // SAFETY: this process is single-threaded; the child only serves and exits.
     if unsafe { libc::fork() } != 0 {
         return;
+    }
+    // Its stdio goes to /dev/null (a pipe held open here would keep `$(nosparse ...)`
+    // waiting for processes that closed theirs): lines asked for on stderr go to syslog.
+    if s.cfg.log == Sink::Stderr {
+        s.cfg.log = Sink::Syslog;
     }
     // SAFETY: setsid and dup2 onto our own stdio.
     unsafe {
