@@ -153,6 +153,10 @@ fn debug_logs_the_calls_left_alone() {
     let want = format!("(pwrite at {}): left alone: new hole below NOSPARSE_MIN_SIZE", SIZE - 1);
     assert!(err.contains(&want), "{err}");
     compare(&raw_create("cc"), &["errors"], &debug, &[]);
+    // Left to the program by the supervisor (its result depends on the caller), with
+    // the library's reason.
+    let err = compare(&raw_create("cc"), &["direct"], &debug, &[]);
+    assert!(err.contains(&format!("(pwrite at {}): left alone: one-byte O_DIRECT write", SIZE - 1)), "{err}");
     let err = compare(&raw_create("cc"), &["pwrite"], &debug, &["p"]);
     assert!(err.contains("preallocated"), "{err}");
 }

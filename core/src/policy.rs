@@ -100,6 +100,10 @@ pub enum Skip {
     CannotZero,
     /// The new range lies within the block that holds the file's end: nothing to allocate.
     NothingToAllocate,
+    /// Supervise mode: a call whose effect depends on the calling process (a file with
+    /// set-user-ID or set-group-ID bits or capabilities, which only a write by a process
+    /// without CAP_FSETID clears): the program makes it itself.
+    CallerDependent,
 }
 
 impl Skip {
@@ -126,6 +130,7 @@ impl Skip {
                 "NOSPARSE_METHOD=zero needs a descriptor open for reading and writing, on ext, xfs or btrfs; the file stays sparse"
             }
             Skip::NothingToAllocate => "the new range is within the last block",
+            Skip::CallerDependent => "set-user-ID, set-group-ID or capable file (the program's own call clears those)",
         }
     }
 }

@@ -3,7 +3,7 @@
  * Prints what each call returned, without paths, so runs with and without nosparse
  * can be compared line by line.
  *
- *   raw_create pwrite|ftruncate|errors|fork|threads|filter|wait|undumpable  DIR  SIZE */
+ *   raw_create pwrite|ftruncate|errors|direct|fork|threads|filter|wait|undumpable  DIR  SIZE */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -105,6 +105,10 @@ int main(int argc, char **argv)
     char b = 'x';
     if (!strcmp(mode, "pwrite")) {
         create("p");
+    } else if (!strcmp(mode, "direct")) {
+        /* A one-byte O_DIRECT write: EINVAL on ext4 and xfs, left to the program. */
+        int fd = open_new("d", O_RDWR | O_DIRECT);
+        report("direct", fd, raw_pwrite(fd, &b, size - 1));
     } else if (!strcmp(mode, "undumpable")) {
         /* Out of an unprivileged supervisor's reach (no pidfd_getfd, no process_vm_readv). */
         if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)) {

@@ -100,6 +100,15 @@ pub fn prepare(t: &Target, cfg: &Config, trigger: Trigger, offset: i64, space: &
     }
 }
 
+/// Under `NOSPARSE_DEBUG`, the line for a call the supervisor leaves to the program
+/// because of `why`: the library's own reason where its screen has one, so that the
+/// two modes log the same call alike.
+pub fn left_alone(t: &Target, cfg: &Config, trigger: Trigger, offset: i64, why: policy::Skip, space: &mut Space) {
+    let Some(facts) = engine::facts(t.fd, trigger, offset) else { return };
+    let why = policy::screen(cfg, &facts).err().unwrap_or(why);
+    engine::skipped(&t.engine(), cfg, &facts, why, space);
+}
+
 /// After the call, whose result was `ret` (`-errno` when it failed): the engine
 /// allocates if it succeeded, and logs one line.
 pub fn finish(t: &Target, cfg: &Config, work: &engine::Work, ret: i64, space: &mut Space) {

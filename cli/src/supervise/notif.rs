@@ -31,6 +31,7 @@ use nosparse_core::config::{Config, Programs};
 use nosparse_core::engine::Space;
 use nosparse_core::error::Errno;
 use nosparse_core::log;
+use nosparse_core::policy::Skip;
 use nosparse_core::settings::Trigger;
 use nosparse_core::sys;
 use std::io::Read;
@@ -141,7 +142,13 @@ pub fn handle(s: &mut Supervisor, n: &Notif) -> Option<Answer> {
     };
     let Some(end) = end.filter(|&e| e > 0) else { return Some(Answer::Continue) };
     let Some(fsize_limit) = fsize_limit_of(tid) else { return Some(Answer::Continue) };
-    if !emulation_is_exact(dup.0, op, compat, end as u64, fsize_limit) {
+    let name = std::fs::read(format!("/proc/{tgid}/comm")).unwrap_or_default();
+    let name = name.strip_suffix(b"\n").unwrap_or(&name);
+    let target = Target { fd: dup.0, program_fd: op.fd(), name, pid: tgid };
+    if let Some(why) = inexact(dup.0, op, compat, end as u64, fsize_limit) {
+        if s.cfg.debug {
+            adapter::left_alone(&target, &s.cfg, trigger, offset, why, &mut s.space);
+        }
         return Some(Answer::Continue);
     }
     let byte = match op {
@@ -152,14 +159,11 @@ pub fn handle(s: &mut Supervisor, n: &Notif) -> Option<Answer> {
         },
         Op::Ftruncate { .. } => None,
     };
-    let name = std::fs::read(format!("/proc/{tgid}/comm")).unwrap_or_default();
-    let name = name.strip_suffix(b"\n").unwrap_or(&name);
     // The lookups so far (tid, tgid, fd) are the program's only while its thread still
     // waits in the call: checked before the engine acts on the file, and again below.
     if !seccomp::id_valid(s.listener, n.id) {
         return None;
     }
-    let target = Target { fd: dup.0, program_fd: op.fd(), name, pid: tgid };
     let prepared = adapter::prepare(&target, &s.cfg, trigger, offset, &mut s.space);
     if matches!(prepared, Prepared::Untouched) {
         return Some(Answer::Continue);
@@ -184,11 +188,10 @@ pub fn handle(s: &mut Supervisor, n: &Notif) -> Option<Answer> {
 /// programs, which always have it).
 const KERNEL_O_LARGEFILE: i32 = 0o100_000;
 
-/// Whether the supervisor's call on `fd` gives exactly what the program's would: no
-/// rule that depends on the calling task applies.
-fn emulation_is_exact(fd: i32, op: Op, compat: bool, end: u64, fsize_limit: u64) -> bool {
-    let Ok(flags) = sys::getfl(fd) else { return false };
-    let Ok(st) = sys::fstat(fd) else { return false };
+/// Why the supervisor's call on `fd` might not give exactly what the program's would (a
+/// rule that depends on the calling task applies); None: it gives the same.
+fn inexact(fd: i32, op: Op, compat: bool, end: u64, fsize_limit: u64) -> Option<Skip> {
+    let (Ok(flags), Ok(st)) = (sys::getfl(fd), sys::fstat(fd)) else { return Some(Skip::NotRegular) };
     // A one-byte O_DIRECT write fails (EINVAL) in the program; not ours to decide how.
     let direct = flags & libc::O_DIRECT != 0 && !matches!(op, Op::Ftruncate { .. });
     // A 32-bit program's descriptor without O_LARGEFILE stops at 2 GiB - 1 (EFBIG).
@@ -197,7 +200,15 @@ fn emulation_is_exact(fd: i32, op: Op, compat: bool, end: u64, fsize_limit: u64)
     let limit = end > fsize_limit || sys::fsize_limit(0).map_or(true, |ours| end > ours);
     // A write by a task without CAP_FSETID clears these; ours might not.
     let privileged = st.mode & (libc::S_ISUID | libc::S_ISGID) != 0 || has_file_caps(fd);
-    st.is_regular() && !direct && !small && !limit && !privileged
+    [
+        (!st.is_regular(), Skip::NotRegular),
+        (direct, Skip::Direct),
+        (small, Skip::NotLargeFile),
+        (limit, Skip::FileSizeLimit),
+        (privileged, Skip::CallerDependent),
+    ]
+    .into_iter()
+    .find_map(|(applies, why)| applies.then_some(why))
 }
 
 /// Whether the file has a `security.capability` extended attribute.
