@@ -322,7 +322,11 @@ fn check_counts_like_filefrag_and_judges_by_the_filesystems_best() {
     let expected = if filefrag(&whole_file) <= allowed { (0, ": whole: ") } else { (1, ": fragmented: ") };
     assert!(out.status.code() == Some(expected.0) && line.contains(expected.1), "{line}");
     assert!(
-        line.contains(&format!(" {} fragments", filefrag(&whole_file))),
+        line.contains(&format!(
+            " {} fragment{}",
+            filefrag(&whole_file),
+            if filefrag(&whole_file) == 1 { " " } else { "s " }
+        )),
         "filefrag says {}: {line}",
         filefrag(&whole_file)
     );

@@ -322,10 +322,13 @@ impl Summary {
     }
 
     fn text(&self) -> String {
-        let plural = if self.files == 1 { "" } else { "s" };
         let mut out = format!(
-            "{} file{plural}: {} whole, {} sparse, {} fragmented, {} unreadable",
-            self.files, self.whole, self.sparse, self.fragmented, self.errors
+            "{}: {} whole, {} sparse, {} fragmented, {} unreadable",
+            human::count(self.files, "file"),
+            self.whole,
+            self.sparse,
+            self.fragmented,
+            self.errors
         );
         if self.beyond_eof > 0 {
             out.push_str(&format!("; {} allocated past their ends", human::bytes(self.beyond_eof)));
@@ -373,15 +376,15 @@ pub fn text_report(path: &Path, r: &Report, max: Option<u64>) -> String {
         String::new()
     };
     format!(
-        "{}: {}: size {}, allocated {}, holes {}, {} fragments (at most {} for this size), {} extents, unwritten {}{beyond}",
+        "{}: {}: size {}, allocated {}, holes {}, {} (at most {} for this size), {}, unwritten {}{beyond}",
         human::path(path),
         r.verdict(max).name(),
         human::bytes(r.size),
         human::bytes(r.allocated),
         human::bytes(r.layout.hole_bytes),
-        r.layout.fragments,
+        human::count(r.layout.fragments, "fragment"),
         r.allowed(max),
-        r.layout.extents,
+        human::count(r.layout.extents, "extent"),
         human::bytes(r.layout.unwritten)
     )
 }

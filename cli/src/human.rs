@@ -124,6 +124,11 @@ pub fn elapsed(d: Duration) -> String {
     }
 }
 
+/// `1 fragment`, `2 fragments`.
+pub fn count(n: u64, noun: &str) -> String {
+    format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
+}
+
 /// `1m05s`, `12s`, `2h03m`.
 pub fn duration(d: Duration) -> String {
     let s = d.as_secs();
@@ -170,6 +175,10 @@ mod tests {
         assert_eq!(rate(1 << 20, Duration::ZERO), "1000.0 MiB/s");
         assert_eq!(elapsed(Duration::from_millis(50)), "0.05 s");
         assert_eq!(elapsed(Duration::from_secs(65)), "1m05s");
+        assert_eq!(
+            (count(1, "extent"), count(0, "extent"), count(2, "extent")),
+            ("1 extent".into(), "0 extents".into(), "2 extents".into())
+        );
     }
 
     #[test]
