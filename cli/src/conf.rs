@@ -156,10 +156,10 @@ pub fn turned_off(entries: &[Entry], for_vmx: bool, vm_fs: Option<FsKind>) -> Ve
             );
         }
     }
-    if value(entries, &DISABLE) == Some(b"1") {
+    if let Some(v) = value(entries, &DISABLE).filter(|v| nosparse_core::settings::parse_bool(v) == Ok(true)) {
         say(
             DISABLE.name,
-            format!("{}=1 turns the library off in every program", DISABLE.name),
+            format!("{}={} turns the library off in every program", DISABLE.name, String::from_utf8_lossy(v)),
             format!("remove the line (or set {}=0)", DISABLE.name),
         );
     }
@@ -258,6 +258,8 @@ mod tests {
         assert!(names(example, Some(FsKind::Ext)).is_empty());
         assert!(names("NOSPARSE_MATCH=/vmfs/*/*.vmem:*.img\nNOSPARSE_SKIP_FS=nfs\n", Some(FsKind::Ext)).is_empty());
         assert_eq!(names("NOSPARSE_DISABLE=1\n", None), ["NOSPARSE_DISABLE"]);
+        assert_eq!(names("NOSPARSE_DISABLE=Yes\n", None), ["NOSPARSE_DISABLE"]);
+        assert!(names("NOSPARSE_DISABLE=off\n", None).is_empty());
         assert_eq!(names("NOSPARSE_METHOD=off\n", None), ["NOSPARSE_METHOD"]);
         assert_eq!(names("NOSPARSE_MATCH=*.vmdk\n", None), ["NOSPARSE_MATCH"]);
         assert_eq!(names("NOSPARSE_MIN_SIZE=1T\n", None), ["NOSPARSE_MIN_SIZE"]);

@@ -197,7 +197,7 @@ installed where its loader looks, the entries of /etc/ld.so.preload, /etc/nospar
 (trusted: a regular file owned by root, not writable by group or others, at most 64
 KiB; every line a known setting with a good value, NOSPARSE_PROGRAMS included), and the
 VMware wrapper (nosparse vmware status). Settings that keep the library from acting are
-problems too: NOSPARSE_DISABLE=1, NOSPARSE_METHOD=off, a comment after a value (the
+problems too: NOSPARSE_DISABLE=1 (or yes), NOSPARSE_METHOD=off, a comment after a value (the
 library takes it as part of the value); and when the file is for vmx (a wrapper is
 installed, NOSPARSE_PROGRAMS names vmware-vmx, or --vmx), NOSPARSE_PROGRAMS or
 NOSPARSE_MATCH leaving out vmware-vmx or *.vmem, NOSPARSE_MIN_SIZE above 1GiB, and

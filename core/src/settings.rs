@@ -151,7 +151,7 @@ pub const SKIP_FS_DEFAULT: &str = "tmpfs:ramfs:zfs";
 /// error (`expected ...`).
 macro_rules! values {
     (bool) => {
-        "1 or 0 (or yes/no, true/false, on/off)"
+        "1 or 0 (or yes/no, true/false, on/off, in any case)"
     };
     (method) => {
         "auto, fallocate, zero or off"
