@@ -192,7 +192,7 @@ fn the_program_starts_with_the_launchers_signal_state() {
         text(&out.stdout)
     };
     let bare = status(false);
-    assert!(bare.contains("SigBlk:\t0000000000004200") && common::sigpipe_ignored(&bare), "{bare}");
+    assert!(bare.contains("SigBlk:\t0000000000004200") && common::sigpipe_and_sigchld_ignored(&bare), "{bare}");
     assert_eq!(status(true), bare, "the program's signal mask or ignored signals differ under the launcher");
 }
 

@@ -431,13 +431,13 @@ fn the_program_starts_with_default_sigpipe_and_the_launchers_mask() {
         }
         c.args(["-E", "^Sig(Blk|Ign):", "/proc/self/status"]);
         common::start_like_a_service(&mut c);
-        let out = output(&mut c);
+        let out = output_promptly(&mut c);
         assert!(out.status.success(), "{}", text(&out.stderr));
         text(&out.stdout)
     };
     let bare = signals(false);
     assert!(bare.contains("SigBlk:\t0000000000004200"), "the test's own mask: {bare}");
-    assert!(common::sigpipe_ignored(&bare), "the test's own ignored signals: {bare}");
+    assert!(common::sigpipe_and_sigchld_ignored(&bare), "the test's own ignored signals: {bare}");
     assert_eq!(signals(true), bare, "the supervised program's signal mask or ignored signals differ");
 }
 

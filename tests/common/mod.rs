@@ -44,9 +44,10 @@ pub fn require(ok: bool, what: &str) -> bool {
     ok
 }
 
-/// Starts `cmd` as a service manager starts a service: SIGPIPE ignored, and here also
-/// SIGUSR1 and SIGTERM blocked, so that a launcher that does not pass on the signal state
-/// it was given shows in the program's /proc/self/status.
+/// Starts `cmd` as a service manager starts a service: SIGPIPE ignored; and here also
+/// SIGCHLD ignored (as some programs leave it for those they start) and SIGUSR1 and
+/// SIGTERM blocked, so that a launcher that does not pass on the signal state it was
+/// given shows in the program's /proc/self/status.
 pub fn start_like_a_service(cmd: &mut Command) {
     use std::os::unix::process::CommandExt;
     // SAFETY: only sigprocmask and signal between fork and exec.
@@ -58,15 +59,17 @@ pub fn start_like_a_service(cmd: &mut Command) {
             libc::sigaddset(&mut set, libc::SIGTERM);
             libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
             libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+            libc::signal(libc::SIGCHLD, libc::SIG_IGN);
             Ok(())
         })
     };
 }
 
-/// Whether the `SigIgn:` line of a /proc/PID/status text has SIGPIPE.
-pub fn sigpipe_ignored(status: &str) -> bool {
+/// Whether the `SigIgn:` line of a /proc/PID/status text has SIGPIPE and SIGCHLD.
+pub fn sigpipe_and_sigchld_ignored(status: &str) -> bool {
     let ign = status.lines().find_map(|l| l.strip_prefix("SigIgn:")).expect("a SigIgn: line");
-    u64::from_str_radix(ign.trim(), 16).expect("hex") & 1 << (libc::SIGPIPE - 1) != 0
+    let both = 1 << (libc::SIGPIPE - 1) | 1 << (libc::SIGCHLD - 1);
+    u64::from_str_radix(ign.trim(), 16).expect("hex") & both == both
 }
 
 pub fn is_root() -> bool {

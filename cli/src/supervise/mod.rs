@@ -240,6 +240,7 @@ pub fn run(
 ) -> Result<u8, Failure> {
     let cfg = adapter::settings(settings);
     let prog = seccomp::filter(&picks(&cfg));
+    crate::inherited::sigchld_default();
     // Everything the child needs is made before the fork: after it, no allocation.
     let path = cstring(program.as_os_str())?;
     let argv: Vec<CString> =
