@@ -113,13 +113,13 @@ fn pipes_and_sockets_are_passed_through() {
 /// Bad values for every setting: empty, garbage, overflowing, negative, mixed-case
 /// (for NOSPARSE_MATCH, whose garbage is a valid glob: malformed lists).
 const BAD_SETTINGS: &[(&str, [&str; 5])] = &[
-    ("NOSPARSE_DISABLE", ["", "garbage", "99999999999999999999999", "-1", "Yes"]),
+    ("NOSPARSE_DISABLE", ["", "garbage", "99999999999999999999999", "-1", "Yes please"]),
     ("NOSPARSE_MIN_SIZE", ["", "garbage", "99999999999999999999999", "-64M", "64mib"]),
     ("NOSPARSE_METHOD", ["", "garbage", "99999999999999999999999", "-1", "Fallocate"]),
     ("NOSPARSE_MATCH", ["", ":", "a::b", "*.vmem:", ":*.vmem"]),
     ("NOSPARSE_ON_ERROR", ["", "garbage", "99999999999999999999999", "-1", "Fail"]),
     ("NOSPARSE_LOG", ["", "garbage", "99999999999999999999999", "-1", "Stderr"]),
-    ("NOSPARSE_DEBUG", ["", "garbage", "99999999999999999999999", "-1", "On"]),
+    ("NOSPARSE_DEBUG", ["", "garbage", "99999999999999999999999", "-1", "2"]),
     ("NOSPARSE_SKIP_FS", ["", "garbage", "99999999999999999999999", "-1", "TMPFS"]),
 ];
 

@@ -112,7 +112,7 @@ impl Skip {
         match self {
             Skip::Disabled => "disabled",
             Skip::TriggerOff(_) => "trigger not in NOSPARSE_TRIGGERS",
-            Skip::NegativeOffset => "negative offset",
+            Skip::NegativeOffset => "negative offset or length",
             Skip::OffsetTooLarge => "offset too large",
             Skip::NotRegular => "not a regular file",
             Skip::NotWritable => "not open for writing",
@@ -193,6 +193,10 @@ pub fn screen(cfg: &Config, c: &Call) -> Result<Screened, Skip> {
     }
     if !cfg.triggers.has(c.trigger) {
         return Err(Skip::TriggerOff(c.trigger));
+    }
+    // ftruncate to 0 (its "byte" at -1) leaves no hole at all.
+    if c.offset == -1 && c.trigger == Trigger::Ftruncate {
+        return Err(Skip::SmallHole);
     }
     if c.offset < 0 {
         return Err(Skip::NegativeOffset);

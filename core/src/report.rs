@@ -49,13 +49,17 @@ impl Outcome {
     pub fn words(&self, name: &[u8], l: &mut Line) {
         match *self {
             Outcome::Skipped { fd, trigger, offset, why } => {
-                l.lit("fd ")
-                    .num(fd as u64)
-                    .lit(" (")
-                    .lit(trigger.name())
-                    .lit(" at ")
-                    .num(offset as u64)
-                    .lit("): left alone: ");
+                l.lit("fd ").num(fd as u64).lit(" (").lit(trigger.name());
+                // ftruncate's "byte" is its length minus one: the line shows the length.
+                let (word, shown) = match trigger {
+                    Trigger::Ftruncate => (" to ", offset.saturating_add(1)),
+                    _ => (" at ", offset),
+                };
+                l.lit(word);
+                if shown < 0 {
+                    l.lit("-");
+                }
+                l.num(shown.unsigned_abs()).lit("): left alone: ");
                 match why {
                     Skip::Filesystem(fs) => l.lit(fs.name()).lit(" is in ").lit(settings::SKIP_FS.name),
                     _ => l.lit(why.reason()),
@@ -131,6 +135,23 @@ mod tests {
         let mut l = Line::new(&mut buf, Sink::Stderr, Level::Info, Ident::Own);
         o.words(b"/vm/a\n.vmem", &mut l);
         String::from_utf8(l.as_bytes().to_vec()).unwrap()
+    }
+
+    #[test]
+    fn calls_left_alone_show_their_offset_or_length() {
+        let skipped = |trigger, offset, why| Outcome::Skipped { fd: 3, trigger, offset, why };
+        assert_eq!(
+            text(skipped(Trigger::Pwrite, 999, Skip::SmallHole)),
+            "nosparse: fd 3 (pwrite at 999): left alone: new hole below NOSPARSE_MIN_SIZE"
+        );
+        assert_eq!(
+            text(skipped(Trigger::Ftruncate, -1, Skip::SmallHole)),
+            "nosparse: fd 3 (ftruncate to 0): left alone: new hole below NOSPARSE_MIN_SIZE"
+        );
+        assert!(text(skipped(Trigger::Ftruncate, -6, Skip::NegativeOffset)).contains("(ftruncate to -5): left alone"));
+        assert!(
+            text(skipped(Trigger::Pwrite, i64::MIN, Skip::NegativeOffset)).contains("(pwrite at -9223372036854775808)")
+        );
     }
 
     #[test]

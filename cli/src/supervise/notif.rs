@@ -113,17 +113,8 @@ pub fn handle(s: &mut Supervisor, n: &Notif) -> Option<Answer> {
     let tid = n.pid;
     let Some(tgid) = tgid_of(tid) else { return Some(Answer::Continue) };
     let Ok(pidfd) = seccomp::pidfd_open(tgid) else { return Some(Answer::Continue) };
-    let dup = match seccomp::pidfd_getfd(pidfd.0, op.fd()) {
-        Ok(dup) => dup,
-        Err(e) => {
-            // EPERM: a program that made itself not dumpable, under a supervisor that
-            // is not root. EBADF: the program's own call says so.
-            if e.0 == libc::EPERM {
-                s.out_of_reach(tgid);
-            }
-            return Some(Answer::Continue);
-        }
-    };
+    // A program the settings leave out is left alone before anything else (one that made
+    // itself not dumpable hides its /proc/PID/exe: taken as left out).
     if s.cfg.programs != Programs::Every {
         let exe = std::fs::read_link(format!("/proc/{tgid}/exe")).ok();
         let exe = exe.as_ref().map(|p| std::os::unix::ffi::OsStrExt::as_bytes(p.as_os_str()));
@@ -131,6 +122,18 @@ pub fn handle(s: &mut Supervisor, n: &Notif) -> Option<Answer> {
             return Some(Answer::Continue);
         }
     }
+    let dup = match seccomp::pidfd_getfd(pidfd.0, op.fd()) {
+        Ok(dup) => dup,
+        Err(e) => {
+            // EPERM: a program that made itself not dumpable, under a supervisor that
+            // is not root (said once, unless NOSPARSE_MATCH might have left the file out:
+            // its path is hidden too). EBADF: the program's own call says so.
+            if e.0 == libc::EPERM && !s.cfg.matcher.is_set() {
+                s.out_of_reach(tgid);
+            }
+            return Some(Answer::Continue);
+        }
+    };
     let (trigger, offset, end) = match op {
         Op::Pwrite { offset, .. } => (Trigger::Pwrite, offset, offset.checked_add(1)),
         Op::Ftruncate { len, .. } => (Trigger::Ftruncate, len.saturating_sub(1), Some(len)),
