@@ -196,6 +196,31 @@ fn the_program_starts_with_the_launchers_signal_state() {
     assert_eq!(status(true), bare, "the program's signal mask or ignored signals differ under the launcher");
 }
 
+/// A program this user may run but not read (mode 711, as nobody): the launcher cannot
+/// look at its ELF header, takes it as dynamically linked, and the library preallocates.
+#[test]
+fn an_execute_only_program_gets_the_preload() {
+    if !require(is_root() && have("setpriv"), "needs root (to become nobody) and setpriv") {
+        return;
+    }
+    let s = Scratch::new("cli-execute-only");
+    fs::set_permissions(&s.dir, fs::Permissions::from_mode(0o777)).unwrap();
+    let p = prefix(&s, "prefix", false);
+    let vmx = s.path("vmx");
+    fs::copy(&builds().vmx64, &vmx).unwrap();
+    fs::set_permissions(&vmx, fs::Permissions::from_mode(0o711)).unwrap();
+    let file = s.path("xo.vmem");
+    let out = run(Command::new("setpriv")
+        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+        .arg(&p.bin)
+        .args(["--log", "stderr", "--"])
+        .arg(&vmx)
+        .arg("--path")
+        .arg(&file));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(whole(&file), "an execute-only program's file is not whole: {}", text(&out.stderr));
+}
+
 #[test]
 fn the_launcher_gives_each_class_its_build() {
     let s = Scratch::new("cli-launch");

@@ -57,6 +57,8 @@ enum Runs {
     Static { class: elf::Class, elf: PathBuf },
     /// Something the kernel runs some other way (binfmt_misc, a bad file).
     Other,
+    /// A program this user may run but not read (mode 711): what runs it is unknown.
+    Unreadable,
 }
 
 /// What runs `program`: its loader (or its script interpreter's), or itself.
@@ -64,10 +66,17 @@ fn what_runs(program: &Path) -> Result<Runs, Failure> {
     let mut path = program.to_path_buf();
     // A script's interpreter may itself be a script, as the kernel allows, a few deep.
     for _ in 0..4 {
-        let kind = elf::kind(&path).map_err(|e| {
-            let status = if e.kind() == ErrorKind::NotFound { Status::NotFound } else { Status::CannotRun };
-            Failure::new(status, format!("cannot run {}: {}", path.display(), crate::human::os_error(&e)))
-        })?;
+        let kind = match elf::kind(&path) {
+            Ok(kind) => kind,
+            Err(e) if e.kind() == ErrorKind::PermissionDenied && executable(&path) => return Ok(Runs::Unreadable),
+            Err(e) => {
+                let status = if e.kind() == ErrorKind::NotFound { Status::NotFound } else { Status::CannotRun };
+                return Err(Failure::new(
+                    status,
+                    format!("cannot run {}: {}", path.display(), crate::human::os_error(&e)),
+                ));
+            }
+        };
         match kind {
             Kind::Dynamic { class, interp } => return Ok(Runs::Loader { interp, class, elf: path }),
             Kind::Static { class } => return Ok(Runs::Static { class, elf: path }),
@@ -76,6 +85,13 @@ fn what_runs(program: &Path) -> Result<Runs, Failure> {
         }
     }
     Ok(Runs::Other)
+}
+
+/// Whether this process may execute `path` (access(2), X_OK).
+fn executable(path: &Path) -> bool {
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else { return false };
+    // SAFETY: a NUL-terminated path.
+    unsafe { libc::access(c.as_ptr(), libc::X_OK) == 0 }
 }
 
 /// The mode `l` asks for, for a program that runs as `runs`, and why.
@@ -92,6 +108,9 @@ fn mode_for(l: &Launch, runs: &Runs) -> (Mode, String) {
         }
         (_, Runs::Loader { .. }) => (Mode::Preload, "a dynamically linked program".into()),
         (_, Runs::Other) => (Mode::Preload, "not an ELF program".into()),
+        (_, Runs::Unreadable) => {
+            (Mode::Preload, "it can be run but not read (execute-only): taken as dynamically linked".into())
+        }
     }
 }
 
