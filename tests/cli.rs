@@ -185,7 +185,7 @@ fn the_program_starts_with_the_launchers_signal_state() {
         if launched {
             c.args(["--preload", "--", "grep"]);
         }
-        c.args(["-E", "^Sig(Blk|Ign):", "/proc/self/status"]);
+        c.args(["-E", "^(Sig(Blk|Ign)|ShdPnd):", "/proc/self/status"]);
         common::start_like_a_service(&mut c);
         let out = run(&mut c);
         assert!(out.status.success(), "{}", text(&out.stderr));
@@ -193,6 +193,7 @@ fn the_program_starts_with_the_launchers_signal_state() {
     };
     let bare = status(false);
     assert!(bare.contains("SigBlk:\t0000000000004200") && common::sigpipe_and_sigchld_ignored(&bare), "{bare}");
+    assert!(bare.contains("ShdPnd:\t0000000000000200"), "{bare}");
     assert_eq!(status(true), bare, "the program's signal mask or ignored signals differ under the launcher");
 }
 

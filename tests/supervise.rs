@@ -443,7 +443,7 @@ fn the_program_starts_with_default_sigpipe_and_the_launchers_mask() {
         if supervised {
             c.args(["--supervise", "--", "grep"]);
         }
-        c.args(["-E", "^Sig(Blk|Ign):", "/proc/self/status"]);
+        c.args(["-E", "^(Sig(Blk|Ign)|ShdPnd):", "/proc/self/status"]);
         common::start_like_a_service(&mut c);
         let out = output_promptly(&mut c);
         assert!(out.status.success(), "{}", text(&out.stderr));
@@ -451,6 +451,7 @@ fn the_program_starts_with_default_sigpipe_and_the_launchers_mask() {
     };
     let bare = signals(false);
     assert!(bare.contains("SigBlk:\t0000000000004200"), "the test's own mask: {bare}");
+    assert!(bare.contains("ShdPnd:\t0000000000000200"), "the test's own pending SIGUSR1: {bare}");
     assert!(common::sigpipe_and_sigchld_ignored(&bare), "the test's own ignored signals: {bare}");
     assert_eq!(signals(true), bare, "the supervised program's signal mask or ignored signals differ");
 }

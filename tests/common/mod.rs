@@ -45,9 +45,9 @@ pub fn require(ok: bool, what: &str) -> bool {
 }
 
 /// Starts `cmd` as a service manager starts a service: SIGPIPE ignored; and here also
-/// SIGCHLD ignored (as some programs leave it for those they start) and SIGUSR1 and
-/// SIGTERM blocked, so that a launcher that does not pass on the signal state it was
-/// given shows in the program's /proc/self/status.
+/// SIGCHLD ignored (as some programs leave it for those they start), SIGUSR1 and SIGTERM
+/// blocked, and SIGUSR1 pending, so that a launcher that does not pass on the signal
+/// state it was given shows in the program's /proc/self/status.
 pub fn start_like_a_service(cmd: &mut Command) {
     use std::os::unix::process::CommandExt;
     // SAFETY: only sigprocmask and signal between fork and exec.
@@ -60,6 +60,7 @@ pub fn start_like_a_service(cmd: &mut Command) {
             libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
             libc::signal(libc::SIGPIPE, libc::SIG_IGN);
             libc::signal(libc::SIGCHLD, libc::SIG_IGN);
+            libc::kill(libc::getpid(), libc::SIGUSR1);
             Ok(())
         })
     };

@@ -265,6 +265,10 @@ pub fn run(
         [SHELL.as_ptr(), path.as_ptr()].into_iter().chain(argv_p[1..].iter().copied()).collect();
     let (report, go) = pipes()?;
 
+    // Signals pending at start (blocked in the mask the launcher was given) are PROGRAM's:
+    // a fork does not pass them on, so the child raises each again before exec, under
+    // that same mask, and the supervisor takes its own copies out unanswered.
+    let pending = pending_signals();
     // The signals the supervisor will treat differently are blocked across the fork, so
     // none is lost or acted on between; the child restores the mask before exec.
     let mut watched = sigset(&[libc::SIGCHLD]);
@@ -283,6 +287,10 @@ pub fn run(
         // ignores SIGPIPE in this process; an ignored signal stays ignored across exec,
         // and `yes | head -1` would never end).
         crate::inherited::restore();
+        for &sig in &pending {
+            // SAFETY: a signal to this process, blocked here as it was in the launcher.
+            unsafe { libc::kill(libc::getpid(), sig) };
+        }
         child_setup(&prog, &report, &go);
         // SAFETY: path, argv and envp are NUL-terminated arrays made before the fork.
         unsafe { libc::execve(path.as_ptr(), argv_p.as_ptr(), envp_p.as_ptr()) };
@@ -296,6 +304,7 @@ pub fn run(
         unsafe { libc::_exit(if e == libc::ENOENT { Status::NotFound } else { Status::CannotRun }.code().into()) };
     }
     drop((report.1, go.0));
+    take_out(&pending);
     let reap = || {
         let mut status = 0;
         // SAFETY: pid is our child.
@@ -363,6 +372,23 @@ pub fn run(
         serve_the_rest_detached(&mut s);
     }
     Ok(end_like(status))
+}
+
+/// The signals pending for this process.
+fn pending_signals() -> Vec<i32> {
+    let mut set = sigset(&[]);
+    // SAFETY: set is a sigset_t the kernel writes.
+    unsafe { libc::sigpending(&mut set) };
+    // SAFETY: set is initialised; each s is a signal number.
+    (1..=libc::SIGRTMAX()).filter(|&s| unsafe { libc::sigismember(&set, s) } == 1).collect()
+}
+
+/// Accepts, without acting on them, every pending instance of `signals` (all blocked).
+fn take_out(signals: &[i32]) {
+    let set = sigset(signals);
+    let now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: set and now are initialised; no siginfo is asked for.
+    while unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &now) } > 0 {}
 }
 
 fn sigset(signals: &[i32]) -> libc::sigset_t {
