@@ -292,18 +292,31 @@ fn processes_left_running_are_still_served() {
     let s = Scratch::new("sup-daemon");
     let p = raw_create("cc");
     let log = DevLog::new();
-    let script =
-        format!("(sleep 1; exec '{}' pwrite '{}' {SIZE}) >/dev/null 2>&1 & exit 3", p.display(), s.dir.display());
+    // The daemon creates its file only once the test says so: a launcher that waited
+    // for it would never end (output_promptly fails it after its bound).
+    let go = s.path("go");
+    let script = format!(
+        "(while [ ! -e '{}' ]; do sleep 0.05; done; exec '{}' pwrite '{}' {SIZE}) >/dev/null 2>&1 & exit 3",
+        go.display(),
+        p.display(),
+        s.dir.display()
+    );
     let launch = format!(
         "{}; exec '{}' --supervise --log stderr -- sh -c \"$0\"",
         private_dev(Some(&log)),
         nosparse().display()
     );
-    let started = std::time::Instant::now();
-    let out =
-        output(Command::new("unshare").args(["--mount", "--propagation", "private", "sh", "-c", &launch, &script]));
+    let out = output_promptly(Command::new("unshare").args([
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        &launch,
+        &script,
+    ]));
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
-    assert!(started.elapsed().as_millis() < 900, "the launcher waited for the daemon");
+    std::fs::write(&go, b"").unwrap();
     let file = s.path("p");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     while std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0) < SIZE && std::time::Instant::now() < deadline {
