@@ -742,12 +742,10 @@ fn an_interrupted_rewrite_removes_its_copy() {
     drop(f);
     let ino = fs::metadata(&file).unwrap().ino();
     for sig in [libc::SIGINT, libc::SIGTERM] {
-        let mut child = Command::new(&p.bin)
-            .args(["rewrite", "--force", "--no-progress"])
-            .arg(&file)
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut cmd = Command::new(&p.bin);
+        cmd.args(["rewrite", "--force", "--no-progress"]).arg(&file).stderr(Stdio::piped());
+        common::default_signals(&mut cmd);
+        let mut child = cmd.spawn().unwrap();
         let tmp = s.path(&format!(".big.img.nosparse-{}", child.id()));
         // As soon as the copy exists, stop the rewrite.
         let started = Instant::now();

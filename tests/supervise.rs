@@ -499,11 +499,10 @@ fn signals_sent_to_the_launcher_reach_the_program() {
          echo ready; i=0; while [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done",
         marker.display()
     );
-    let mut child = Command::new(nosparse())
-        .args(["--supervise", "--", "sh", "-c", &script])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut cmd = Command::new(nosparse());
+    cmd.args(["--supervise", "--", "sh", "-c", &script]).stdout(Stdio::piped());
+    common::default_signals(&mut cmd);
+    let mut child = cmd.spawn().unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     assert_eq!(lines.next().unwrap().unwrap(), "ready");
     let pid = child.id() as libc::pid_t;
@@ -599,6 +598,7 @@ fn the_terminals_interrupt_reaches_the_program() {
     );
     let mut cmd = Command::new(nosparse());
     cmd.args(["--supervise", "--", "sh", "-c", &script]);
+    common::default_signals(&mut cmd);
     // SAFETY: only system calls between fork and exec: a new session whose controlling
     // terminal is the pty, on stdin, stdout and stderr.
     unsafe {

@@ -66,6 +66,27 @@ pub fn start_like_a_service(cmd: &mut Command) {
     };
 }
 
+/// Starts `cmd` with every signal at its default action and none blocked, whatever the
+/// test runner was given: a suite started in the background of a script runs with
+/// SIGINT and SIGQUIT ignored, and a test that sends a signal must not depend on that.
+pub fn default_signals(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: only signal and sigprocmask between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            for sig in 1..=libc::SIGRTMAX() {
+                if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                    libc::signal(sig, libc::SIG_DFL);
+                }
+            }
+            let mut none: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut none);
+            libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+            Ok(())
+        })
+    };
+}
+
 /// Whether the `SigIgn:` line of a /proc/PID/status text has SIGPIPE and SIGCHLD.
 pub fn sigpipe_and_sigchld_ignored(status: &str) -> bool {
     let ign = status.lines().find_map(|l| l.strip_prefix("SigIgn:")).expect("a SigIgn: line");
