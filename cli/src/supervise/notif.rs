@@ -95,10 +95,9 @@ impl Supervisor {
             self.unreachable.clear();
         }
         self.unreachable.push(tgid);
-        let name = std::fs::read(format!("/proc/{tgid}/comm")).unwrap_or_default();
-        let name = name.strip_suffix(b"\n").unwrap_or(&name);
+        let name = comm(tgid);
         let mut buf = [0u8; log::LINE_MAX];
-        log::Line::new(&mut buf, self.cfg.log, log::Level::Warning, log::Ident::Of { name, pid: tgid })
+        log::Line::new(&mut buf, self.cfg.log, log::Level::Warning, log::Ident::Of { name: &name, pid: tgid })
             .lit("left alone: the program made itself not dumpable, and only a root supervisor may reach its files")
             .emit();
     }
@@ -145,9 +144,8 @@ pub fn handle(s: &mut Supervisor, n: &Notif) -> Option<Answer> {
     };
     let Some(end) = end.filter(|&e| e > 0) else { return Some(Answer::Continue) };
     let Some(fsize_limit) = fsize_limit_of(tid) else { return Some(Answer::Continue) };
-    let name = std::fs::read(format!("/proc/{tgid}/comm")).unwrap_or_default();
-    let name = name.strip_suffix(b"\n").unwrap_or(&name);
-    let target = Target { fd: dup.0, program_fd: op.fd(), name, pid: tgid };
+    let name = comm(tgid);
+    let target = Target { fd: dup.0, program_fd: op.fd(), name: &name, pid: tgid };
     if let Some(why) = inexact(dup.0, op, compat, end as u64, fsize_limit) {
         if s.cfg.debug {
             adapter::left_alone(&target, &s.cfg, trigger, offset, why, &mut s.space);
@@ -243,6 +241,15 @@ fn make_call(fd: i32, op: Op, byte: u8) -> Result<i64, Errno> {
             }
         }
     }
+}
+
+/// Process `tgid`'s short name, for its log lines (empty when it cannot be read).
+fn comm(tgid: u32) -> Vec<u8> {
+    let mut name = std::fs::read(format!("/proc/{tgid}/comm")).unwrap_or_default();
+    if name.last() == Some(&b'\n') {
+        name.pop();
+    }
+    name
 }
 
 /// The thread group (process) of thread `tid`, from `/proc/TID/status`.
